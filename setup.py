@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="visual_priors",
+    version="0.1.0",
+    description="How the text an LLM reads before it sees shapes its visual abilities: "
+                "a JAX/Flax study suite from tiny CPU runs to pods.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["visual_priors", "visual_priors.*"]),
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.12,<0.13",
+        "grain>=0.2.12,<0.3",
+        "ml_collections>=1.0,<2",
+        "tensorflow-datasets>=4.9,<5",
+        "sentencepiece>=0.2,<0.3",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "matplotlib>=3.8,<4",
+        "pillow>=10,<13",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        # torch pinned to the CPU build; checkpoint conversion only needs CPU tensors.
+        "hf": ["torch==2.13.0", "transformers>=4.45,<6", "safetensors>=0.4,<1"],
+        "seqio": ["seqio>=0.0.19"],
+        "xm": ["xmanager>=0.5,<1"],
+    },
+    entry_points={"console_scripts": ["visual-priors=visual_priors.cli:main"]},
+)

@@ -1,0 +1,99 @@
+"""A micro study through the command line: every step really runs, reruns reuse everything."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from visual_priors import cli
+from visual_priors.suite import executor, steps
+
+MICRO = [
+    "--set", "scales=('t1',)", "--set", "tokens.t1=40000",
+    "--set", "data.shard_tokens=50000", "--set", "data.heldout_tokens=3000",
+    "--set", "data.tokenizer_sample_docs=300",
+    "--set", "encoder.steps=20", "--set", "encoder.batch_size=32",
+    "--set", "align.examples=128", "--set", "sft.examples=256",
+    "--set", "eval.questions_per_benchmark=8", "--set", "eval.mle_per_bin=8",
+]
+
+
+@pytest.fixture(scope="module")
+def micro_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    code = cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(root), *MICRO])
+    assert code == 0
+    return root
+
+
+def test_micro_study_writes_report_with_every_category(micro_root):
+    report = micro_root / "quickstart" / "report.html"
+    html = report.read_text()
+    for category in ("general", "knowledge", "ocr_chart", "vision_centric"):
+        assert (micro_root / "quickstart" / f"category_{category}.png").stat().st_size > 1000
+        assert f"category_{category}.png" in html
+    results = json.loads((micro_root / "quickstart" / "results.json").read_text())
+    assert sorted(r["run"] for r in results) == ["t1-mix0", "t1-mix6"]
+    for r in results:
+        assert set(r["categories"]) == {"general", "knowledge", "ocr_chart", "vision_centric"}
+        assert 0.0 <= r["overall"] <= 1.0 and r["flops"] > 0
+        assert set(r["mle"]) >= {"0-30", "30-60", "60-100", "overall"}
+
+
+def test_pretraining_logged_falling_loss_and_source_counts(micro_root):
+    pre = [json.loads(p.read_text()) for p in micro_root.glob("pretrain-*/result.json")]
+    assert len(pre) == 2
+    for r in pre:
+        assert r["train"]["final_loss"] < r["train"]["first_loss"]
+        drawn = r["tokens_by_source"]
+        assert sum(drawn.values()) == r["tokens"]
+        assert (next(micro_root.glob("pretrain-*/work/metrics.jsonl"))).stat().st_size > 0
+
+
+def test_rerun_reuses_every_step(micro_root, capsys):
+    t0 = time.perf_counter()
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *MICRO]) == 0
+    out = capsys.readouterr().out
+    assert "0 steps run" in out and "0 failed" in out
+    assert time.perf_counter() - t0 < 30
+    assert cli.main(["suite", "status", "--root", str(micro_root), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["status"] == "done" for r in rows)
+
+
+def test_failed_step_keeps_finished_steps(micro_root, monkeypatch, capsys):
+    # A new evaluation config makes new evaluate steps; make them fail.
+    extra = [*MICRO, "--set", "eval.text_len=48"]
+
+    def broken(step, out, locate):
+        raise RuntimeError("evaluation exploded")
+
+    monkeypatch.setitem(steps.RUNNERS, "evaluate", broken)
+    monkeypatch.setattr(executor, "RUNNERS", steps.RUNNERS)
+    before = {p.name for p in micro_root.iterdir()}
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: RuntimeError: evaluation exploded" in out
+    assert before <= {p.name for p in micro_root.iterdir()}  # nothing finished was lost
+    assert cli.main(["suite", "status", "--root", str(micro_root)]) == 0
+    assert "evaluation exploded" in capsys.readouterr().out
+
+
+def test_bad_names_fail_with_valid_lists(capsys, tmp_path):
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(tmp_path),
+                     "--set", "scales=('t1','t9')"]) == 2
+    assert "valid scales" in capsys.readouterr().err
+    assert cli.main(["suite", "plan", "experiments/quickstart.py", "--set", "mixtures=('mix0','mixX')"]) == 2
+    assert "valid mixtures" in capsys.readouterr().err
+    assert cli.main(["suite", "plan", "experiments/quickstart.py",
+                     "--set", "mixtures=({'web_crawl': 0.7, 'code': 0.2},)"]) == 2
+    assert "sum to 0.9" in capsys.readouterr().err
+
+
+def test_scales_command_prints_counts(capsys):
+    assert cli.main(["scales"]) == 0
+    out = capsys.readouterr().out
+    for name in ("340M", "1B", "3B", "7B", "13B", "t1", "t5"):
+        assert name in out

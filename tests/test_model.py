@@ -1,0 +1,250 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from visual_priors.config import scales
+from visual_priors.model import layers
+from visual_priors.model.connector import Connector
+from visual_priors.model.llm import Attention, Llama, apply_rope, count_params, rope_angles
+from visual_priors.model.mllm import MLLM
+from visual_priors.model.vision import CLIPModel, ViT, clip_loss, vit_config
+
+LOGICAL = {"vocab", "embed", "mlp", "heads", "kv", None}
+
+
+def tiny(**over):
+    cfg = scales.get("t1")
+    cfg.vocab_size = 96
+    cfg.n_layers = 2
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    cfg.head_dim = cfg.d_model // cfg.n_heads
+    return cfg
+
+
+def tokens(b, t, vocab, seed=0):
+    return jax.random.randint(jax.random.key(seed), (b, t), 0, vocab)
+
+
+def test_logits_shape_dtype_and_causality():
+    cfg = tiny()
+    model = Llama(cfg, rngs=nnx.Rngs(0))
+    x = tokens(2, 10, cfg.vocab_size)
+    out = model(x)
+    assert out.shape == (2, 10, cfg.vocab_size) and out.dtype == jnp.float32
+    t = 6
+    y = x.at[:, t].set((x[:, t] + 1) % cfg.vocab_size)
+    out2 = model(y)
+    np.testing.assert_allclose(out[:, :t], out2[:, :t], atol=1e-6)
+    assert np.abs(np.asarray(out[:, t:] - out2[:, t:])).max() > 1e-4
+
+
+def test_bf16_compute_keeps_float32_logits():
+    cfg = tiny(dtype="bfloat16")
+    model = Llama(cfg, rngs=nnx.Rngs(0))
+    assert model.embedding[...].dtype == jnp.float32
+    out = model(tokens(1, 5, cfg.vocab_size))
+    assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_gqa_equals_multi_head_with_repeated_kv_heads():
+    cfg = tiny(d_model=32, n_heads=4, n_kv_heads=2)
+    gqa = Attention(cfg, rngs=nnx.Rngs(0))
+    mha = Attention(tiny(d_model=32, n_heads=4, n_kv_heads=4), rngs=nnx.Rngs(1))
+    hd, groups = cfg.head_dim, 2
+    mha.q.kernel[...] = gqa.q.kernel[...]
+    mha.o.kernel[...] = gqa.o.kernel[...]
+    for name in ("k", "v"):
+        w = np.asarray(getattr(gqa, name).kernel[...]).reshape(32, 2, hd)
+        getattr(mha, name).kernel[...] = jnp.asarray(np.repeat(w, groups, axis=1).reshape(32, 4 * hd))
+    length = 7
+    x = jax.random.normal(jax.random.key(3), (2, length, 32))
+    sin, cos = rope_angles(jnp.arange(length), hd, cfg.rope_theta)
+    mask = jnp.tril(jnp.ones((length, length), bool))[None, None]
+    out = gqa(x, sin, cos, mask)
+    np.testing.assert_allclose(out, mha(x, sin, cos, mask), atol=1e-5)
+
+    # Independent reference in numpy: per query head h, keys/values of head h // groups.
+    xn = np.asarray(x, np.float64)
+    q = (xn @ np.asarray(gqa.q.kernel[...])).reshape(2, length, 4, hd)
+    k = (xn @ np.asarray(gqa.k.kernel[...])).reshape(2, length, 2, hd)
+    v = (xn @ np.asarray(gqa.v.kernel[...])).reshape(2, length, 2, hd)
+    q = np.asarray(apply_rope(jnp.asarray(q, jnp.float32), sin, cos), np.float64)
+    k = np.asarray(apply_rope(jnp.asarray(k, jnp.float32), sin, cos), np.float64)
+    heads = []
+    for h in range(4):
+        s = np.einsum("bld,bmd->blm", q[:, :, h], k[:, :, h // groups]) / np.sqrt(hd)
+        s = np.where(np.tril(np.ones((length, length), bool)), s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        heads.append(np.einsum("blm,bmd->bld", p, v[:, :, h // groups]))
+    ref = np.concatenate(heads, axis=-1) @ np.asarray(gqa.o.kernel[...])
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    hd = 16
+    q = jax.random.normal(jax.random.key(0), (1, 1, 1, hd))
+    k = jax.random.normal(jax.random.key(1), (1, 1, 1, hd))
+
+    def score(m, n):
+        sm, cm = rope_angles(jnp.array([m]), hd, 10000.0)
+        sn, cn = rope_angles(jnp.array([n]), hd, 10000.0)
+        return float(jnp.sum(apply_rope(q, sm, cm) * apply_rope(k, sn, cn)))
+
+    for m, n in [(5, 2), (9, 9), (3, 11)]:
+        for shift in (1, 17, 100):
+            assert score(m, n) == pytest.approx(score(m + shift, n + shift), abs=1e-4)
+    assert abs(score(5, 2) - score(5, 4)) > 1e-4
+    # Position 0 is the identity.
+    s0, c0 = rope_angles(jnp.array([0]), hd, 10000.0)
+    np.testing.assert_allclose(apply_rope(q, s0, c0), q, atol=1e-7)
+
+
+def _hand_count(cfg):
+    d, h, kv, hd, f, v, n = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_dim,
+                             cfg.vocab_size, cfg.n_layers)
+    per_layer = d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * f + 2 * d
+    return v * d + n * per_layer + d + (0 if cfg.tie_embeddings else v * d)
+
+
+def test_param_count_tied_and_untied_match_hand_formula():
+    tied = tiny(d_model=40, n_heads=4, n_kv_heads=2, ffn_dim=72, n_layers=3, tie_embeddings=True)
+    untied = tiny(d_model=40, n_heads=4, n_kv_heads=2, ffn_dim=72, n_layers=3, tie_embeddings=False)
+    assert count_params(tied) == _hand_count(tied)
+    assert count_params(untied) == _hand_count(untied)
+    assert count_params(untied) - count_params(tied) == untied.vocab_size * untied.d_model
+    model = Llama(untied, rngs=nnx.Rngs(0))
+    assert count_params(model) == _hand_count(untied)
+    assert model.lm_head is not None and Llama(tied, rngs=nnx.Rngs(0)).lm_head is None
+
+
+@pytest.mark.parametrize("name", ["340M", "1B", "3B", "7B", "13B"])
+def test_paper_scales_are_within_five_percent_of_their_names(name):
+    cfg = scales.get(name)
+    n = count_params(cfg)
+    assert n == _hand_count(cfg)
+    assert abs(n / scales.nominal_params(name) - 1) < 0.05
+
+
+def test_every_weight_names_logical_axes():
+    mllm = MLLM(Llama(tiny(tie_embeddings=False), rngs=nnx.Rngs(0)), Connector(24, 48, rngs=nnx.Rngs(1)))
+    clip = CLIPModel(vit_config(), vocab_size=50, rngs=nnx.Rngs(2))
+    for model in (mllm, clip):
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+            axes = var.get_metadata().get("out_sharding")
+            assert axes is not None and len(tuple(axes)) == var[...].ndim, path
+            assert set(axes) <= LOGICAL, (path, axes)
+    flat = dict(nnx.to_flat_state(nnx.state(mllm, nnx.Param)))
+    assert tuple(flat[("llm", "embedding")].get_metadata()["out_sharding"]) == ("vocab", "embed")
+    assert tuple(flat[("llm", "layers", 0, "attn", "k", "kernel")].get_metadata()["out_sharding"]) == ("embed", "kv")
+
+
+def test_prefix_changes_only_later_logits_and_mllm_lengths():
+    cfg = tiny()
+    llm = Llama(cfg, rngs=nnx.Rngs(0))
+    x = tokens(2, 6, cfg.vocab_size)
+    prefix = jax.random.normal(jax.random.key(1), (2, 4, cfg.d_model))
+    out = llm(x, prefix=prefix)
+    assert out.shape == (2, 10, cfg.vocab_size)
+    changed = prefix.at[:, 2].add(1.0)
+    out2 = llm(x, prefix=changed)
+    np.testing.assert_allclose(out[:, :2], out2[:, :2], atol=1e-6)
+    assert (np.abs(np.asarray(out[:, 2:] - out2[:, 2:])).max(axis=-1) > 1e-6).all()
+
+    mllm = MLLM(llm, Connector(24, cfg.d_model, rngs=nnx.Rngs(2)))
+    feats = jax.random.normal(jax.random.key(3), (2, 5, 24))
+    assert mllm(feats, x).shape == (2, 5 + 6, cfg.vocab_size)
+    np.testing.assert_allclose(mllm(None, x), llm(x), atol=1e-6)
+    assert len(mllm.hidden_states(feats, x)) == cfg.n_layers + 1
+    paths = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(mllm, nnx.Param))}
+    assert "connector/fc1/kernel" in paths and "llm/embedding" in paths
+    with pytest.raises(ValueError, match="width"):
+        mllm(jnp.zeros((2, 5, 23)), x)
+
+
+def test_padding_mask_hides_keys():
+    cfg = tiny()
+    model = Llama(cfg, rngs=nnx.Rngs(0))
+    x = tokens(1, 8, cfg.vocab_size)
+    mask = jnp.ones((1, 8), bool).at[:, :2].set(False)  # left padding
+    y = x.at[:, :2].set((x[:, :2] + 5) % cfg.vocab_size)
+    np.testing.assert_allclose(model(x, mask=mask)[:, 2:], model(y, mask=mask)[:, 2:], atol=1e-5)
+    # A [B, T] mask with a prefix covers only the tokens.
+    prefix = jnp.ones((1, 3, cfg.d_model))
+    assert model(x, prefix=prefix, mask=mask).shape == (1, 11, cfg.vocab_size)
+
+
+def test_hidden_states_feed_the_logits_and_remat_matches():
+    cfg = tiny()
+    model = Llama(cfg, rngs=nnx.Rngs(0))
+    x = tokens(2, 6, cfg.vocab_size)
+    states = model.hidden_states(x)
+    assert len(states) == cfg.n_layers + 1 and all(s.shape == (2, 6, cfg.d_model) for s in states)
+    np.testing.assert_allclose(states[0], model.embed(x))
+    np.testing.assert_allclose(model.logits(states[-1]), model(x), atol=1e-6)
+
+    remat_cfg = tiny()
+    remat_cfg.remat = True
+    remat = Llama(remat_cfg, rngs=nnx.Rngs(0))
+    loss = lambda m: jnp.mean(m(x) ** 2)
+    g1 = jax.tree.leaves(nnx.grad(loss)(model))
+    g2 = jax.tree.leaves(nnx.grad(loss)(remat))
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_vit_tokens_and_pooling():
+    cfg = vit_config("tiny")
+    vit = ViT(cfg, rngs=nnx.Rngs(0))
+    images = jax.random.randint(jax.random.key(0), (3, 32, 32, 3), 0, 256).astype(jnp.uint8)
+    out = vit(images)
+    n = (cfg.image_size // cfg.patch_size) ** 2
+    assert out["tokens"].shape == (3, n, cfg.width) and out["pooled"].shape == (3, cfg.width)
+    # Penultimate block by default; uint8 is the same image as its [-1, 1] float form.
+    np.testing.assert_allclose(out["tokens"], vit.hidden_states(images)[-2], atol=1e-6)
+    np.testing.assert_allclose(vit(images.astype(jnp.float32) / 127.5 - 1)["tokens"], out["tokens"], atol=1e-5)
+    cls_cfg = vit_config("tiny")
+    cls_cfg.pool = "cls"
+    assert ViT(cls_cfg, rngs=nnx.Rngs(0))(images)["tokens"].shape == (3, n, cfg.width)
+    with pytest.raises(ValueError, match="unknown ViT"):
+        vit_config("huge")
+
+
+def test_clip_loss_decreases():
+    cfg = vit_config("tiny")
+    model = CLIPModel(cfg, vocab_size=40, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3)), jnp.uint8)
+    toks = jnp.asarray(rng.integers(0, 40, (8, 12)), jnp.int32)
+    mask = jnp.asarray(np.arange(12)[None] < rng.integers(4, 13, (8, 1)), jnp.float32)
+    emb = model.encode_text(toks, mask)
+    assert emb.shape == (8, 64)
+    np.testing.assert_allclose(jnp.linalg.norm(model.encode_image(images), axis=-1), 1.0, atol=1e-5)
+    # Padded positions do not matter.
+    noisy = jnp.where(mask > 0, toks, (toks + 7) % 40)
+    np.testing.assert_allclose(model.encode_text(noisy, mask), emb, atol=1e-5)
+
+    opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt):
+        loss, grads = nnx.value_and_grad(clip_loss)(model, images, toks, mask)
+        opt.update(model, grads)
+        return loss
+
+    losses = [float(step(model, opt)) for _ in range(12)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_keystream_is_deterministic():
+    a = layers.KeyStream(jax.random.key(0))
+    b = layers.KeyStream(jax.random.key(0))
+    ka, kb = [a.params() for _ in range(3)], [b.params() for _ in range(3)]
+    assert all(bool(jnp.all(jax.random.key_data(x) == jax.random.key_data(y))) for x, y in zip(ka, kb))
+    assert not bool(jnp.all(jax.random.key_data(ka[0]) == jax.random.key_data(ka[1])))
+    m1, m2 = Llama(tiny(), rngs=nnx.Rngs(7)), Llama(tiny(), rngs=nnx.Rngs(7))
+    np.testing.assert_array_equal(m1.layers[1].mlp.up.kernel[...], m2.layers[1].mlp.up.kernel[...])

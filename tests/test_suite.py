@@ -1,0 +1,104 @@
+"""Content-hashed steps, sharing between runs, the registry and the planner."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import pytest
+
+from visual_priors.config import loading
+from visual_priors.suite import planner, spec
+from visual_priors.suite.registry import Registry
+
+
+def _cfg(*overrides):
+    return loading.load("experiments/quickstart.py:tiny", list(overrides))
+
+
+def test_hashes_are_stable_and_shared():
+    runs_a, steps_a = spec.expand(_cfg())
+    runs_b, steps_b = spec.expand(_cfg())
+    assert [s.name for s in steps_a] == [s.name for s in steps_b]
+    assert len(runs_a) == 6
+    tok = {r.steps["pretrain"].input("tokenizer").hash for r in runs_a}
+    assert len(tok) == 1  # one tokenizer for every run
+    feats = {r.steps["evaluate"].input("features").hash for r in runs_a}
+    assert len(feats) == 1  # one frozen-feature step for every run
+    assert len({r.steps["pretrain"].hash for r in runs_a}) == 6
+    # every step appears once, after its inputs
+    seen = set()
+    for s in steps_a:
+        assert all(d.hash in seen for d in s.inputs)
+        assert s.hash not in seen
+        seen.add(s.hash)
+
+
+def test_a_change_upstream_changes_only_downstream_identities():
+    base = {s.kind + str(s.fields.get("scale", "")) + str(s.fields.get("source", "")) + str(s.fields.get("split", "")): s.hash
+            for s in spec.expand(_cfg())[1]}
+    changed = spec.expand(_cfg("pretrain.optim.lr=0.001"))[1]
+    for s in changed:
+        key = s.kind + str(s.fields.get("scale", "")) + str(s.fields.get("source", "")) + str(s.fields.get("split", ""))
+        if s.kind in ("tokenizer", "shards", "encoder", "features"):
+            assert base[key] == s.hash
+    old_pre = {s.hash for s in spec.expand(_cfg())[1] if s.kind in ("pretrain", "align", "sft", "evaluate")}
+    new_pre = {s.hash for s in changed if s.kind in ("pretrain", "align", "sft", "evaluate")}
+    assert not old_pre & new_pre
+
+
+def test_same_pretrain_shared_across_studies():
+    a = {r.scale: r.steps["pretrain"].hash for r in spec.expand(_cfg())[0] if r.mixture == "mix0"}
+    other = _cfg("mixtures=('mix0',)", "study='other'")
+    b = {r.scale: r.steps["pretrain"].hash for r in spec.expand(other)[0]}
+    assert a == b
+
+
+def test_unknown_source_in_explicit_weights_names_valid_sources():
+    with pytest.raises(ValueError, match="unknown source 'tv_scripts'"):
+        spec.expand(_cfg("mixtures=({'tv_scripts': 1.0},)"))
+
+
+def test_planner_counts():
+    p = planner.plan(_cfg())
+    assert p["runs"] == 6
+    assert p["steps_by_kind"]["pretrain"] == 6 and p["steps_by_kind"]["tokenizer"] == 1
+    assert p["shared_steps"] >= 1 + 6 + 6 + 2  # tokenizer, shards, held-out shards, encoder, features
+    assert p["pretrain_flops"] > 0
+    with pytest.raises(ValueError, match="unknown chip"):
+        planner.plan(_cfg(), chip="abacus")
+
+
+def _worker(path, hashes, q):
+    reg = Registry(path)
+
+    class S:
+        kind = "pretrain"
+
+        def __init__(self, h):
+            self.hash, self.name = h, f"pretrain-{h}"
+
+        def spec(self):
+            return {"hash": self.hash}
+
+    for h in hashes:
+        s = S(h)
+        reg.register("study", s)
+        reg.start(s)
+        reg.finish(s, f"/out/{h}")
+    reg.close()
+    q.put(len(hashes))
+
+
+def test_registry_under_concurrent_writers(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    q = mp.get_context("spawn").Queue()
+    procs = [mp.get_context("spawn").Process(target=_worker, args=(path, [f"{w}-{i}" for i in range(20)], q))
+             for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    reg = Registry(path)
+    rows = reg.rows("study")
+    assert len(rows) == 60 and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)

@@ -1,0 +1,138 @@
+"""The shared training loop: learning, freezing, checkpoint resumption, guards."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from visual_priors.config import scales
+from visual_priors.data.batches import ArrayBatches
+from visual_priors.model.connector import Connector
+from visual_priors.model.llm import Llama
+from visual_priors.model.mllm import MLLM
+from visual_priors.model.scoring import masked_nll
+from visual_priors.train import flops, loop
+
+
+def _tiny_cfg():
+    cfg = scales.get("t1")
+    cfg.vocab_size = 64
+    cfg.n_layers = 1
+    return cfg
+
+
+def _optim(lr=3e-3):
+    return ml_collections.ConfigDict(dict(lr=lr, warmup_frac=0.1, min_lr_ratio=0.1, b1=0.9, b2=0.95,
+                                          eps=1e-8, weight_decay=0.0, clip=1.0))
+
+
+def _data(seed=0, n=64, t=17):
+    # A learnable pattern: each row counts up from a random start (mod vocab).
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, 64, size=(n, 1))
+    tokens = ((start + np.arange(t)[None]) % 64).astype(np.int32)
+    return ArrayBatches({"tokens": tokens}, batch_size=8, seed=seed)
+
+
+def _lm_loss(model, batch):
+    loss, count = masked_nll(model, batch["tokens"], jnp.ones_like(batch["tokens"]))
+    return loss, {"tokens": count}
+
+
+def _params(model):
+    return jax.tree.map(np.asarray, nnx.state(model, nnx.Param).to_pure_dict())
+
+
+def test_loss_falls_and_metrics_are_logged(tmp_path):
+    model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    res = loop.run(model, _lm_loss, _data(), steps=60, optim_cfg=_optim(), workdir=tmp_path,
+                   log_every=10, progress=False, flops_per_token=1e6)
+    assert res.final_loss < 0.5 * res.first_loss
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+    import json
+    rec = json.loads(lines[-1])
+    assert {"step", "loss", "lr", "tokens_per_s", "tflops_per_s"} <= set(rec)
+
+
+def test_frozen_parameters_are_unchanged_and_have_no_optimizer_state(tmp_path):
+    cfg = _tiny_cfg()
+    model = MLLM(Llama(cfg, rngs=nnx.Rngs(0)), Connector(8, cfg.d_model, rngs=nnx.Rngs(1)))
+    before = _params(model)
+    rng = np.random.default_rng(0)
+    data = ArrayBatches({"tokens": rng.integers(0, 64, (32, 9)).astype(np.int32),
+                         "mask": np.ones((32, 9), np.float32),
+                         "feats": rng.normal(size=(32, 4, 8)).astype(np.float32)}, 8, 0)
+
+    def loss_fn(m, b):
+        loss, count = masked_nll(m, b["tokens"], b["mask"], b["feats"])
+        return loss, {"tokens": count}
+
+    res = loop.run(model, loss_fn, data, steps=5, optim_cfg=_optim(), workdir=tmp_path,
+                   freeze_rules=[("connector/.*", True)], progress=False)
+    after = _params(model)
+    same_llm = jax.tree.map(np.array_equal, before["llm"], after["llm"])
+    assert all(jax.tree.leaves(same_llm))
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before["connector"], after["connector"])
+    assert all(jax.tree.leaves(changed))
+    assert res.steps == 5
+    with pytest.raises(ValueError, match="leave nothing to train"):
+        loop.run(model, loss_fn, data, steps=1, optim_cfg=_optim(), workdir=tmp_path / "x",
+                 freeze_rules=[("nothing/.*", True)], progress=False)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _FailingData(ArrayBatches):
+    def __init__(self, *a, fail_at, **k):
+        super().__init__(*a, **k)
+        self.fail_at = fail_at
+
+    def __next__(self):
+        if self.position == self.fail_at:
+            raise _Interrupt()
+        return super().__next__()
+
+
+def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
+    straight = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a",
+             progress=False)
+
+    first = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    base = _data()
+    failing = _FailingData(base.arrays, base.batch_size, base.seed, fail_at=8)
+    with pytest.raises(_Interrupt):
+        loop.run(first, _lm_loss, failing, steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
+                 ckpt_every=3, progress=False)
+    resumed = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    res = loop.run(resumed, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
+                   ckpt_every=3, progress=False)
+    assert res.resumed_from == 6
+    same = jax.tree.map(np.array_equal, _params(straight), _params(resumed))
+    assert all(jax.tree.leaves(same))
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+
+    def bad_loss(m, b):
+        loss, count = _lm_loss(m, b)
+        return loss * jnp.nan, count
+
+    with pytest.raises(loop.NonFiniteLoss, match="at step 1"):
+        loop.run(model, bad_loss, _data(), steps=3, optim_cfg=_optim(), workdir=tmp_path, progress=False)
+
+
+def test_flops_follow_6n_plus_causal_attention():
+    cfg = scales.get("t3")
+    n = flops.decoder_matmul_params(cfg)
+    per_tok = flops.train_flops_per_token(cfg, 128)
+    attn = 12 * cfg.n_layers * 128 * cfg.d_model / 2
+    assert per_tok == pytest.approx(6 * n + attn)

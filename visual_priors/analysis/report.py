@@ -1,0 +1,333 @@
+"""One HTML report per study, with the data and fits beside it.
+
+``write_report`` writes into ``out_dir``:
+
+- ``report.html``: header, runs table, one accuracy-vs-compute plot per category (and overall)
+  with its fitted parameters and functional form, the mixture comparison, MLE-Bench by object
+  size and a beats-chance table. Plots are PNG files in the same folder referenced by relative
+  paths, so the folder moves as a unit and the HTML stays small.
+- ``category_<name>.png``, ``mixtures.png``, ``mle.png`` (the last only when runs have MLE).
+- ``results.json``: the input list of per-run result dicts.
+- ``fits.json``: every curve fit, unrounded, with its bootstrap band.
+
+Accuracies in the tables are percentages. Standard errors are binomial, from each benchmark's
+question count, propagated through the plain mean over benchmarks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visual_priors.analysis import curves, plots
+from visual_priors.analysis.curves import CURVE_FORM, OVERALL, CurveFit
+
+# One-sided 5% test of accuracy above chance.
+Z_BEATS_CHANCE = 1.645
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
+h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+.meta{color:#555}.form{font-family:ui-monospace,Menlo,Consolas,monospace;background:#f6f6f6;
+padding:.3em .6em;display:inline-block}.note{color:#666;font-size:.85em}
+img{max-width:100%;height:auto;border:1px solid #eee}
+.yes{color:#1a7f37;font-weight:600}.no{color:#a40e26}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _count(v: Any) -> str:
+    if not _finite(v):
+        return "—"
+    v = float(v)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.0f}"
+
+
+def _sci(v: Any) -> str:
+    return f"{float(v):.3e}" if _finite(v) else "—"
+
+
+def _pct(v: Any) -> str:
+    return f"{100.0 * float(v):.2f}" if _finite(v) else "—"
+
+
+def _pm(acc: Any, se: Any) -> str:
+    if not _finite(acc):
+        return "—"
+    return _pct(acc) + (f" ± {100.0 * float(se):.2f}" if _finite(se) else "")
+
+
+def _num(v: Any) -> str:
+    # Unrounded: the shortest repr that reads back to the same float.
+    return repr(float(v)) if _finite(v) else "—"
+
+
+def _plain(v: Any, digits: int = 4) -> str:
+    return f"{float(v):.{digits}g}" if _finite(v) else "—"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """Cells arrive already escaped; the first ``left`` columns are left-aligned."""
+    cls = lambda i: ' class="l"' if i < left else ""  # noqa: E731
+    out = ["<table>", "<tr>" + "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head))
+           + "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row))
+                   + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "category"
+
+
+def _jsonable(x: Any) -> Any:
+    # Strict JSON: numpy scalars and arrays become Python values, NaN and inf become null.
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> str:
+    head = ["run", "scale", "mixture", "params", "tokens", "FLOPs", "perplexity", "overall"]
+    head += [_e(curves.category_label(c)) for c in cats] + ["MLE overall"]
+    order = sorted(results, key=lambda r: (curves.natural_key(str(r.get("mixture"))),
+                                           float(r.get("params") or 0),
+                                           float(r.get("tokens") or 0), str(r.get("run"))))
+    rows = []
+    for r in order:
+        row = [_e(r.get("run")), _e(r.get("scale")), _e(r.get("mixture")),
+               _count(r.get("params")), _count(r.get("tokens")), _sci(r.get("flops")),
+               _plain(r.get("perplexity")), _pm(r.get("overall"), curves.category_se(r, OVERALL))]
+        row += [_pm(curves.accuracy_of(r, c), curves.category_se(r, c)) for c in cats]
+        row.append(_pct((r.get("mle") or {}).get("overall")))
+        rows.append(row)
+    return ("<h2>Runs</h2>\n<p class=\"note\">Accuracies in %, ± one binomial standard error. "
+            "Overall is the plain mean over benchmarks.</p>\n" + _table(head, rows, left=3))
+
+
+def _fit_table(fits: Sequence[CurveFit]) -> str:
+    head = ["mixture", "a", "b", "midpoint FLOPs", "points", "RMSE (pp)", "band", "note"]
+    rows = []
+    for f in fits:
+        band = f"{curves.BAND_LEVEL:.0%}, {f.n_boot} resamples" if f.has_band else "none"
+        rows.append([_e(f.mixture), _num(f.a), _num(f.b), _sci(f.midpoint_flops),
+                     str(f.n_points), _plain(100.0 * f.rmse if _finite(f.rmse) else None, 3),
+                     band, f'<span class="note">{_e(f.note)}</span>'])
+    return _table(head, rows)
+
+
+def _curve_sections(results, cats, fits, out_dir: Path) -> tuple[str, dict[str, str]]:
+    parts = ["<h2>Accuracy against pre-training compute</h2>",
+             "<p>Each mixture's points are fitted separately with the bounded form</p>",
+             f'<p><span class="form">{_e(CURVE_FORM)}</span></p>',
+             "<p class=\"note\">C is pre-training FLOPs; the floor is chance and the ceiling 1; "
+             "b is the slope in logits per decade of compute and the midpoint (halfway from "
+             "chance to 1) is at C = 10<sup>-a/b</sup>. Least squares in float64; bands are "
+             f"{curves.BAND_LEVEL:.0%} percentile intervals from {curves.N_BOOT} bootstrap "
+             "resamples of the points, shown only with at least three distinct FLOPs values. "
+             "Parameters are unrounded.</p>"]
+    files = {}
+    for cat in cats:
+        name = f"category_{_slug(cat)}.png"
+        plots.category_plot(results, cat, fits, out_dir / name)
+        files[cat] = name
+        label = curves.category_label(cat)
+        cat_fits = [f for f in fits if f.category == cat]
+        parts += [f'<h3 id="cat-{_e(_slug(cat))}">{_e(label)}</h3>',
+                  f'<img src="{_e(name)}" alt="{_e(label)} accuracy against pre-training FLOPs">',
+                  f'<p>Fitted form: <span class="form">{_e(CURVE_FORM)}</span></p>',
+                  _fit_table(cat_fits) if cat_fits else "<p>No points in this category.</p>"]
+    return "\n".join(parts), files
+
+
+def _comparison_section(results, cats, out_dir: Path) -> tuple[str, str]:
+    name = "mixtures.png"
+    plots.mixture_comparison_plot(results, out_dir / name)
+    scale = curves.largest_scale(results)
+    reps = curves.representative_runs(results, scale) if scale is not None else {}
+    all_cats = list(cats) + [OVERALL]
+    parts = ["<h2>Mixture comparison</h2>",
+             f'<img src="{name}" alt="Mixtures compared per category at each scale">',
+             f"<h3>At the largest scale ({_e(scale)})</h3>",
+             "<p class=\"note\">Most-trained run of each mixture at this scale. Accuracy in %, "
+             "± one binomial standard error.</p>"]
+    head = ["mixture", "run", "FLOPs"] + [_e(curves.category_label(c)) for c in all_cats]
+    rows = [[_e(m), _e(r.get("run")), _sci(r.get("flops"))]
+            + [_pm(curves.accuracy_of(r, c), curves.category_se(r, c)) for c in all_cats]
+            for m, r in reps.items()]
+    parts.append(_table(head, rows, left=2))
+    if len(reps) < 2:
+        parts.append(f"<p>Only one mixture at scale {_e(scale)}: nothing to compare.</p>")
+        return "\n".join(parts), name
+
+    parts.append("<p class=\"note\">Winner = highest accuracy; margin over the runner-up in "
+                 "percentage points. The SE of the margin treats the two runs as independent "
+                 "binomial samples, sqrt(SE<sub>1</sub><sup>2</sup> + SE<sub>2</sub>"
+                 "<sup>2</sup>).</p>")
+    head = ["category", "winner", "accuracy", "runner-up", "accuracy", "margin (pp)",
+            "SE of margin (pp)", "margin / SE"]
+    rows = []
+    for c in all_cats:
+        ranked = sorted(((curves.accuracy_of(r, c), m, r) for m, r in reps.items()
+                         if _finite(curves.accuracy_of(r, c))), key=lambda t: -t[0])
+        if len(ranked) < 2:
+            rows.append([_e(curves.category_label(c))] + ["—"] * 7)
+            continue
+        (a1, m1, r1), (a2, m2, r2) = ranked[0], ranked[1]
+        s1, s2 = curves.category_se(r1, c), curves.category_se(r2, c)
+        se = math.sqrt(s1 ** 2 + s2 ** 2) if _finite(s1) and _finite(s2) else float("nan")
+        margin = a1 - a2
+        z = margin / se if _finite(se) and se > 0 else float("nan")
+        winner = _e(m1) if margin > 0 else f"tie ({_e(m1)}, {_e(m2)})"
+        rows.append([_e(curves.category_label(c)), winner, _pm(a1, s1), _e(m2), _pm(a2, s2),
+                     _plain(100.0 * margin, 3), _plain(100.0 * se if _finite(se) else None, 3),
+                     _plain(z, 3)])
+    parts.append(_table(head, rows, left=2))
+    return "\n".join(parts), name
+
+
+def _mle_section(results, out_dir: Path) -> tuple[str, str | None]:
+    path = plots.mle_plot(results, out_dir / "mle.png")
+    if path is None:
+        return "<h2>MLE-Bench by object size</h2>\n<p>No run reports MLE-Bench results.</p>", None
+    return ("<h2>MLE-Bench by object size</h2>\n"
+            f'<img src="{path.name}" alt="MLE-Bench accuracy by object size">\n'
+            "<p class=\"note\">Object existence, four options; bins are the target's share of "
+            "image pixels. The overall value is the one each run reports.</p>"), path.name
+
+
+def _chance_section(results, cats) -> str:
+    scale = curves.largest_scale(results)
+    reps = curves.representative_runs(results, scale) if scale is not None else {}
+    any_blind = any(r.get("blind") for r in reps.values())
+    head = ["category", "mixture", "run", "accuracy", "chance", "acc − chance (pp)",
+            "SE at chance (pp)", "(acc − chance) / SE", f"beats chance (z > {Z_BEATS_CHANCE})"]
+    if any_blind:
+        head.append("blind accuracy")
+    rows = []
+    for c in list(cats) + [OVERALL]:
+        for m, r in reps.items():
+            acc, ch = curves.accuracy_of(r, c), curves.chance_of(r, c)
+            se = curves.category_se(r, c, p=ch) if _finite(ch) else float("nan")
+            diff = acc - ch
+            z = diff / se if _finite(se) and se > 0 and _finite(diff) else float("nan")
+            verdict = "—"
+            if _finite(z):
+                verdict = ('<span class="yes">yes</span>' if z > Z_BEATS_CHANCE
+                           else '<span class="no">no</span>')
+            row = [_e(curves.category_label(c)), _e(m), _e(r.get("run")), _pct(acc), _pct(ch),
+                   _plain(100.0 * diff if _finite(diff) else None, 3),
+                   _plain(100.0 * se if _finite(se) else None, 3), _plain(z, 3), verdict]
+            if any_blind:
+                row.append(_pct((r.get("blind") or {}).get(c)) if c != OVERALL else "—")
+            rows.append(row)
+    return ("<h2>Beats chance</h2>\n"
+            f"<p class=\"note\">Largest scale ({_e(scale)}), most-trained run per mixture. The "
+            "standard error is the binomial one under the null hypothesis (every benchmark at "
+            "chance accuracy), so the ratio is a one-sample z statistic.</p>\n"
+            + _table(head, rows, left=3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *, study: str,
+                 title: str | None = None, n_boot: int = curves.N_BOOT, seed: int = 0) -> Path:
+    """Write report.html, its PNG plots, results.json and fits.json into out_dir.
+
+    Works from a single run upwards; ``blind``, ``mle``, ``n_questions`` and ``perplexity``
+    may be missing from any run. Returns the path of report.html.
+    """
+    results = [dict(r) for r in results]
+    if not results:
+        raise ValueError("write_report needs at least one run result")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cats = curves.categories_of(results)
+    fits = curves.fit_curves(results, categories=cats + [OVERALL], n_boot=n_boot, seed=seed)
+
+    _write_json(out / "results.json", results)
+    _write_json(out / "fits.json", {"study": study, "form": CURVE_FORM,
+                                    "band_level": curves.BAND_LEVEL, "n_boot": n_boot,
+                                    "seed": seed, "fits": [f.to_dict() for f in fits]})
+
+    curve_html, _ = _curve_sections(results, cats + [OVERALL], fits, out)
+    comparison_html, _ = _comparison_section(results, cats, out)
+    mle_html, _ = _mle_section(results, out)
+    title = title or f"Visual priors: {study}"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scales = curves.scales_of(results)
+    mixtures = curves.mixtures_of(results)
+    doc = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>{_e(title)}</h1>
+<p class="meta">Study: <b>{_e(study)}</b> &middot; generated {_e(now)} &middot;
+{len(results)} run(s) &middot; scales: {_e(", ".join(scales))} &middot;
+mixtures: {_e(", ".join(mixtures))}</p>
+<p class="meta">Data: <a href="results.json">results.json</a> &middot; fits:
+<a href="fits.json">fits.json</a>. Plots are the PNG files beside this page.</p>
+{_runs_section(results, cats)}
+{curve_html}
+{comparison_html}
+{mle_html}
+{_chance_section(results, cats)}
+</body>
+</html>
+"""
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,186 @@
+"""`visual-priors` command line.
+
+    visual-priors scales
+    visual-priors suite plan   experiments/quickstart.py[:tiny] [--format json]
+    visual-priors suite run    experiments/quickstart.py[:tiny] [--root runs] [--set key=value ...]
+    visual-priors suite status [--root runs] [--study NAME] [--format json]
+    visual-priors pretrain | adapt | evaluate CONFIG [--run NAME ...]   (one stage of chosen runs)
+    visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
+    visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _load(args):
+    from visual_priors.config import loading
+
+    return loading.load(args.config, args.set)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="study file, optionally with :profile (e.g. experiments/quickstart.py:tiny)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set pretrain.optim.lr=1e-3 (repeatable)")
+    p.add_argument("--root", default="runs", help="where step outputs and the registry live (default: runs)")
+
+
+def cmd_scales(args) -> int:
+    from visual_priors.config import scales
+    from visual_priors.model.llm import count_params
+
+    print(f"{'scale':>6} {'d_model':>7} {'layers':>6} {'heads':>5} {'kv':>3} {'ffn':>6} {'vocab':>6} "
+          f"{'tied':>4} {'params':>15} {'vs name':>8}")
+    for name in scales.ALL_SCALES:
+        c = scales.get(name)
+        n = count_params(c)
+        nominal = scales.nominal_params(name)
+        rel = f"{100 * (n / nominal - 1):+.1f}%" if nominal else ""
+        print(f"{name:>6} {c.d_model:>7} {c.n_layers:>6} {c.n_heads:>5} {c.n_kv_heads:>3} {c.ffn_dim:>6} "
+              f"{c.vocab_size:>6} {'yes' if c.tie_embeddings else 'no':>4} {n:>15,} {rel:>8}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from visual_priors.suite.planner import plan
+
+    p = plan(_load(args), mfu=args.mfu, chip=args.chip)
+    if args.format == "json":
+        print(json.dumps(p, indent=1))
+        return 0
+    print(f"study {p['study']} ({p['profile']}): {p['runs']} runs, {p['steps']} unique steps, "
+          f"{p['shared_steps']} shared by several runs")
+    for kind, n in p["steps_by_kind"].items():
+        print(f"  {kind:<10} {n}")
+    print(f"pre-training: {p['pretrain_flops']:.3e} FLOPs = {p['pretrain_device_hours']:,.2f} "
+          f"{p['chip']} hours at {100 * p['mfu']:.0f}% MFU")
+    return 0
+
+
+def _run_stage(args, stage: str) -> int:
+    from visual_priors.suite.executor import StudyFailed, run_study
+
+    try:
+        run_study(_load(args), args.root, stage=stage, only=getattr(args, "run", None) or None,
+                  report=stage == "evaluate")
+    except StudyFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args) -> int:
+    from visual_priors.suite.executor import REGISTRY_FILE
+    from visual_priors.suite.registry import Registry
+
+    path = Path(args.root) / REGISTRY_FILE
+    if not path.exists():
+        print(f"no registry at {path}: nothing has run under {args.root} yet")
+        return 0
+    reg = Registry(path)
+    rows = reg.rows(args.study)
+    reg.close()
+    if args.format == "json":
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    counts = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(f"{'step':<24} {'status':<8} {'tries':>5} {'seconds':>8}  run / error")
+    for r in rows:
+        secs = f"{r['ended'] - r['started']:.1f}" if r["ended"] and r["started"] else ""
+        note = r.get("runs") or ""
+        if r["status"] == "failed" and r["error"]:
+            note = r["error"].strip().splitlines()[-1][:80]
+        print(f"{r['name']:<24} {r['status']:<8} {r['attempts']:>5} {secs:>8}  {note}")
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from visual_priors.analysis import curves
+    from visual_priors.suite.executor import collect
+
+    results = list(collect(_load(args), Path(args.root)).values())
+    if not results:
+        print("no finished runs to analyse", file=sys.stderr)
+        return 1
+    fits = curves.fit_curves(results)
+    print(json.dumps([f.to_dict() for f in fits], indent=1))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from visual_priors.analysis.report import write_report
+    from visual_priors.suite.executor import collect
+
+    cfg = _load(args)
+    results = list(collect(cfg, Path(args.root)).values())
+    if not results:
+        print(f"no finished runs of {cfg.study} under {args.root}; run `visual-priors suite run` first",
+              file=sys.stderr)
+        return 1
+    print(write_report(results, Path(args.root) / cfg.study, study=cfg.study))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visual-priors", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("scales", help="every model scale with its parameter count").set_defaults(func=cmd_scales)
+
+    suite = sub.add_parser("suite", help="plan, run and inspect studies").add_subparsers(dest="suite_command", required=True)
+    p = suite.add_parser("plan", help="runs, steps and FLOPs of a study")
+    _add_config(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--mfu", type=float, default=0.4)
+    p.add_argument("--chip", default="h100")
+    p.set_defaults(func=cmd_plan)
+    p = suite.add_parser("run", help="run every unfinished step of a study, then report")
+    _add_config(p)
+    p.set_defaults(func=lambda a: _run_stage(a, "evaluate"))
+    p = suite.add_parser("status", help="every step in the registry")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--study", default=None)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_status)
+
+    for name, stage, text in (("pretrain", "pretrain", "pre-train the LLMs of chosen runs"),
+                              ("adapt", "sft", "align and instruction-tune chosen runs"),
+                              ("evaluate", "evaluate", "evaluate chosen runs and report")):
+        p = sub.add_parser(name, help=text)
+        _add_config(p)
+        p.add_argument("--run", action="append", help="run name, e.g. t1-mix0 (repeatable; default all)")
+        p.set_defaults(func=lambda a, s=stage: _run_stage(a, s))
+
+    p = sub.add_parser("analyze", help="fit accuracy-vs-compute curves of a study's finished runs")
+    _add_config(p)
+    p.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("report", help="write runs/<study>/report.html from finished runs")
+    _add_config(p)
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Load `get_config(arg)` files with command-line overrides, and validate studies.
+
+`load("experiments/quickstart.py:tiny", ["pretrain.optim.lr=1e-3"])` imports the file, calls
+get_config("tiny"), applies the overrides (values parsed as Python literals, otherwise kept as
+strings) and validates the result. Unknown keys fail with the keys that do exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import ml_collections
+
+from visual_priors.config import mixtures, scales
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    path, _, arg = spec.partition(":")
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} defines no get_config(arg)")
+    cfg = module.get_config(arg) if arg else module.get_config()
+    apply_overrides(cfg, overrides)
+    if "study" in cfg:
+        validate_study(cfg)
+    return cfg
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    for item in overrides:
+        key, sep, raw = item.removeprefix("--").removeprefix("config.").partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        node, parts = cfg, key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                where = ".".join(parts[:i]) or "the top level"
+                valid = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
+                raise KeyError(f"unknown config key {key!r}: {part!r} is not in {where} (valid: {valid})")
+            if i < len(parts) - 1:
+                node = node[part]
+        node[parts[-1]] = _parse(raw)
+
+
+def _parse(raw: str):
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def validate_study(cfg: ml_collections.ConfigDict) -> None:
+    """Names and numbers a study refers to must exist and make sense."""
+    for name in cfg.scales:
+        scales.get(name)
+    for name in cfg.mixtures:
+        mixtures.resolve(name)
+    missing = [s for s in cfg.scales if s not in cfg.tokens]
+    if missing:
+        raise ValueError(f"study {cfg.study!r} gives no token budget for scales {missing}")
+    for s, n in cfg.tokens.items():
+        if int(n) <= 0:
+            raise ValueError(f"token budget of scale {s} must be positive, got {n}")

@@ -1,0 +1,80 @@
+"""Profiles: every setting a study needs besides its own grid, at paper scale or in miniature.
+
+`paper` holds the paper's numbers (App. B.1); `tiny` keeps the same structure with sizes, step
+counts and learning rates that train on a 2-core CPU in minutes. Tiny learning rates are higher
+than the paper's because tiny models see a few hundred steps, not tens of thousands.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+PROFILES = ("tiny", "paper")
+
+
+def _optim(lr, warmup_frac=None, warmup_steps=None, weight_decay=0.1, clip=1.0):
+    c = ml_collections.ConfigDict()
+    c.lr = lr
+    c.warmup_frac = warmup_frac if warmup_frac is not None else 0.0
+    c.warmup_steps = warmup_steps
+    c.min_lr_ratio = 0.1
+    c.b1, c.b2, c.eps = 0.9, 0.95, 1e-8
+    c.weight_decay = weight_decay
+    c.clip = clip
+    return c
+
+
+def get(profile: str) -> ml_collections.ConfigDict:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    tiny = profile == "tiny"
+    cfg = ml_collections.ConfigDict()
+    cfg.profile = profile
+    cfg.seed = 42
+
+    cfg.world = ml_collections.ConfigDict(dict(seed=0, image_size=32 if tiny else 224))
+
+    cfg.data = ml_collections.ConfigDict()
+    cfg.data.vocab_size = 2048 if tiny else 32000
+    cfg.data.tokenizer_sample_docs = 1500 if tiny else 200000
+    # Tokens tokenised per source: enough that no tiny run repeats data.
+    cfg.data.shard_tokens = 1_500_000 if tiny else 0
+    cfg.data.heldout_tokens = 20_000 if tiny else 2_000_000
+
+    cfg.pretrain = ml_collections.ConfigDict()
+    cfg.pretrain.seq_len = 128 if tiny else 2048
+    cfg.pretrain.batch_size = 16 if tiny else 1024
+    cfg.pretrain.optim = _optim(3e-3 if tiny else 3e-4, warmup_frac=0.07 if tiny else None,
+                                warmup_steps=None if tiny else 1024)
+    cfg.pretrain.ckpt_every = 200 if tiny else 1000
+    cfg.pretrain.log_every = 10 if tiny else 50
+
+    cfg.encoder = ml_collections.ConfigDict()
+    cfg.encoder.kind = "clip"
+    cfg.encoder.steps = 400 if tiny else 20000
+    cfg.encoder.batch_size = 64 if tiny else 1024
+    cfg.encoder.text_len = 24
+    cfg.encoder.optim = _optim(1e-3, warmup_frac=0.05, weight_decay=0.05)
+
+    cfg.align = ml_collections.ConfigDict()
+    cfg.align.examples = 3000 if tiny else 1_000_000
+    cfg.align.batch_size = 32 if tiny else 512
+    cfg.align.text_len = 32 if tiny else 256
+    cfg.align.optim = _optim(1e-3, warmup_frac=0.06, weight_decay=0.0)
+
+    cfg.sft = ml_collections.ConfigDict()
+    cfg.sft.examples = 6000 if tiny else 3_500_000
+    cfg.sft.batch_size = 32 if tiny else 512
+    cfg.sft.text_len = 64 if tiny else 2048
+    cfg.sft.optim = _optim(5e-4 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
+
+    cfg.eval = ml_collections.ConfigDict()
+    cfg.eval.questions_per_benchmark = 120 if tiny else 0  # 0: the whole benchmark
+    cfg.eval.mle_per_bin = 60 if tiny else 0
+    cfg.eval.text_len = 64 if tiny else 512
+    cfg.eval.perplexity_windows = 64 if tiny else 0
+
+    cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),
+                 ("heads", "tensor"), ("kv", "tensor"), ("vocab", "tensor"), ("length", None)]
+    return cfg

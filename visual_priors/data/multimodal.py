@@ -1,0 +1,87 @@
+"""Image-text and text-only examples for alignment and instruction tuning.
+
+Examples are rendered through one chat template; the loss covers answer tokens only. Images are
+referenced by row into a cached feature array of the frozen encoder, so the encoder never runs
+during training. Batches hold either only image examples or only text examples, so each jitted
+step sees one fixed shape, and the batch order is a seeded shuffle that a checkpoint can resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+PROMPT_TEMPLATE = "USER: {prompt}\nASSISTANT:"
+LETTERS = "ABCD"
+
+
+def question_prompt(question: str, options: Sequence[str]) -> str:
+    lines = [question] + [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+    return "\n".join(lines)
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    return [tokenizer.bos_id] + tokenizer.encode(PROMPT_TEMPLATE.format(prompt=prompt))
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    return tokenizer.encode(" " + answer) + [tokenizer.eos_id]
+
+
+def encode_example(tokenizer, prompt: str, answer: str, text_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """tokens [text_len + 1] and a mask over them that is 1 on answer tokens.
+
+    Over-long prompts lose their start, so the question and the answer always survive.
+    """
+    p, a = prompt_ids(tokenizer, prompt), answer_ids(tokenizer, answer)
+    a = a[: text_len + 1]
+    p = p[-(text_len + 1 - len(a)):] if len(p) + len(a) > text_len + 1 else p
+    ids = p + a
+    tokens = np.full(text_len + 1, tokenizer.pad_id, np.int32)
+    mask = np.zeros(text_len + 1, np.float32)
+    tokens[: len(ids)] = ids
+    mask[len(p): len(ids)] = 1.0
+    return tokens, mask
+
+
+class ExampleBatches:
+    """Epoch-shuffled batches of encoded examples; checkpointable by position."""
+
+    def __init__(self, tokens: np.ndarray, mask: np.ndarray, feats: np.ndarray | None,
+                 feat_index: np.ndarray, batch_size: int, seed: int):
+        self.tokens, self.mask, self.feats = tokens, mask, feats
+        self.feat_index = np.asarray(feat_index)  # -1 marks a text-only example
+        self.batch_size = batch_size
+        self.seed = seed
+        image_rows = np.flatnonzero(self.feat_index >= 0)
+        text_rows = np.flatnonzero(self.feat_index < 0)
+        rng = np.random.default_rng(seed)
+        batches = []
+        for rows in (image_rows, text_rows):
+            rows = rng.permutation(rows)
+            batches += [rows[i:i + batch_size] for i in range(0, len(rows) - batch_size + 1, batch_size)]
+        if not batches:
+            raise ValueError(f"{len(self.feat_index)} examples make no full batch of {batch_size}")
+        self.batches = [batches[i] for i in rng.permutation(len(batches))]
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        rows = self.batches[self.position % len(self.batches)]
+        self.position += 1
+        batch = {"tokens": self.tokens[rows], "mask": self.mask[rows]}
+        if self.feat_index[rows[0]] >= 0:
+            batch["feats"] = self.feats[self.feat_index[rows]]
+        return batch
+
+    def get_state(self) -> dict:
+        return {"position": self.position}
+
+    def set_state(self, state: dict) -> None:
+        self.position = int(state["position"])

@@ -1,0 +1,123 @@
+"""VQA evaluation: option scoring by likelihood, the paper's answer parser, category scores.
+
+Scores follow the paper: a category is the mean of its benchmarks and "overall" is the plain mean
+over benchmarks (not the mean of category means; table 3 reproduces only that way).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from visual_priors.data.multimodal import LETTERS, answer_ids, prompt_ids, question_prompt
+from visual_priors.model.scoring import token_logprobs
+
+_LETTER_PATTERNS = [
+    # the letter itself must be upper case: "the answer is a dax" names no option letter
+    re.compile(r"(?i:answer\s*(?:is|:)?)\s*\(?([A-D])\)?(?![A-Za-z])"),
+    re.compile(r"^\s*\(([A-D])\)"),
+    re.compile(r"\(([A-D])\)\s*\.?\s*$"),
+    re.compile(r"^\s*([A-D])\s*[.)]?\s*$"),
+]
+
+
+def parse_answer(text: str, options: Sequence[str]) -> int | None:
+    """The option a free-form answer picks, by the paper's three steps, or None.
+
+    1. an explicit letter ("The correct answer is (B)", "Answer: B", "(B)" at either end, "B.");
+    2. the whole output equals an option's text (case-insensitive);
+    3. option texts contained in the output, the longest one winning.
+    """
+    n = len(options)
+    for pattern in _LETTER_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            index = LETTERS.index(match.group(1).upper())
+            if index < n:
+                return index
+    norm = text.strip().strip(".").strip().lower()
+    for i, opt in enumerate(options):
+        if norm == opt.strip().lower():
+            return i
+    found = [(len(opt), i) for i, opt in enumerate(options) if opt.strip() and opt.strip().lower() in text.lower()]
+    if found:
+        return max(found)[1]
+    return None
+
+
+def encode_choices(tokenizer, question: str, options: Sequence[str], text_len: int):
+    """[n_options, text_len + 1] token rows (prompt + option) and masks over the option tokens."""
+    p = prompt_ids(tokenizer, question_prompt(question, options))
+    rows = np.full((len(options), text_len + 1), tokenizer.pad_id, np.int32)
+    masks = np.zeros((len(options), text_len + 1), np.float32)
+    for i, opt in enumerate(options):
+        a = answer_ids(tokenizer, opt)
+        pp = p[-(text_len + 1 - len(a)):] if len(p) + len(a) > text_len + 1 else p
+        ids = (pp + a)[: text_len + 1]
+        rows[i, : len(ids)] = ids
+        masks[i, len(pp): len(ids)] = 1.0
+    return rows, masks
+
+
+@nnx.jit
+def _option_logprob(model, tokens, mask, feats):
+    lp = token_logprobs(model, tokens, feats)
+    m = mask[:, 1:]
+    return jnp.sum(lp * m, axis=-1), jnp.sum(m, axis=-1)
+
+
+def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text_len: int,
+                  batch_questions: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Summed and per-token log-likelihood of every option: two [Q, n_options] arrays.
+
+    feats: [Q, N, Dv] image features row-aligned with questions, or None for the blind baseline.
+    """
+    n_opt = len(questions[0].options)
+    encoded = [encode_choices(tokenizer, q.question, q.options, text_len) for q in questions]
+    tokens = np.stack([e[0] for e in encoded])
+    masks = np.stack([e[1] for e in encoded])
+    sums, per_token = [], []
+    for start in range(0, len(questions), batch_questions):
+        stop = min(start + batch_questions, len(questions))
+        pad = batch_questions - (stop - start)  # keep one compiled shape
+        tk = _pad_rows(tokens[start:stop], pad).reshape(-1, text_len + 1)
+        mk = _pad_rows(masks[start:stop], pad).reshape(-1, text_len + 1)
+        fb = None
+        if feats is not None:
+            fb = np.repeat(_pad_rows(feats[start:stop], pad), n_opt, axis=0)
+        s, c = _option_logprob(model, jnp.asarray(tk), jnp.asarray(mk), None if fb is None else jnp.asarray(fb))
+        s, c = np.asarray(s).reshape(batch_questions, n_opt), np.asarray(c).reshape(batch_questions, n_opt)
+        sums.append(s[: stop - start])
+        per_token.append((s / np.maximum(c, 1))[: stop - start])
+    return np.concatenate(sums), np.concatenate(per_token)
+
+
+def _pad_rows(x: np.ndarray, pad: int) -> np.ndarray:
+    if pad == 0:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+
+
+def accuracy_by(questions, predictions: np.ndarray, key: str) -> dict[str, float]:
+    hits, totals = defaultdict(int), defaultdict(int)
+    for q, p in zip(questions, predictions):
+        k = getattr(q, key)
+        totals[k] += 1
+        hits[k] += int(p == q.answer)
+    return {k: hits[k] / totals[k] for k in sorted(totals)}
+
+
+def summarize(benchmark_acc: dict[str, float], benchmark_category: dict[str, str]) -> dict:
+    """Category means of benchmark accuracies and the plain mean over benchmarks."""
+    by_cat = defaultdict(list)
+    for bench, acc in benchmark_acc.items():
+        by_cat[benchmark_category[bench]].append(acc)
+    categories = {c: float(np.mean(v)) for c, v in by_cat.items()}
+    overall = float(np.mean(list(benchmark_acc.values()))) if benchmark_acc else float("nan")
+    return {"categories": categories, "overall": overall}

@@ -1,0 +1,211 @@
+"""Llama-3-style decoder: RMSNorm pre-norm, RoPE, grouped-query attention, SwiGLU, no biases.
+
+Shapes come from a scale config (``visual_priors.config.scales.get``). RoPE uses the
+rotate-half layout of Hugging Face's Llama so that its checkpoints load without permuting q/k.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from visual_priors.model.layers import Dense, KeyStream, RMSNorm, make_param, masked_softmax_attention
+from visual_priors.parallel.mesh import with_logical_constraint
+
+_ACT = ("batch", "length", "embed")
+
+
+def _init(stddev: float):
+    return nnx.initializers.normal(stddev=stddev)
+
+
+def rope_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """sin and cos of shape [L, head_dim // 2] for integer ``positions`` [L]."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]
+    return jnp.sin(angles), jnp.cos(angles)
+
+
+def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """Rotate ``x`` [B, L, H, hd] by position; pairs are (i, i + hd/2) as in HF Llama."""
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    x1, x2 = x32[..., :half], x32[..., half:]
+    s, c = sin[None, :, None, :], cos[None, :, None, :]
+    return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        d, h, kv, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        if h % kv:
+            raise ValueError(f"n_heads={h} is not a multiple of n_kv_heads={kv}")
+        if hd % 2:
+            raise ValueError(f"head_dim={hd} must be even for RoPE")
+        self.n_heads, self.n_kv_heads, self.head_dim = h, kv, hd
+        self.dtype = jnp.dtype(cfg.dtype).name
+        kw = dict(rngs=rngs, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        self.q = Dense(d, h * hd, ("embed", "heads"), kernel_init=_init(0.02), **kw)
+        self.k = Dense(d, kv * hd, ("embed", "kv"), kernel_init=_init(0.02), **kw)
+        self.v = Dense(d, kv * hd, ("embed", "kv"), kernel_init=_init(0.02), **kw)
+        # Residual-branch outputs scaled down with depth (GPT-2) so early training is stable.
+        self.o = Dense(h * hd, d, ("heads", "embed"), kernel_init=_init(0.02 / math.sqrt(2 * cfg.n_layers)), **kw)
+
+    def __call__(self, x, sin, cos, mask):
+        b, length, _ = x.shape
+        h, kv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        q = apply_rope(self.q(x).reshape(b, length, h, hd), sin, cos)
+        k = apply_rope(self.k(x).reshape(b, length, kv, hd), sin, cos)
+        v = self.v(x).reshape(b, length, kv, hd)
+        q = with_logical_constraint(q, ("batch", "length", "heads", None))
+        out = masked_softmax_attention(q, k, v, mask, self.dtype)
+        return self.o(out.reshape(b, length, h * hd))
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        d, f = cfg.d_model, cfg.ffn_dim
+        kw = dict(rngs=rngs, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        self.gate = Dense(d, f, ("embed", "mlp"), kernel_init=_init(0.02), **kw)
+        self.up = Dense(d, f, ("embed", "mlp"), kernel_init=_init(0.02), **kw)
+        self.down = Dense(f, d, ("mlp", "embed"), kernel_init=_init(0.02 / math.sqrt(2 * cfg.n_layers)), **kw)
+
+    def __call__(self, x):
+        hidden = jax.nn.silu(self.gate(x)) * self.up(x)
+        hidden = with_logical_constraint(hidden, ("batch", "length", "mlp"))
+        return self.down(hidden)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg, *, rngs: nnx.Rngs):
+        kw = dict(eps=cfg.norm_eps, rngs=rngs, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        self.attn_norm = RMSNorm(cfg.d_model, **kw)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, **kw)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def __call__(self, x, sin, cos, mask):
+        x = x + self.attn(self.attn_norm(x), sin, cos, mask)
+        x = x + self.mlp(self.mlp_norm(x))
+        return with_logical_constraint(x, _ACT)
+
+
+def _run_block(block: Block, x, sin, cos, mask):
+    return block(x, sin, cos, mask)
+
+
+_run_block_remat = nnx.remat(_run_block)
+
+
+class Llama(nnx.Module):
+    """Decoder-only LM. ``cfg`` is a scale config; an optional ``cfg.remat`` (bool)
+    rematerialises each block in the backward pass to save activation memory."""
+
+    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+        # Frozen (hashable) copy: it lives in the static part of the module graph.
+        self.cfg = ml_collections.FrozenConfigDict(cfg)
+        cfg = self.cfg
+        self.dtype = jnp.dtype(cfg.dtype).name
+        self.remat = bool(cfg.get("remat", False))
+        rngs = KeyStream(rngs)
+        self.embedding = make_param(
+            rngs, _init(0.02), (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.param_dtype
+        )
+        self.layers = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.n_layers)])
+        self.final_norm = RMSNorm(
+            cfg.d_model, eps=cfg.norm_eps, rngs=rngs, dtype=cfg.dtype, param_dtype=cfg.param_dtype
+        )
+        self.lm_head = (
+            None
+            if cfg.tie_embeddings
+            else Dense(
+                cfg.d_model, cfg.vocab_size, ("embed", "vocab"), kernel_init=_init(0.02),
+                rngs=rngs, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+            )
+        )
+
+    def embed(self, tokens: jax.Array) -> jax.Array:
+        """Token embeddings [B, T, d_model] in the compute dtype."""
+        # Gather from a replicated copy (the FSDP all-gather): a gather from a vocab-sharded
+        # table makes the partitioner fall back to a full rematerialisation.
+        table = with_logical_constraint(self.embedding[...], (None, None))
+        x = jnp.take(table, tokens, axis=0).astype(self.dtype)
+        return with_logical_constraint(x, _ACT)
+
+    def _inputs(self, tokens, prefix, mask):
+        x = self.embed(tokens)
+        n_prefix = 0
+        if prefix is not None:
+            if prefix.shape[0] != x.shape[0] or prefix.shape[-1] != x.shape[-1]:
+                raise ValueError(f"prefix {prefix.shape} does not fit token embeddings {x.shape}")
+            n_prefix = prefix.shape[1]
+            x = jnp.concatenate([prefix.astype(self.dtype), x], axis=1)
+        b, length, _ = x.shape
+        allowed = jnp.tril(jnp.ones((length, length), dtype=bool))[None]
+        if mask is not None:
+            mask = jnp.asarray(mask).astype(bool)
+            if mask.shape[1] == length - n_prefix and n_prefix:
+                mask = jnp.concatenate([jnp.ones((b, n_prefix), bool), mask], axis=1)
+            if mask.shape != (b, length):
+                raise ValueError(f"mask {mask.shape} must be [B, T] or [B, P+T] = {(b, length)}")
+            allowed = allowed & mask[:, None, :]
+        allowed = allowed[:, None]  # [B, 1, L, L], broadcast over heads
+
+        sin, cos = rope_angles(jnp.arange(length), self.cfg.head_dim, self.cfg.rope_theta)
+        return with_logical_constraint(x, _ACT), sin, cos, allowed
+
+    def _blocks(self, x, sin, cos, mask):
+        states = [x]
+        run = _run_block_remat if self.remat else _run_block
+        for block in self.layers:
+            x = run(block, x, sin, cos, mask)
+            states.append(x)
+        return states
+
+    def logits(self, x: jax.Array) -> jax.Array:
+        """Final norm and output head on hidden states [B, L, D] -> float32 [B, L, V]."""
+        x = self.final_norm(x)
+        if self.lm_head is None:
+            w = self.embedding[...].astype(self.dtype)
+            out = jnp.einsum("bld,vd->blv", x, w, preferred_element_type=jnp.float32)
+        else:
+            out = self.lm_head(x, out_dtype=jnp.float32)
+        return with_logical_constraint(out.astype(jnp.float32), ("batch", "length", "vocab"))
+
+    def __call__(self, tokens: jax.Array, *, prefix: jax.Array | None = None, mask=None) -> jax.Array:
+        """Logits float32 [B, P+T, V] for ``tokens`` [B, T] after optional ``prefix`` [B, P, D].
+
+        Attention is causal over the whole sequence. ``mask`` ([B, T] or [B, P+T], true for real
+        positions) removes padding from the keys.
+        """
+        x, sin, cos, allowed = self._inputs(tokens, prefix, mask)
+        return self.logits(self._blocks(x, sin, cos, allowed)[-1])
+
+    def hidden_states(self, tokens: jax.Array, prefix: jax.Array | None = None, *, mask=None) -> list[jax.Array]:
+        """Residual stream [B, L, D] after the embedding and after each block (n_layers + 1)."""
+        x, sin, cos, allowed = self._inputs(tokens, prefix, mask)
+        return self._blocks(x, sin, cos, allowed)
+
+
+def _param_count(model: nnx.Module) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+
+
+@functools.lru_cache(maxsize=64)
+def _count_abstract(cfg: ml_collections.FrozenConfigDict) -> int:
+    return _param_count(nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0))))
+
+
+def count_params(cfg_or_model) -> int:
+    """Number of parameters of ``Llama(cfg)`` from abstract shapes (nothing is allocated).
+
+    Also accepts a built module and counts its ``nnx.Param`` leaves.
+    """
+    if isinstance(cfg_or_model, nnx.Module):
+        return _param_count(cfg_or_model)
+    return _count_abstract(ml_collections.FrozenConfigDict(cfg_or_model))

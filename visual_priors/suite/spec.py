@@ -1,0 +1,133 @@
+"""Runs expand into content-hashed steps.
+
+A step's identity is a hash of its kind, its own fields and the identities of its inputs, so two
+runs (or two studies) that need the same tokenizer, shard, encoder or pre-trained LLM share one
+step, and changing any field upstream changes every identity downstream. Outputs live at
+`<root>/<kind>-<hash>/` with the step's spec beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from functools import cached_property
+
+import ml_collections
+
+from visual_priors.config import mixtures
+from visual_priors.data import sources as sources_lib
+
+HASH_LEN = 12
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Step:
+    kind: str
+    fields: dict
+    inputs: tuple[Step, ...] = ()
+
+    @cached_property
+    def hash(self) -> str:
+        payload = {"kind": self.kind, "fields": self.fields,
+                   "inputs": sorted(f"{s.kind}:{s.hash}" for s in self.inputs)}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
+        return hashlib.sha256(blob.encode()).hexdigest()[:HASH_LEN]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.hash}"
+
+    def input(self, kind: str) -> Step:
+        found = [s for s in self.inputs if s.kind == kind]
+        if len(found) != 1:
+            raise KeyError(f"step {self.name} has {len(found)} inputs of kind {kind!r}")
+        return found[0]
+
+    def inputs_of(self, kind: str) -> list[Step]:
+        return [s for s in self.inputs if s.kind == kind]
+
+    def spec(self) -> dict:
+        return {"kind": self.kind, "hash": self.hash, "fields": self.fields,
+                "inputs": [s.name for s in self.inputs]}
+
+
+def _jsonable(x):
+    if isinstance(x, ml_collections.ConfigDict):
+        return x.to_dict()
+    if isinstance(x, (tuple, set, frozenset)):
+        return list(x)
+    raise TypeError(f"cannot hash a {type(x).__name__}")
+
+
+def _plain(x):
+    """ConfigDicts and tuples as plain JSON values, so fields hash the same however written."""
+    return json.loads(json.dumps(x, default=_jsonable))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    scale: str
+    mixture: str
+    tokens: int
+    steps: dict[str, Step]  # kind -> the run's own step of that kind
+
+
+def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
+    """The study's runs and all their distinct steps in dependency order."""
+    world = _plain(cfg.world)
+    all_sources = sorted({src for m in cfg.mixtures for src in mixtures.resolve(m)})
+    for src in all_sources:
+        sources_lib.get_source(src)
+    tokenizer = Step("tokenizer", {"world": world, "sources": all_sources,
+                                   "vocab_size": cfg.data.vocab_size,
+                                   "sample_docs": cfg.data.tokenizer_sample_docs})
+    shards = {src: Step("shards", {"world": world, "source": src, "split": "train",
+                                   "tokens": cfg.data.shard_tokens}, (tokenizer,))
+              for src in all_sources}
+    heldout = {src: Step("shards", {"world": world, "source": src, "split": "test",
+                                    "tokens": cfg.data.heldout_tokens}, (tokenizer,))
+               for src in all_sources}
+    encoder = Step("encoder", {"world": world, "seed": cfg.seed, **_plain(cfg.encoder)}, (tokenizer,))
+    features = Step("features", {"align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
+                                 "eval": _plain(cfg.eval)}, (encoder,))
+
+    runs = []
+    for mixture_name in cfg.mixtures:
+        weights = mixtures.resolve(mixture_name)
+        used = sorted(s for s, w in weights.items() if w > 0)
+        for scale in cfg.scales:
+            tokens = int(cfg.tokens[scale])
+            pretrain = Step("pretrain", {
+                "scale": scale, "weights": weights, "tokens": tokens, "seed": cfg.seed,
+                "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
+                "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
+                "rules": _plain(cfg.rules)},
+                (tokenizer, *(shards[s] for s in used), *(heldout[s] for s in all_sources)))
+            align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)},
+                         (pretrain, features, tokenizer))
+            sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft)},
+                       (pretrain, align, features, tokenizer))
+            evaluate = Step("evaluate", _plain(cfg.eval), (pretrain, sft, features, tokenizer))
+            name = f"{scale}-{mixture_name if isinstance(mixture_name, str) else pretrain.hash}"
+            runs.append(Run(name, scale, str(mixture_name), tokens,
+                            {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}))
+    return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+def topological(targets: list[Step]) -> list[Step]:
+    """Every step the targets need, each once, inputs before the steps that use them."""
+    order, seen = [], set()
+
+    def visit(step: Step) -> None:
+        if step.hash in seen:
+            return
+        for dep in step.inputs:
+            visit(dep)
+        seen.add(step.hash)
+        order.append(step)
+
+    for t in targets:
+        visit(t)
+    return order

@@ -1,0 +1,358 @@
+"""What each kind of step does: tokenizer, shards, pretrain, encoder, features, align, sft, evaluate.
+
+Every function receives its step, the directory to write into and a way to find the outputs of
+its inputs, and returns a JSON-able result that the executor stores as `result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from visual_priors.config import scales
+from visual_priors.data import multimodal, pipeline, sources, tokenizer as tokenizer_lib
+from visual_priors.data.batches import ArrayBatches
+from visual_priors.eval import mle_bench, vqa
+from visual_priors.eval.language import perplexity
+from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib, vision
+from visual_priors.model.scoring import masked_nll
+from visual_priors.parallel import mesh as mesh_lib
+from visual_priors.train import flops, loop
+from visual_priors.train.checkpoint import load_params, save_params
+from visual_priors.world import BENCHMARKS, SIZE_BINS, World
+
+Locate = Callable[[object], Path]  # step -> its finished output directory
+
+
+def _world(fields) -> World:
+    return World(seed=fields["world"]["seed"], image_size=fields["world"]["image_size"])
+
+
+def _tokenizer(step, locate: Locate):
+    return tokenizer_lib.load_tokenizer(locate(step.input("tokenizer")) / "tokenizer.model")
+
+
+def _cfg(d: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(d)
+
+
+def _progress() -> bool:
+    return True
+
+
+# ---------------------------------------------------------------- data
+
+
+def run_tokenizer(step, out: Path, locate: Locate) -> dict:
+    f = step.fields
+    world = _world(f)
+    texts = []
+    for name in f["sources"]:
+        texts += sources.get_source(name).documents(world, "train", 0, f["sample_docs"])
+    tok = tokenizer_lib.train_tokenizer(texts, f["vocab_size"], out / "tokenizer.model")
+    return {"vocab_size": tok.vocab_size, "documents": len(texts)}
+
+
+def run_shards(step, out: Path, locate: Locate) -> dict:
+    f = step.fields
+    tok = _tokenizer(step, locate)
+    path = pipeline.tokenize_source(f["source"], _world(f), tok, f["tokens"], out, split=f["split"])
+    return {"path": str(Path(path).relative_to(out)), "tokens": int(len(np.load(path, mmap_mode="r")))}
+
+
+def _shard_path(shard_step, locate: Locate) -> Path:
+    out = locate(shard_step)
+    return out / json.loads((out / "result.json").read_text())["path"]
+
+
+# ---------------------------------------------------------------- language model
+
+
+def llm_config(scale: str, tok) -> ml_collections.ConfigDict:
+    cfg = scales.get(scale)
+    if cfg.vocab_size != tok.vocab_size:
+        raise ValueError(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
+                         f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
+    return cfg
+
+
+def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
+    f = step.fields
+    tok = _tokenizer(step, locate)
+    cfg = llm_config(f["scale"], tok)
+    model = llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"]))
+    train_shards = {s.fields["source"]: _shard_path(s, locate) for s in step.inputs_of("shards")
+                    if s.fields["split"] == "train"}
+    data = pipeline.PretrainData(train_shards, f["weights"], seq_len=f["seq_len"],
+                                 batch_size=f["batch_size"], seed=f["seed"])
+    steps = max(1, f["tokens"] // (f["seq_len"] * f["batch_size"]))
+
+    def loss_fn(model, batch):
+        tokens = batch["tokens"]
+        loss, count = masked_nll(model, tokens, jnp.ones_like(tokens))
+        return loss, {"tokens": count}
+
+    result = loop.run(model, loss_fn, data, steps=steps, optim_cfg=_cfg(f["optim"]),
+                      mesh=mesh or mesh_lib.make_mesh(f["mesh"]), rules=f["rules"], workdir=out / "work",
+                      ckpt_every=200, desc=f"pretrain {f['scale']}", progress=_progress(),
+                      metadata={"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size},
+                      flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
+    save_params(out / "llm", nnx.state(model, nnx.Param).to_pure_dict(),
+                {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size})
+    ppl = {}
+    for s in step.inputs_of("shards"):
+        if s.fields["split"] == "test":
+            stream = np.load(_shard_path(s, locate))
+            ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"], max_windows=32)
+    drawn = data.counter.counts()  # rows of seq_len + 1 count seq_len trained tokens
+    return {
+        "scale": f["scale"], "params": llm_lib.count_params(cfg), "tokens": result.tokens,
+        "flops": flops.pretrain_flops(cfg, result.tokens, f["seq_len"]),
+        "train": result.to_dict(), "perplexity": ppl,
+        "perplexity_mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None,
+        "tokens_by_source": drawn,
+    }
+
+
+def load_llm(pretrain_dir: Path, scale: str, tok) -> llm_lib.Llama:
+    cfg = llm_config(scale, tok)
+    model = llm_lib.Llama(cfg, rngs=nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    params = load_params(pretrain_dir / "llm", state.to_pure_dict(),
+                         expect={"kind": "llm", "scale": scale, "vocab_size": cfg.vocab_size})
+    nnx.replace_by_pure_dict(state, params)
+    nnx.update(model, state)
+    return model
+
+
+# ---------------------------------------------------------------- vision encoder
+
+
+def encoder_config(fields) -> ml_collections.ConfigDict:
+    cfg = vision.vit_config("tiny")
+    cfg.image_size = fields["world"]["image_size"]
+    return cfg
+
+
+def _caption_arrays(world: World, tok, split: str, start: int, count: int, text_len: int):
+    images, tokens, masks = [], [], []
+    for i in range(start, start + count):
+        image, caption = world.caption_pair(split, i)
+        ids = tok.encode(caption)[:text_len]
+        row = np.full(text_len, tok.pad_id, np.int32)
+        row[: len(ids)] = ids
+        images.append(image)
+        tokens.append(row)
+        masks.append((np.arange(text_len) < len(ids)).astype(np.float32))
+    return np.stack(images), np.stack(tokens), np.stack(masks)
+
+
+def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """Train a small ViT with a contrastive image-caption objective (the stand-in for MetaCLIP)."""
+    f = step.fields
+    world, tok = _world(f), _tokenizer(step, locate)
+    vcfg = encoder_config(f)
+    n_pairs = min(f["steps"] * f["batch_size"], 8192)
+    images, tokens, masks = _caption_arrays(world, tok, "train", 0, n_pairs, f["text_len"])
+    model = vision.CLIPModel(vcfg, vocab_size=tok.vocab_size, rngs=nnx.Rngs(f["seed"]))
+    data = ArrayBatches({"images": images, "tokens": tokens, "mask": masks}, f["batch_size"], f["seed"])
+
+    def loss_fn(model, batch):
+        loss = vision.clip_loss(model, batch["images"], batch["tokens"], batch["mask"])
+        return loss, {"tokens": jnp.asarray(batch["images"].shape[0])}
+
+    result = loop.run(model, loss_fn, data, steps=f["steps"], optim_cfg=_cfg(f["optim"]),
+                      mesh=mesh, workdir=out / "work", ckpt_every=200, desc="encoder",
+                      progress=_progress(), metadata={"kind": "clip"})
+    save_params(out / "clip", nnx.state(model, nnx.Param).to_pure_dict(), {"kind": "clip"})
+    # Held-out retrieval: does each test image pick its own caption among 100?
+    ti, tt, tm = _caption_arrays(world, tok, "test", 0, 100, f["text_len"])
+    img = model.encode_image(jnp.asarray(ti))
+    txt = model.encode_text(jnp.asarray(tt), jnp.asarray(tm))
+    sims = np.asarray(img @ txt.T)
+    retrieval = float(np.mean(np.argmax(sims, axis=1) == np.arange(len(sims))))
+    return {"train": result.to_dict(), "retrieval_top1_of_100": retrieval,
+            "feature_tokens": (vcfg.image_size // vcfg.patch_size) ** 2, "feature_dim": vcfg.width}
+
+
+def load_encoder(encoder_dir: Path, fields, vocab_size: int) -> vision.CLIPModel:
+    model = vision.CLIPModel(encoder_config(fields), vocab_size=vocab_size, rngs=nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(state, load_params(encoder_dir / "clip", state.to_pure_dict(),
+                                                expect={"kind": "clip"}))
+    nnx.update(model, state)
+    return model
+
+
+# ---------------------------------------------------------------- frozen features
+
+
+def run_features(step, out: Path, locate: Locate) -> dict:
+    """Encode every image the runs will use once: the encoder is frozen, so features are shared."""
+    f = step.fields
+    enc_step = step.input("encoder")
+    world = _world(enc_step.fields)
+    tok = _tokenizer(enc_step, locate)
+    clip = load_encoder(locate(enc_step), enc_step.fields, tok.vocab_size)
+    encode = nnx.jit(lambda m, x: m.vit(x)["tokens"])
+
+    def featurize(images: list[np.ndarray]) -> np.ndarray:
+        chunks = [np.asarray(encode(clip, jnp.asarray(np.stack(images[i:i + 256]))))
+                  for i in range(0, len(images), 256)]
+        return np.concatenate(chunks).astype(np.float32)
+
+    # Stage 1: image-caption pairs, drawn after the encoder's own training pairs.
+    pairs = [world.caption_pair("train", 100_000 + i) for i in tqdm(range(f["align"]), desc="align images", leave=False)]
+    np.save(out / "align.npy", featurize([p[0] for p in pairs]))
+    (out / "align.json").write_text(json.dumps([p[1] for p in pairs]))
+
+    # Stage 2: instruction examples; text-only ones get feature row -1.
+    images, sft = [], []
+    for i in tqdm(range(f["sft"]), desc="sft examples", leave=False):
+        ex = world.instruction("train", i)
+        row = -1
+        if ex.image is not None:
+            row = len(images)
+            images.append(ex.image)
+        sft.append({"prompt": ex.prompt, "answer": ex.answer, "row": row})
+    np.save(out / "sft.npy", featurize(images))
+    (out / "sft.json").write_text(json.dumps(sft))
+
+    # Evaluation: held-out scenes of every benchmark and the three MLE size bins.
+    ev = f["eval"]
+    questions = []
+    for category, benches in BENCHMARKS.items():
+        for bench in benches:
+            questions += [world.question(bench, "test", i) for i in range(ev["questions_per_benchmark"])]
+    for size_bin in SIZE_BINS:
+        questions += [world.mle_question(size_bin, "test", i) for i in range(ev["mle_per_bin"])]
+    np.save(out / "eval.npy", featurize([q.image for q in questions]))
+    (out / "eval.json").write_text(json.dumps([
+        {"question": q.question, "options": list(q.options), "answer": q.answer,
+         "benchmark": q.benchmark, "category": q.category, "size_bin": q.size_bin} for q in questions]))
+    return {"align": len(pairs), "sft": len(sft), "sft_images": len(images), "eval": len(questions)}
+
+
+# ---------------------------------------------------------------- multimodal stages
+
+
+def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int) -> mllm_lib.MLLM:
+    llm = load_llm(locate(pretrain_step), pretrain_step.fields["scale"], tok)
+    conn = connector_lib.Connector(feature_dim, llm_config(pretrain_step.fields["scale"], tok).d_model,
+                                   rngs=nnx.Rngs(seed))
+    return mllm_lib.MLLM(llm, conn)
+
+
+def _mllm_loss(model, batch):
+    loss, count = masked_nll(model, batch["tokens"], batch["mask"], batch.get("feats"))
+    return loss, {"tokens": count}
+
+
+def _feature_dim(features_dir: Path) -> int:
+    return int(np.load(features_dir / "eval.npy", mmap_mode="r").shape[-1])
+
+
+def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """Stage 1: the connector alone learns to turn image features into caption-predicting tokens."""
+    f = step.fields
+    tok = _tokenizer(step, locate)
+    feat_dir = locate(step.input("features"))
+    feats = np.load(feat_dir / "align.npy")
+    captions = json.loads((feat_dir / "align.json").read_text())[: f["examples"]]
+    enc = [multimodal.encode_example(tok, "Describe the image.", c, f["text_len"]) for c in captions]
+    data = multimodal.ExampleBatches(np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc]),
+                                     feats, np.arange(len(enc)), f["batch_size"], f["seed"])
+    model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
+    result = loop.run(model, _mllm_loss, data, steps=len(data), optim_cfg=_cfg(f["optim"]),
+                      freeze_rules=[("connector/.*", True)], mesh=mesh, workdir=out / "work",
+                      ckpt_every=100, desc="align", progress=_progress(), metadata={"kind": "align"})
+    save_params(out / "connector", nnx.state(model.connector, nnx.Param).to_pure_dict(), {"kind": "connector"})
+    return {"train": result.to_dict(), "examples": len(enc)}
+
+
+def load_mllm(pretrain_step, connector_dir: Path, locate: Locate, tok, feature_dim: int) -> mllm_lib.MLLM:
+    model = build_mllm(pretrain_step, locate, tok, feature_dim, 0)
+    state = nnx.state(model.connector, nnx.Param)
+    nnx.replace_by_pure_dict(state, load_params(connector_dir, state.to_pure_dict(), expect={"kind": "connector"}))
+    nnx.update(model.connector, state)
+    return model
+
+
+def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """Stage 2: connector and LLM tuned on instructions, text-only and with images."""
+    f = step.fields
+    tok = _tokenizer(step, locate)
+    feat_dir = locate(step.input("features"))
+    feats = np.load(feat_dir / "sft.npy")
+    examples = json.loads((feat_dir / "sft.json").read_text())[: f["examples"]]
+    enc = [multimodal.encode_example(tok, e["prompt"], e["answer"], f["text_len"]) for e in examples]
+    data = multimodal.ExampleBatches(np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc]),
+                                     feats, np.array([e["row"] for e in examples]), f["batch_size"], f["seed"])
+    model = load_mllm(step.input("pretrain"), locate(step.input("align")) / "connector", locate, tok,
+                      feats.shape[-1])
+    result = loop.run(model, _mllm_loss, data, steps=len(data), optim_cfg=_cfg(f["optim"]),
+                      freeze_rules=[("connector/.*", True), ("llm/.*", True)], mesh=mesh,
+                      workdir=out / "work", ckpt_every=100, desc="sft", progress=_progress(),
+                      metadata={"kind": "sft"})
+    save_params(out / "mllm", nnx.state(model, nnx.Param).to_pure_dict(), {"kind": "mllm"})
+    return {"train": result.to_dict(), "examples": len(enc),
+            "image_examples": int(sum(e["row"] >= 0 for e in examples))}
+
+
+def _questions(feat_dir: Path):
+    from types import SimpleNamespace
+    return [SimpleNamespace(**q) for q in json.loads((feat_dir / "eval.json").read_text())]
+
+
+def run_evaluate(step, out: Path, locate: Locate) -> dict:
+    """Option scoring by likelihood on held-out questions, with and without the image."""
+    f = step.fields
+    tok = _tokenizer(step, locate)
+    feat_dir = locate(step.input("features"))
+    feats = np.load(feat_dir / "eval.npy")
+    questions = _questions(feat_dir)
+    pre_step = step.input("pretrain")
+    model = build_mllm(pre_step, locate, tok, feats.shape[-1], 0)
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(state, load_params(locate(step.input("sft")) / "mllm", state.to_pure_dict(),
+                                                expect={"kind": "mllm"}))
+    nnx.update(model, state)
+
+    sums, _ = vqa.score_options(model, tok, questions, feats, text_len=f["text_len"])
+    blind_sums, _ = vqa.score_options(model, tok, questions, None, text_len=f["text_len"])
+    pred, blind_pred = sums.argmax(1), blind_sums.argmax(1)
+
+    vqa_idx = [i for i, q in enumerate(questions) if q.category != "mle"]
+    mle_idx = [i for i, q in enumerate(questions) if q.category == "mle"]
+    vq = [questions[i] for i in vqa_idx]
+    bench_acc = vqa.accuracy_by(vq, pred[vqa_idx], "benchmark")
+    bench_cat = {q.benchmark: q.category for q in vq}
+    summary = vqa.summarize(bench_acc, bench_cat)
+    blind = vqa.summarize(vqa.accuracy_by(vq, blind_pred[vqa_idx], "benchmark"), bench_cat)
+    mq = [questions[i] for i in mle_idx]
+    mle_acc = vqa.accuracy_by(mq, pred[mle_idx], "size_bin")
+    counts = {b: sum(q.size_bin == b for q in mq) for b in mle_acc}
+    pre = json.loads((locate(pre_step) / "result.json").read_text())
+    n_questions = {b: sum(q.benchmark == b for q in vq) for b in bench_acc}
+    return {
+        "scale": pre["scale"], "params": pre["params"], "tokens": pre["tokens"], "flops": pre["flops"],
+        "benchmarks": bench_acc, "benchmark_category": bench_cat, "categories": summary["categories"],
+        "overall": summary["overall"], "blind": blind["categories"], "blind_overall": blind["overall"],
+        "chance": 1.0 / len(questions[0].options), "mle": mle_bench.summarize(mle_acc, counts),
+        "perplexity": pre["perplexity_mean"], "final_loss": pre["train"]["final_loss"],
+        "n_questions": n_questions,
+    }
+
+
+RUNNERS = {
+    "tokenizer": run_tokenizer, "shards": run_shards, "pretrain": run_pretrain, "encoder": run_encoder,
+    "features": run_features, "align": run_align, "sft": run_sft, "evaluate": run_evaluate,
+}

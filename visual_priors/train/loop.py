@@ -1,0 +1,203 @@
+"""The one training loop behind pretrain, align, SFT and the local encoders.
+
+What differs between those stages is only the loss, the data and which parameters train (regex
+freeze rules). The loop splits the model into trainable and frozen state, jits a pure step over
+the device mesh with the trainable state and optimizer state donated, checkpoints with orbax
+(parameters, optimizer state and data-iterator state together) and resumes from the newest
+checkpoint it finds in its work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from visual_priors.parallel import mesh as mesh_lib
+from visual_priors.train import optim
+from visual_priors.train.checkpoint import Checkpointer
+from visual_priors.train.metrics import MetricsWriter, is_finite
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Preempted(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    first_loss: float
+    final_loss: float
+    tokens: int
+    tokens_per_s: float
+    elapsed_s: float
+    resumed_from: int | None
+    losses: list[float]
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.pop("losses")
+        return out
+
+
+def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int, optim_cfg,
+        freeze_rules=optim.ALL_TRAINABLE, mesh=None, rules=None, workdir: str | Path,
+        ckpt_every: int = 0, keep: int = 2, log_every: int = 10, desc: str = "train",
+        metadata: dict | None = None, flops_per_token: float | None = None,
+        progress: bool = True) -> TrainResult:
+    """Train `model` in place for `steps` steps and return a summary.
+
+    loss_fn(model, batch) -> (scalar loss, aux) where aux["tokens"] counts the tokens the step
+    trained on. `data` yields dicts of numpy arrays; if it has get_state/set_state, its position
+    is checkpointed so a resumed run sees exactly the batches it would have seen.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = mesh if mesh is not None else mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    rules = rules if rules is not None else mesh_lib.DEFAULT_RULES
+    mesh_lib.shard_model(model, mesh, rules)
+
+    graphdef, trainable, frozen = nnx.split(model, optim.trainable_filter(freeze_rules), ...)
+    if not jax.tree.leaves(trainable):
+        raise ValueError(f"freeze rules {list(freeze_rules)} leave nothing to train")
+    tx, lr_schedule = optim.adamw(optim_cfg, steps)
+    # Initialised under jit so the optimizer state inherits the parameters' shardings, and the
+    # step compiles once instead of again when its outputs come back sharded differently.
+    opt_state = _place(jax.jit(tx.init)(trainable), mesh)
+    trainable, frozen = _place(trainable, mesh), _place(frozen, mesh)
+    batch_sharding = mesh_lib.batch_sharding(mesh, rules)
+
+    def train_step(trainable, opt_state, frozen, batch):
+        def loss_of(params):
+            return loss_fn(nnx.merge(graphdef, params, frozen), batch)
+
+        (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+        updates, opt_state = tx.update(grads, opt_state, trainable)
+        trainable = jax.tree.map(jnp.add, trainable, updates)
+        return trainable, opt_state, loss, aux
+
+    state_shardings = (_shardings(trainable), _shardings(opt_state))
+    step_fn = jax.jit(train_step, donate_argnums=(0, 1),
+                      out_shardings=(*state_shardings, None, None))
+
+    ckpt = Checkpointer(workdir / "checkpoints", keep=keep, metadata=metadata) if ckpt_every else None
+    start, resumed_from = 0, None
+    if ckpt is not None:
+        restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
+        if restored is not None:
+            start, params, opt_leaves, data_state = restored
+            nnx.replace_by_pure_dict(trainable, params)
+            opt_state = jax.tree.unflatten(jax.tree.structure(opt_state), opt_leaves)
+            if data_state is not None and hasattr(data, "set_state"):
+                data.set_state(data_state)
+            resumed_from = start
+            log.info("%s: resumed from step %d", desc, start)
+
+    def save(step: int, force: bool = False) -> None:
+        if ckpt is None:
+            return
+        data_state = data.get_state() if hasattr(data, "get_state") else None
+        ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, force=force)
+
+    stop_requested = []
+    previous_handler = _install_sigterm(stop_requested)
+    writer = MetricsWriter(workdir / "metrics.jsonl")
+    losses: list[float] = []
+    tokens_total, t_start = 0, time.perf_counter()
+    t_window, tokens_window = t_start, 0
+    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, leave=False,
+               dynamic_ncols=True)
+    # Inside the mesh context, activation sharding constraints take effect when the step is traced.
+    with mesh_lib.use_mesh(mesh, rules):
+        try:
+            for step in range(start, steps):
+                batch = jax.device_put(next(data), batch_sharding)
+                trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
+                loss = float(loss)
+                if not is_finite(loss):
+                    raise NonFiniteLoss(f"{desc}: loss is {loss} at step {step + 1}; stopping. "
+                                        f"The last good checkpoint is kept in {workdir / 'checkpoints'}")
+                tokens = int(aux["tokens"])
+                tokens_total += tokens
+                tokens_window += tokens
+                if losses and loss > 2.0 * float(np.mean(losses[-20:])) and step > 20:
+                    log.warning("%s: loss spike at step %d: %.4f (recent mean %.4f)",
+                                desc, step + 1, loss, float(np.mean(losses[-20:])))
+                losses.append(loss)
+                bar.update(1)
+                if (step + 1) % log_every == 0 or step + 1 == steps:
+                    now = time.perf_counter()
+                    tps = tokens_window / max(now - t_window, 1e-9)
+                    record = {"step": step + 1, "loss": loss, "lr": float(lr_schedule(step)),
+                              "tokens": tokens_total, "tokens_per_s": tps}
+                    if flops_per_token:
+                        record["tflops_per_s"] = tps * flops_per_token / 1e12
+                    writer.write(record)
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+                    t_window, tokens_window = now, 0
+                if ckpt is not None and (step + 1) % ckpt_every == 0 and step + 1 < steps:
+                    save(step + 1)
+                if stop_requested:
+                    save(step + 1, force=True)
+                    raise Preempted(f"{desc}: stopped by SIGTERM after step {step + 1}; checkpoint saved")
+        finally:
+            bar.close()
+            writer.close()
+            if ckpt is not None:
+                ckpt.close()
+            _restore_sigterm(previous_handler)
+    nnx.update(model, trainable)
+    elapsed = time.perf_counter() - t_start
+    return TrainResult(steps=steps, first_loss=losses[0] if losses else float("nan"),
+                       final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+                       tokens=tokens_total, tokens_per_s=tokens_total / max(elapsed, 1e-9),
+                       elapsed_s=elapsed, resumed_from=resumed_from, losses=losses)
+
+
+def _shardings(tree):
+    return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def _place(tree, mesh):
+    """Commit every leaf to a mesh sharding (replicated unless already laid out), so the
+    step's input shardings are the same on the first call as on every later one."""
+    def put(x):
+        sharding = getattr(x, "sharding", None)
+        if not isinstance(sharding, jax.sharding.NamedSharding):
+            sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        return jax.device_put(x, sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def _install_sigterm(flag: list) -> Any:
+    def handler(signum, frame):
+        flag.append(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
