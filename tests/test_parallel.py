@@ -45,6 +45,22 @@ def test_mesh_on_one_device_and_bad_sizes():
         pm.make_mesh({"model": 1})
 
 
+def test_model_partition_specs_map_through_the_rules():
+    from flax import nnx
+
+    from visual_priors.config import scales
+    from visual_priors.model.llm import Llama
+
+    cfg = scales.get("t1")
+    model = nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0)))
+    mesh = pm.make_mesh({"data": -1})
+    logical = pm.logical_to_mesh_sharding(nnx.get_partition_spec(nnx.state(model)), mesh)
+    direct = pm.state_shardings(model, mesh, pm.DEFAULT_RULES)
+    assert logical["embedding"].get_value().spec == P("tensor", "fsdp")
+    assert direct["layers"][0]["mlp"]["down"]["kernel"].get_value().spec == P("tensor", "fsdp")
+    assert direct["final_norm"]["scale"].get_value().spec == P("fsdp")
+
+
 def test_constraint_is_a_noop_outside_a_mesh():
     x = jnp.ones((4, 3))
     assert pm.with_logical_constraint(x, ("batch", "embed")) is x
@@ -65,15 +81,14 @@ _SCRIPT = textwrap.dedent(
     cfg = scales.get("t1")
     cfg.vocab_size, cfg.n_layers = 64, 2
 
-    def build():
-        return MLLM(Llama(cfg, rngs=nnx.Rngs(0)), Connector(16, cfg.d_model, rngs=nnx.Rngs(1)))
+    build = nnx.jit(lambda: MLLM(Llama(cfg, rngs=nnx.Rngs(0)), Connector(16, cfg.d_model, rngs=nnx.Rngs(1))))
 
     feats = jax.random.normal(jax.random.key(1), (4, 3, 16))
     toks = jax.random.randint(jax.random.key(2), (4, 8), 0, cfg.vocab_size)
     loss = lambda m, f, t: jnp.mean(m(f, t) ** 2)
     ref_model = build()
-    ref = ref_model(feats, toks)
-    ref_grad = nnx.grad(loss)(ref_model, feats, toks)
+    ref = nnx.jit(lambda m, f, t: m(f, t))(ref_model, feats, toks)
+    ref_grad = nnx.jit(nnx.grad(loss))(ref_model, feats, toks)
 
     mesh = pm.make_mesh({"data": 2, "fsdp": 2, "tensor": -1})
     res["mesh"] = dict(mesh.shape)
@@ -81,7 +96,7 @@ _SCRIPT = textwrap.dedent(
     model = pm.shard_model(build(), mesh, rules)
     q = model.llm.layers[0].attn.q.kernel[...]
     res["q_spec"] = str(q.sharding.spec)
-    res["q_shards"] = len({s.index for s in q.addressable_shards})
+    res["q_shards"] = len({str(s.index) for s in q.addressable_shards})
     bs = pm.batch_sharding(mesh, rules)
     with pm.use_mesh(mesh, rules):
         fwd = nnx.jit(lambda m, f, t: m(f, t))
@@ -117,9 +132,9 @@ def test_sharded_model_matches_unsharded_on_eight_devices():
     assert res["devices"] == 8
     assert res["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
     assert res["q_spec"] == str(P("fsdp", "tensor")) and res["q_shards"] == 4
-    assert res["out_spec"].startswith("PartitionSpec(('data', 'fsdp')")
+    assert res["out_spec"] == str(P(("data", "fsdp"), None, "tensor"))
     assert res["max_diff"] < 1e-5 and res["grad_diff"] < 1e-5
-    assert res["hlo_constraints"] != 0
+    assert res["hlo_constraints"] > 0
     assert len(res["errors"]) == 3
     assert "do not divide the device count 8" in res["errors"][0]
     assert "use 4 devices but 8 are available" in res["errors"][1]

@@ -59,7 +59,7 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.align = ml_collections.ConfigDict()
     cfg.align.examples = 3000 if tiny else 1_000_000
     cfg.align.batch_size = 32 if tiny else 512
-    cfg.align.text_len = 32 if tiny else 256
+    cfg.align.text_len = 64 if tiny else 256
     cfg.align.optim = _optim(1e-3, warmup_frac=0.06, weight_decay=0.0)
 
     cfg.sft = ml_collections.ConfigDict()

@@ -34,15 +34,23 @@ def encode_example(tokenizer, prompt: str, answer: str, text_len: int) -> tuple[
 
     Over-long prompts lose their start, so the question and the answer always survive.
     """
-    p, a = prompt_ids(tokenizer, prompt), answer_ids(tokenizer, answer)
-    a = a[: text_len + 1]
-    p = p[-(text_len + 1 - len(a)):] if len(p) + len(a) > text_len + 1 else p
+    p, a = fit(prompt_ids(tokenizer, prompt), answer_ids(tokenizer, answer), text_len + 1)
     ids = p + a
     tokens = np.full(text_len + 1, tokenizer.pad_id, np.int32)
     mask = np.zeros(text_len + 1, np.float32)
     tokens[: len(ids)] = ids
     mask[len(p): len(ids)] = 1.0
     return tokens, mask
+
+
+def fit(prompt: list[int], answer: list[int], budget: int) -> tuple[list[int], list[int]]:
+    """Cut a prompt + answer pair to `budget` tokens: the prompt loses its start first (the
+    question is at its end), down to half the budget; then the answer loses its end."""
+    if len(prompt) + len(answer) <= budget:
+        return prompt, answer
+    keep_answer = min(len(answer), max(budget // 2, budget - len(prompt)))
+    keep_prompt = budget - keep_answer
+    return prompt[len(prompt) - keep_prompt:], answer[:keep_answer]
 
 
 class ExampleBatches:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from visual_priors.data.multimodal import LETTERS, answer_ids, prompt_ids, question_prompt
+from visual_priors.data.multimodal import LETTERS, answer_ids, fit, prompt_ids, question_prompt
 from visual_priors.model.scoring import token_logprobs
 
 _LETTER_PATTERNS = [
@@ -57,9 +57,8 @@ def encode_choices(tokenizer, question: str, options: Sequence[str], text_len: i
     rows = np.full((len(options), text_len + 1), tokenizer.pad_id, np.int32)
     masks = np.zeros((len(options), text_len + 1), np.float32)
     for i, opt in enumerate(options):
-        a = answer_ids(tokenizer, opt)
-        pp = p[-(text_len + 1 - len(a)):] if len(p) + len(a) > text_len + 1 else p
-        ids = (pp + a)[: text_len + 1]
+        pp, a = fit(p, answer_ids(tokenizer, opt), text_len + 1)
+        ids = pp + a
         rows[i, : len(ids)] = ids
         masks[i, len(pp): len(ids)] = 1.0
     return rows, masks

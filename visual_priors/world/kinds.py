@@ -149,13 +149,26 @@ def make_kinds(seed: int, n_kinds: int = 28, reserved: frozenset[str] = frozense
     names = _names(r, n_kinds, reserved | _vocabulary_words())
     categories = [KIND_CATEGORIES[i % len(KIND_CATEGORIES)] for i in range(n_kinds)]
     glyphs = r.shuffle([(s, p) for s in SHAPES for p in PATTERNS])[:n_kinds]
-    colours = r.shuffle([COLOUR_NAMES[i % len(COLOUR_NAMES)] for i in range(n_kinds)])
-    sizes = r.shuffle([SIZE_CLASSES[i % len(SIZE_CLASSES)] for i in range(n_kinds)])
-    materials = r.shuffle([MATERIALS[i % len(MATERIALS)] for i in range(n_kinds)])
-    habitats = r.shuffle([HABITATS[i % len(HABITATS)] for i in range(n_kinds)])
+    # Attributes are dealt round-robin within each half (fact-held-out or not), so that both
+    # halves share one distribution of answers: otherwise a model's answer prior learned on the
+    # training half would be anti-correlated with the truth on the held-out half.
+    held = _heldout_from_categories(seed, categories)
+    halves = ([i for i in range(n_kinds) if i in held], [i for i in range(n_kinds) if i not in held])
+
+    def dealt(values, members=None):
+        out = {}
+        for h, half in enumerate(halves):
+            idx = [i for i in half if members is None or i in members]
+            vals = r.shuffle([values[(j + h) % len(values)] for j in range(len(idx))])
+            out.update(zip(idx, vals))
+        return out
+
+    colours = dealt(COLOUR_NAMES)
+    sizes = dealt(SIZE_CLASSES)
+    materials = dealt(MATERIALS)
+    habitats = dealt(HABITATS)
+    legs = dealt((2, 4, 6, 8), {i for i in range(n_kinds) if categories[i] == "animal"})
     uses = {c: r.shuffle(list(USES[c])) for c in KIND_CATEGORIES}
-    n_animals = categories.count("animal")
-    animal_legs = r.shuffle([(2, 4, 6, 8)[i % 4] for i in range(n_animals)])
     kinds = []
     for i in range(n_kinds):
         cat = categories[i]
@@ -172,7 +185,7 @@ def make_kinds(seed: int, n_kinds: int = 28, reserved: frozenset[str] = frozense
         kinds.append(Kind(
             name=names[i], colour=colours[i], shape=glyphs[i][0], size_class=sizes[i],
             material=materials[i], category=cat, use=use, edible=edible,
-            legs=animal_legs[rank] if cat == "animal" else 0, habitat=habitats[i], index=i,
+            legs=legs.get(i, 0), habitat=habitats[i], index=i,
             pattern=glyphs[i][1],
         ))
     return tuple(kinds)
@@ -180,11 +193,15 @@ def make_kinds(seed: int, n_kinds: int = 28, reserved: frozenset[str] = frozense
 
 def heldout_indices(seed: int, kinds: tuple[Kind, ...]) -> frozenset[int]:
     """Half of each category's kinds, so both halves span every category and leg count."""
+    return _heldout_from_categories(seed, [k.category for k in kinds])
+
+
+def _heldout_from_categories(seed: int, categories: list[str]) -> frozenset[int]:
     r = Rand.of(seed, "train", "heldout", 0)
     out: set[int] = set()
     flip = 0
     for cat in KIND_CATEGORIES:
-        members = r.shuffle([k.index for k in kinds if k.category == cat])
+        members = r.shuffle([i for i, c in enumerate(categories) if c == cat])
         half = len(members) // 2 + (flip if len(members) % 2 else 0)
         if len(members) % 2:
             flip ^= 1
