@@ -51,7 +51,7 @@ def get(profile: str) -> ml_collections.ConfigDict:
 
     cfg.encoder = ml_collections.ConfigDict()
     cfg.encoder.kind = "clip"
-    cfg.encoder.steps = 400 if tiny else 20000
+    cfg.encoder.steps = 300 if tiny else 20000
     cfg.encoder.batch_size = 64 if tiny else 1024
     cfg.encoder.text_len = 24
     cfg.encoder.optim = _optim(1e-3, warmup_frac=0.05, weight_decay=0.05)
@@ -69,10 +69,11 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.sft.optim = _optim(5e-4 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
 
     cfg.eval = ml_collections.ConfigDict()
-    cfg.eval.questions_per_benchmark = 120 if tiny else 0  # 0: the whole benchmark
-    cfg.eval.mle_per_bin = 60 if tiny else 0
+    # Held-out world questions per benchmark family and per MLE size bin.
+    cfg.eval.questions_per_benchmark = 100 if tiny else 500
+    cfg.eval.mle_per_bin = 60 if tiny else 500
     cfg.eval.text_len = 64 if tiny else 512
-    cfg.eval.perplexity_windows = 64 if tiny else 0
+    cfg.eval.perplexity_windows = 32 if tiny else 1000
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),

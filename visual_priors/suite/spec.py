@@ -19,6 +19,9 @@ from visual_priors.config import mixtures
 from visual_priors.data import sources as sources_lib
 
 HASH_LEN = 12
+# Bumped when a kind's implementation changes what it writes, so old outputs are not reused.
+VERSIONS = {"tokenizer": 1, "shards": 1, "pretrain": 1, "encoder": 1, "features": 2, "align": 1,
+            "sft": 1, "evaluate": 1}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -29,7 +32,7 @@ class Step:
 
     @cached_property
     def hash(self) -> str:
-        payload = {"kind": self.kind, "fields": self.fields,
+        payload = {"kind": self.kind, "version": VERSIONS.get(self.kind, 1), "fields": self.fields,
                    "inputs": sorted(f"{s.kind}:{s.hash}" for s in self.inputs)}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_jsonable)
         return hashlib.sha256(blob.encode()).hexdigest()[:HASH_LEN]
@@ -103,7 +106,9 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 "scale": scale, "weights": weights, "tokens": tokens, "seed": cfg.seed,
                 "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
                 "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
-                "rules": _plain(cfg.rules)},
+                "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
+                "log_every": cfg.pretrain.log_every,
+                "perplexity_windows": cfg.eval.perplexity_windows},
                 (tokenizer, *(shards[s] for s in used), *(heldout[s] for s in all_sources)))
             align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)},
                          (pretrain, features, tokenizer))

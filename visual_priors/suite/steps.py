@@ -30,6 +30,7 @@ from visual_priors.train.checkpoint import load_params, save_params
 from visual_priors.world import BENCHMARKS, SIZE_BINS, World
 
 Locate = Callable[[object], Path]  # step -> its finished output directory
+ALIGN_PROMPT = "Describe the image."
 
 
 def _world(fields) -> World:
@@ -44,8 +45,16 @@ def _cfg(d: dict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(d)
 
 
-def _progress() -> bool:
-    return True
+def _save(module, path: Path, metadata: dict) -> None:
+    save_params(path, nnx.state(module, nnx.Param).to_pure_dict(), metadata)
+
+
+def _restore(module, path: Path, expect: dict):
+    """Fill `module`'s parameters from a checkpoint written by `_save`, checking its metadata."""
+    state = nnx.state(module, nnx.Param)
+    nnx.replace_by_pure_dict(state, load_params(path, state.to_pure_dict(), expect=expect))
+    nnx.update(module, state)
+    return module
 
 
 # ---------------------------------------------------------------- data
@@ -102,16 +111,16 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
 
     result = loop.run(model, loss_fn, data, steps=steps, optim_cfg=_cfg(f["optim"]),
                       mesh=mesh or mesh_lib.make_mesh(f["mesh"]), rules=f["rules"], workdir=out / "work",
-                      ckpt_every=200, desc=f"pretrain {f['scale']}", progress=_progress(),
+                      ckpt_every=f["ckpt_every"], log_every=f["log_every"], desc=f"pretrain {f['scale']}",
                       metadata={"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size},
                       flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
-    save_params(out / "llm", nnx.state(model, nnx.Param).to_pure_dict(),
-                {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size})
+    _save(model, out / "llm", {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size})
     ppl = {}
     for s in step.inputs_of("shards"):
         if s.fields["split"] == "test":
             stream = np.load(_shard_path(s, locate))
-            ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"], max_windows=32)
+            ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"],
+                                                  max_windows=f["perplexity_windows"])
     drawn = data.counter.counts()  # rows of seq_len + 1 count seq_len trained tokens
     return {
         "scale": f["scale"], "params": llm_lib.count_params(cfg), "tokens": result.tokens,
@@ -124,13 +133,8 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
 
 def load_llm(pretrain_dir: Path, scale: str, tok) -> llm_lib.Llama:
     cfg = llm_config(scale, tok)
-    model = llm_lib.Llama(cfg, rngs=nnx.Rngs(0))
-    state = nnx.state(model, nnx.Param)
-    params = load_params(pretrain_dir / "llm", state.to_pure_dict(),
-                         expect={"kind": "llm", "scale": scale, "vocab_size": cfg.vocab_size})
-    nnx.replace_by_pure_dict(state, params)
-    nnx.update(model, state)
-    return model
+    return _restore(llm_lib.Llama(cfg, rngs=nnx.Rngs(0)), pretrain_dir / "llm",
+                    {"kind": "llm", "scale": scale, "vocab_size": cfg.vocab_size})
 
 
 # ---------------------------------------------------------------- vision encoder
@@ -171,8 +175,8 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
 
     result = loop.run(model, loss_fn, data, steps=f["steps"], optim_cfg=_cfg(f["optim"]),
                       mesh=mesh, workdir=out / "work", ckpt_every=200, desc="encoder",
-                      progress=_progress(), metadata={"kind": "clip"})
-    save_params(out / "clip", nnx.state(model, nnx.Param).to_pure_dict(), {"kind": "clip"})
+                      metadata={"kind": "clip"})
+    _save(model, out / "clip", {"kind": "clip"})
     # Held-out retrieval: does each test image pick its own caption among 100?
     ti, tt, tm = _caption_arrays(world, tok, "test", 0, 100, f["text_len"])
     img = model.encode_image(jnp.asarray(ti))
@@ -185,11 +189,7 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
 
 def load_encoder(encoder_dir: Path, fields, vocab_size: int) -> vision.CLIPModel:
     model = vision.CLIPModel(encoder_config(fields), vocab_size=vocab_size, rngs=nnx.Rngs(0))
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, load_params(encoder_dir / "clip", state.to_pure_dict(),
-                                                expect={"kind": "clip"}))
-    nnx.update(model, state)
-    return model
+    return _restore(model, encoder_dir / "clip", {"kind": "clip"})
 
 
 # ---------------------------------------------------------------- frozen features
@@ -212,7 +212,8 @@ def run_features(step, out: Path, locate: Locate) -> dict:
     # Stage 1: image-caption pairs, drawn after the encoder's own training pairs.
     pairs = [world.caption_pair("train", 100_000 + i) for i in tqdm(range(f["align"]), desc="align images", leave=False)]
     np.save(out / "align.npy", featurize([p[0] for p in pairs]))
-    (out / "align.json").write_text(json.dumps([p[1] for p in pairs]))
+    (out / "align.json").write_text(json.dumps(
+        [{"prompt": ALIGN_PROMPT, "answer": caption, "row": i} for i, (_, caption) in enumerate(pairs)]))
 
     # Stage 2: instruction examples; text-only ones get feature row -1.
     images, sft = [], []
@@ -256,33 +257,32 @@ def _mllm_loss(model, batch):
     return loss, {"tokens": count}
 
 
-def _feature_dim(features_dir: Path) -> int:
-    return int(np.load(features_dir / "eval.npy", mmap_mode="r").shape[-1])
+def _example_batches(feat_dir: Path, stage: str, f: dict, tok) -> tuple[multimodal.ExampleBatches, np.ndarray, list]:
+    """Encoded examples of a stage ("align" or "sft") with their cached image features."""
+    feats = np.load(feat_dir / f"{stage}.npy")
+    examples = json.loads((feat_dir / f"{stage}.json").read_text())[: f["examples"]]
+    enc = [multimodal.encode_example(tok, e["prompt"], e["answer"], f["text_len"]) for e in examples]
+    data = multimodal.ExampleBatches(np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc]), feats,
+                                     np.array([e["row"] for e in examples]), f["batch_size"], f["seed"])
+    return data, feats, examples
 
 
 def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 1: the connector alone learns to turn image features into caption-predicting tokens."""
     f = step.fields
     tok = _tokenizer(step, locate)
-    feat_dir = locate(step.input("features"))
-    feats = np.load(feat_dir / "align.npy")
-    captions = json.loads((feat_dir / "align.json").read_text())[: f["examples"]]
-    enc = [multimodal.encode_example(tok, "Describe the image.", c, f["text_len"]) for c in captions]
-    data = multimodal.ExampleBatches(np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc]),
-                                     feats, np.arange(len(enc)), f["batch_size"], f["seed"])
+    data, feats, examples = _example_batches(locate(step.input("features")), "align", f, tok)
     model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
     result = loop.run(model, _mllm_loss, data, steps=len(data), optim_cfg=_cfg(f["optim"]),
                       freeze_rules=[("connector/.*", True)], mesh=mesh, workdir=out / "work",
-                      ckpt_every=100, desc="align", progress=_progress(), metadata={"kind": "align"})
-    save_params(out / "connector", nnx.state(model.connector, nnx.Param).to_pure_dict(), {"kind": "connector"})
-    return {"train": result.to_dict(), "examples": len(enc)}
+                      ckpt_every=100, desc="align", metadata={"kind": "align"})
+    _save(model.connector, out / "connector", {"kind": "connector"})
+    return {"train": result.to_dict(), "examples": len(examples)}
 
 
 def load_mllm(pretrain_step, connector_dir: Path, locate: Locate, tok, feature_dim: int) -> mllm_lib.MLLM:
     model = build_mllm(pretrain_step, locate, tok, feature_dim, 0)
-    state = nnx.state(model.connector, nnx.Param)
-    nnx.replace_by_pure_dict(state, load_params(connector_dir, state.to_pure_dict(), expect={"kind": "connector"}))
-    nnx.update(model.connector, state)
+    _restore(model.connector, connector_dir, {"kind": "connector"})
     return model
 
 
@@ -290,20 +290,14 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 2: connector and LLM tuned on instructions, text-only and with images."""
     f = step.fields
     tok = _tokenizer(step, locate)
-    feat_dir = locate(step.input("features"))
-    feats = np.load(feat_dir / "sft.npy")
-    examples = json.loads((feat_dir / "sft.json").read_text())[: f["examples"]]
-    enc = [multimodal.encode_example(tok, e["prompt"], e["answer"], f["text_len"]) for e in examples]
-    data = multimodal.ExampleBatches(np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc]),
-                                     feats, np.array([e["row"] for e in examples]), f["batch_size"], f["seed"])
+    data, feats, examples = _example_batches(locate(step.input("features")), "sft", f, tok)
     model = load_mllm(step.input("pretrain"), locate(step.input("align")) / "connector", locate, tok,
                       feats.shape[-1])
     result = loop.run(model, _mllm_loss, data, steps=len(data), optim_cfg=_cfg(f["optim"]),
                       freeze_rules=[("connector/.*", True), ("llm/.*", True)], mesh=mesh,
-                      workdir=out / "work", ckpt_every=100, desc="sft", progress=_progress(),
-                      metadata={"kind": "sft"})
-    save_params(out / "mllm", nnx.state(model, nnx.Param).to_pure_dict(), {"kind": "mllm"})
-    return {"train": result.to_dict(), "examples": len(enc),
+                      workdir=out / "work", ckpt_every=100, desc="sft", metadata={"kind": "sft"})
+    _save(model, out / "mllm", {"kind": "mllm"})
+    return {"train": result.to_dict(), "examples": len(examples),
             "image_examples": int(sum(e["row"] >= 0 for e in examples))}
 
 
@@ -320,11 +314,8 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     feats = np.load(feat_dir / "eval.npy")
     questions = _questions(feat_dir)
     pre_step = step.input("pretrain")
-    model = build_mllm(pre_step, locate, tok, feats.shape[-1], 0)
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, load_params(locate(step.input("sft")) / "mllm", state.to_pure_dict(),
-                                                expect={"kind": "mllm"}))
-    nnx.update(model, state)
+    model = _restore(build_mllm(pre_step, locate, tok, feats.shape[-1], 0), locate(step.input("sft")) / "mllm",
+                     {"kind": "mllm"})
 
     sums, _ = vqa.score_options(model, tok, questions, feats, text_len=f["text_len"])
     blind_sums, _ = vqa.score_options(model, tok, questions, None, text_len=f["text_len"])
