@@ -18,8 +18,9 @@ def get_config(arg: str = "tiny"):
     cfg.mixtures = ("mix0", "mix6")
     if cfg.profile == "tiny":
         cfg.scales = ("t1", "t2", "t3")
-        # About 20 tokens per parameter for the largest, like the paper's 3B / 50B... scaled down.
-        cfg.tokens = {"t1": 300_000, "t2": 600_000, "t3": 1_000_000}
+        # Budgets grow with the model, so the three runs of a mixture span ~25x in compute,
+        # and the largest sees under one epoch of each source's shard.
+        cfg.tokens = {"t1": 200_000, "t2": 500_000, "t3": 800_000}
     else:
         cfg.scales = ("340M", "1B", "3B")
         cfg.tokens = {"340M": 10_000_000_000, "1B": 30_000_000_000, "3B": 50_000_000_000}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -136,3 +139,34 @@ def test_flops_follow_6n_plus_causal_attention():
     per_tok = flops.train_flops_per_token(cfg, 128)
     attn = 12 * cfg.n_layers * 128 * cfg.d_model / 2
     assert per_tok == pytest.approx(6 * n + attn)
+
+
+class _SignallingData(ArrayBatches):
+    """Sends this process a signal while the loop is drawing batch `at`, like a preemption."""
+
+    def __init__(self, *a, at, sig, **k):
+        super().__init__(*a, **k)
+        self.at, self.sig = at, sig
+
+    def __next__(self):
+        if self.position == self.at:
+            os.kill(os.getpid(), self.sig)
+        return super().__next__()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_the_rerun_matches(tmp_path, sig):
+    straight = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a", progress=False)
+
+    base = _data()
+    stopped = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    with pytest.raises(loop.Preempted, match=f"stopped by {signal.Signals(sig).name} after step 8"):
+        loop.run(stopped, _lm_loss, _SignallingData(base.arrays, 8, 0, at=7, sig=sig), steps=12,
+                 optim_cfg=_optim(), workdir=tmp_path / "b", ckpt_every=100, progress=False)
+    assert signal.getsignal(sig) is not None  # handlers are put back
+    resumed = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    res = loop.run(resumed, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
+                   ckpt_every=100, progress=False)
+    assert res.resumed_from == 8
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, _params(straight), _params(resumed))))

@@ -66,6 +66,7 @@ def cmd_plan(args) -> int:
 
 def _run_stage(args, stage: str) -> int:
     from visual_priors.suite.executor import StudyFailed, run_study
+    from visual_priors.train.loop import Preempted
 
     try:
         run_study(_load(args), args.root, stage=stage, only=getattr(args, "run", None) or None,
@@ -73,6 +74,10 @@ def _run_stage(args, stage: str) -> int:
     except StudyFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except (Preempted, KeyboardInterrupt):
+        print("interrupted: finished steps are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     return 0
 
 

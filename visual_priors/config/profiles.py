@@ -59,20 +59,20 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.align = ml_collections.ConfigDict()
     cfg.align.examples = 3000 if tiny else 1_000_000
     cfg.align.batch_size = 32 if tiny else 512
-    cfg.align.text_len = 64 if tiny else 256
+    cfg.align.text_len = 80 if tiny else 256
     cfg.align.optim = _optim(1e-3, warmup_frac=0.06, weight_decay=0.0)
 
     cfg.sft = ml_collections.ConfigDict()
-    cfg.sft.examples = 6000 if tiny else 3_500_000
+    cfg.sft.examples = 5000 if tiny else 3_500_000
     cfg.sft.batch_size = 32 if tiny else 512
-    cfg.sft.text_len = 64 if tiny else 2048
+    cfg.sft.text_len = 96 if tiny else 2048
     cfg.sft.optim = _optim(5e-4 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
 
     cfg.eval = ml_collections.ConfigDict()
     # Held-out world questions per benchmark family and per MLE size bin.
-    cfg.eval.questions_per_benchmark = 100 if tiny else 500
+    cfg.eval.questions_per_benchmark = 80 if tiny else 500
     cfg.eval.mle_per_bin = 60 if tiny else 500
-    cfg.eval.text_len = 64 if tiny else 512
+    cfg.eval.text_len = 96 if tiny else 512
     cfg.eval.perplexity_windows = 32 if tiny else 1000
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

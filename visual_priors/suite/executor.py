@@ -20,6 +20,7 @@ import ml_collections
 from visual_priors.suite import spec as spec_lib
 from visual_priors.suite.registry import Registry
 from visual_priors.suite.steps import RUNNERS
+from visual_priors.train.loop import Preempted
 
 log = logging.getLogger(__name__)
 REGISTRY_FILE = "registry.sqlite"
@@ -94,6 +95,11 @@ def run_study(cfg: ml_collections.ConfigDict, root: str | Path = "runs", *, stag
         t_step = time.perf_counter()
         try:
             result = RUNNERS[step.kind](step, partial, locate)
+        except (Preempted, KeyboardInterrupt) as err:  # stop the study; the partial step resumes
+            registry.fail(step, f"interrupted: {err or 'KeyboardInterrupt'}")
+            registry.close()
+            echo(f"{label} interrupted; run the same command again to resume")
+            raise
         except Exception as err:  # record, keep going with independent steps
             failed.add(step.hash)
             registry.fail(step, "".join(traceback.format_exception(err))[-4000:])

@@ -118,7 +118,7 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
         ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, force=force)
 
     stop_requested = []
-    previous_handler = _install_sigterm(stop_requested)
+    previous_handlers = _install_stop_handlers(stop_requested)
     writer = MetricsWriter(workdir / "metrics.jsonl")
     losses: list[float] = []
     tokens_total, t_start = 0, time.perf_counter()
@@ -157,13 +157,15 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                     save(step + 1)
                 if stop_requested:
                     save(step + 1, force=True)
-                    raise Preempted(f"{desc}: stopped by SIGTERM after step {step + 1}; checkpoint saved")
+                    name = signal.Signals(stop_requested[0]).name
+                    raise Preempted(f"{desc}: stopped by {name} after step {step + 1}; "
+                                    f"checkpoint saved, a rerun resumes from it")
         finally:
             bar.close()
             writer.close()
             if ckpt is not None:
                 ckpt.close()
-            _restore_sigterm(previous_handler)
+            _restore_handlers(previous_handlers)
     nnx.update(model, trainable)
     elapsed = time.perf_counter() - t_start
     return TrainResult(steps=steps, first_loss=losses[0] if losses else float("nan"),
@@ -188,16 +190,23 @@ def _place(tree, mesh):
     return jax.tree.map(put, tree)
 
 
-def _install_sigterm(flag: list) -> Any:
+def _install_stop_handlers(flag: list) -> dict:
+    """SIGTERM (preemption) and a first Ctrl-C ask the loop to checkpoint and stop at the end of
+    the current step; a second Ctrl-C interrupts at once."""
     def handler(signum, frame):
+        if flag and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         flag.append(signum)
 
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    return previous
 
 
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+def _restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
