@@ -105,8 +105,8 @@ class _FailingData(ArrayBatches):
 
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
     straight = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a",
-             progress=False)
+    whole = loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a",
+                     progress=False)
 
     first = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
     base = _data()
@@ -118,6 +118,7 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
     res = loop.run(resumed, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
                    ckpt_every=3, progress=False)
     assert res.resumed_from == 6
+    assert res.tokens == whole.tokens and res.first_loss == whole.first_loss  # whole-run totals
     same = jax.tree.map(np.array_equal, _params(straight), _params(resumed))
     assert all(jax.tree.leaves(same))
 

@@ -59,7 +59,7 @@ def cmd_plan(args) -> int:
           f"{p['shared_steps']} shared by several runs")
     for kind, n in p["steps_by_kind"].items():
         print(f"  {kind:<10} {n}")
-    print(f"pre-training: {p['pretrain_flops']:.3e} FLOPs = {p['pretrain_device_hours']:,.2f} "
+    print(f"pre-training: {p['pretrain_flops']:.3e} FLOPs = {p['pretrain_device_hours']:,.3g} "
           f"{p['chip']} hours at {100 * p['mfu']:.0f}% MFU")
     return 0
 

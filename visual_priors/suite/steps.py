@@ -122,6 +122,7 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
             ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"],
                                                   max_windows=f["perplexity_windows"])
     drawn = data.counter.counts()  # rows of seq_len + 1 count seq_len trained tokens
+    assert sum(drawn.values()) == result.tokens, (drawn, result.tokens)
     return {
         "scale": f["scale"], "params": llm_lib.count_params(cfg), "tokens": result.tokens,
         "flops": flops.pretrain_flops(cfg, result.tokens, f["seq_len"]),

@@ -32,16 +32,19 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, params: Any, opt_leaves: list, data_state: dict | None,
-             *, force: bool = False) -> None:
+             progress: dict | None = None, *, force: bool = False) -> None:
+        """`progress` holds the run's running totals (tokens, first loss) so a resumed run reports
+        the whole run, not only what it did after the restart."""
         items = dict(
             params=ocp.args.StandardSave(params),
             opt=ocp.args.StandardSave(opt_leaves),
-            meta=ocp.args.JsonSave({"metadata": self.metadata, "data": data_state, "step": step}),
+            meta=ocp.args.JsonSave({"metadata": self.metadata, "data": data_state, "step": step,
+                                    "progress": progress or {}}),
         )
         self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-    def restore_latest(self, params_like: Any, opt_like: list) -> tuple[int, Any, list, dict | None] | None:
-        """(step, params, opt_leaves, data_state) of the newest readable checkpoint, or None."""
+    def restore_latest(self, params_like: Any, opt_like: list) -> tuple[int, Any, list, dict | None, dict] | None:
+        """(step, params, opt_leaves, data_state, progress) of the newest readable checkpoint, or None."""
         steps = sorted(self.manager.all_steps(), reverse=True)
         for step in steps:
             try:
@@ -57,7 +60,8 @@ class Checkpointer:
                             step, self.directory, err)
                 continue
             self._check_metadata(restored["meta"]["metadata"])
-            return step, restored["params"], restored["opt"], restored["meta"]["data"]
+            meta = restored["meta"]
+            return step, restored["params"], restored["opt"], meta["data"], meta.get("progress", {})
         return None
 
     def _check_metadata(self, saved: dict) -> None:

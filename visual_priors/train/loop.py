@@ -43,6 +43,8 @@ class Preempted(RuntimeError):
 
 @dataclasses.dataclass
 class TrainResult:
+    """Summary of a run. After a resume, steps, tokens and first_loss cover the whole run;
+    tokens_per_s, elapsed_s and losses cover this process only."""
     steps: int
     first_loss: float
     final_loss: float
@@ -99,11 +101,11 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                       out_shardings=(*state_shardings, None, None))
 
     ckpt = Checkpointer(workdir / "checkpoints", keep=keep, metadata=metadata) if ckpt_every else None
-    start, resumed_from = 0, None
+    start, resumed_from, progress = 0, None, {}
     if ckpt is not None:
         restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
         if restored is not None:
-            start, params, opt_leaves, data_state = restored
+            start, params, opt_leaves, data_state, progress = restored
             nnx.replace_by_pure_dict(trainable, params)
             opt_state = jax.tree.unflatten(jax.tree.structure(opt_state), opt_leaves)
             if data_state is not None and hasattr(data, "set_state"):
@@ -115,14 +117,18 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
         if ckpt is None:
             return
         data_state = data.get_state() if hasattr(data, "get_state") else None
-        ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, force=force)
+        totals = {"tokens": tokens_total, "first_loss": first_loss}
+        ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, totals,
+                  force=force)
 
     stop_requested = []
     previous_handlers = _install_stop_handlers(stop_requested)
     writer = MetricsWriter(workdir / "metrics.jsonl")
     losses: list[float] = []
-    tokens_total, t_start = 0, time.perf_counter()
+    tokens_total, first_loss = int(progress.get("tokens", 0)), progress.get("first_loss")
+    t_start = time.perf_counter()
     t_window, tokens_window = t_start, 0
+    tokens_before = tokens_total
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, leave=False,
                dynamic_ncols=True)
     # Inside the mesh context, activation sharding constraints take effect when the step is traced.
@@ -142,6 +148,8 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                     log.warning("%s: loss spike at step %d: %.4f (recent mean %.4f)",
                                 desc, step + 1, loss, float(np.mean(losses[-20:])))
                 losses.append(loss)
+                if first_loss is None:
+                    first_loss = loss
                 bar.update(1)
                 if (step + 1) % log_every == 0 or step + 1 == steps:
                     now = time.perf_counter()
@@ -168,9 +176,9 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
             _restore_handlers(previous_handlers)
     nnx.update(model, trainable)
     elapsed = time.perf_counter() - t_start
-    return TrainResult(steps=steps, first_loss=losses[0] if losses else float("nan"),
+    return TrainResult(steps=steps, first_loss=first_loss if first_loss is not None else float("nan"),
                        final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-                       tokens=tokens_total, tokens_per_s=tokens_total / max(elapsed, 1e-9),
+                       tokens=tokens_total, tokens_per_s=(tokens_total - tokens_before) / max(elapsed, 1e-9),
                        elapsed_s=elapsed, resumed_from=resumed_from, losses=losses)
 
 
