@@ -28,7 +28,7 @@ setup(
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
         # torch pinned to the CPU build; checkpoint conversion only needs CPU tensors.
         "hf": ["torch==2.13.0", "transformers>=4.45,<6", "safetensors>=0.4,<1"],
-        "seqio": ["seqio>=0.0.19"],
+        "seqio": ["seqio>=0.0.19,<0.1"],
         "xm": ["xmanager>=0.5,<1"],
     },
     entry_points={"console_scripts": ["visual-priors=visual_priors.cli:main"]},

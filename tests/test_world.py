@@ -173,7 +173,50 @@ def test_every_benchmark_gives_valid_questions(world):
                 assert q.size_bin is None
                 positions[q.answer] += 1
     n = sum(positions.values())
-    assert all(abs(positions[p] - n / 4) < 0.2 * n / 4 for p in range(4)), positions
+    # Four binomial standard deviations: the letter of the answer is uniform.
+    assert all(abs(positions[p] - n / 4) < 4 * (n * 3 / 16) ** 0.5 for p in range(4)), positions
+
+
+def _option_guesses(options) -> dict[str, int]:
+    """What option-only rules pick: each is a function of the options alone."""
+    idx = range(len(options))
+    agree = [sum(sum(x == y for x, y in zip(options[i], options[j])) for j in idx if j != i) for i in idx]
+    guesses = {"centroid": agree.index(max(agree)),
+               "longest": max(idx, key=lambda i: len(options[i])),
+               "shortest": min(idx, key=lambda i: len(options[i]))}
+    if all(o.isdigit() for o in options):
+        order = sorted(idx, key=lambda i: int(options[i]))
+        guesses.update(smallest=order[0], second=order[1], third=order[2], largest=order[-1])
+    return guesses
+
+
+def test_options_alone_do_not_reveal_the_answer(world):
+    """Every family draws its options as a set and the answer uniformly from it, so rules that see
+    only the options (the one most like the others, the median number, the longest, the value
+    most often right in the train split) stay at chance, neither above it nor below it."""
+    n = 200
+    failures = []
+    for bench in ALL_BENCHMARKS + ("mle",):
+        right, seen = collections.Counter(), collections.Counter()
+        for i in range(n):
+            q = world.question(bench, "train", i)
+            right[q.answer_text] += 1
+            seen.update(q.options)
+        hits, counts = collections.Counter(), collections.Counter()
+        for i in range(n):
+            q = world.question(bench, "test", i)
+            guesses = _option_guesses(q.options)
+            score = [(right[o] + 1) / (seen[o] + 4) for o in q.options]
+            guesses["train prior"] = score.index(max(score))
+            for rule, guess in guesses.items():
+                counts[rule] += 1
+                hits[rule] += guess == q.answer
+        for rule, m in counts.items():
+            acc = hits[rule] / m
+            # Four standard errors of a chance-level rate: 0.12 at 200 questions.
+            if m >= 20 and abs(acc - 0.25) >= max(0.12, 4 * (3 / 16 / m) ** 0.5):
+                failures.append((bench, rule, round(acc, 3), m))
+    assert not failures, failures
 
 
 def test_answers_match_the_scene(world):

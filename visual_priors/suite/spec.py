@@ -17,6 +17,7 @@ import ml_collections
 
 from visual_priors.config import mixtures
 from visual_priors.data import sources as sources_lib
+from visual_priors.world import WORLD_VERSION
 
 HASH_LEN = 12
 # Bumped when a kind's implementation changes what it writes, so old outputs are not reused.
@@ -79,7 +80,9 @@ class Run:
 
 def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     """The study's runs and all their distinct steps in dependency order."""
-    world = _plain(cfg.world)
+    # The generator's version is part of every world-derived identity: new world content must
+    # not reuse tokenizers, shards or features made from the old one.
+    world = {**_plain(cfg.world), "version": WORLD_VERSION}
     all_sources = sorted({src for m in cfg.mixtures for src in mixtures.resolve(m)})
     for src in all_sources:
         sources_lib.get_source(src)

@@ -16,12 +16,13 @@ from visual_priors.world.questions import (ALL_BENCHMARKS, BENCHMARK_CATEGORY, B
                                            Question, format_prompt)
 from visual_priors.world.scenes import Chart, PlacedObject, Scene, Sign
 from visual_priors.world.text_base import LABELS, Document
+from visual_priors.world.world import VERSION as WORLD_VERSION
 from visual_priors.world.world import World
 
 __all__ = [
     "ALL_BENCHMARKS", "BENCHMARKS", "BENCHMARK_CATEGORY", "CATEGORIES", "COLOURS", "COUNTERPARTS",
     "Chart", "Document", "Example", "GENRES", "GENRE_ALLOWED", "GENRE_REQUIRED", "HABITATS",
     "KIND_CATEGORIES", "Kind", "LABELS", "MATERIALS", "PATTERNS", "PlacedObject", "Question",
-    "SHAPES", "SIZE_BINS", "SIZE_BIN_RANGES", "SIZE_CLASSES", "Scene", "Sign", "World",
-    "format_prompt",
+    "SHAPES", "SIZE_BINS", "SIZE_BIN_RANGES", "SIZE_CLASSES", "Scene", "Sign", "WORLD_VERSION",
+    "World", "format_prompt",
 ]

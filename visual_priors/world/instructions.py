@@ -87,11 +87,10 @@ def text_example(world: "World", r: Rand) -> Example:
         q, ans = _fact_qa(r, k)
         return Example(None, q, ans, "text", "fact", (k.index,), (k.index,))
     if u < 0.7:
-        k = r.choice(train_kinds)
-        q, ans, wrong = world._questions.fact_question(r, k, f"the {k.name}")
-        pos = r.randint(0, 3)
-        options = list(wrong)
-        options.insert(pos, ans)
+        maker = world._questions
+        fact, k, ans, wrong = maker.fact_choice(r, train_kinds)
+        q = maker.fact_wording(r, fact, k, f"the {k.name}")
+        options = r.shuffle(list(wrong) + [ans])
         return Example(None, format_prompt(q, options), ans, "text", "fact_choice", (k.index,),
                        (k.index,))
     q, ans, used = _arithmetic(r, train_kinds)

@@ -5,27 +5,39 @@ that no image shows (what a kind is for, where it lives, its legs, its material)
 never named where it must be recognised; in the train split they ask only about kinds whose facts
 instruction data may state, in the test split only about the held-out kinds, whose facts appear
 nowhere but in pre-training text.
+
+Options are symmetric: every family draws its four options as a set first, takes the answer
+uniformly from that set, and only then builds the scene (or picks the kind) that makes it true.
+So nothing about the options alone (which one is the median number, the one most like the others,
+the longest, the most common value) tells the answer; only the image and the question do.
+Scenes for a chosen answer are redrawn on their own (`settle`), never the options, since redrawing
+the options whenever a scene is hard to build would again favour some answers.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
 from visual_priors.world.kinds import (COLOUR_NAMES, HABITAT_PHRASE, HABITATS, KIND_CATEGORIES,
-                                       LEG_COUNTS, MATERIAL_PROPERTY, SHAPES, USES, Kind)
+                                       MATERIAL_PROPERTY, SHAPES, SIZE_CLASSES, USES, Kind)
 from visual_priors.world.layouts import (CHART_MAX, card_capacity, card_scene, chart_scene,
                                          diagram_scene, objects_scene, random_objects_scene,
                                          sign_scene)
 from visual_priors.world.rng import Rand
-from visual_priors.world.scenes import PlacedObject, Scene, assign_split, background_tint, place
+from visual_priors.world.scenes import (PlacedObject, Scene, assign_split, background_tint,
+                                        object_colour, place)
 
 if TYPE_CHECKING:
     from visual_priors.world.world import World
+
+T = TypeVar("T")
 
 CATEGORIES = ("general", "knowledge", "ocr_chart", "vision_centric")
 BENCHMARKS: dict[str, tuple[str, ...]] = {
@@ -54,9 +66,30 @@ LETTERS = "ABCD"
 CATEGORY_OPTION = {"animal": "an animal", "plant": "a plant", "food": "a food", "tool": "a tool",
                    "vehicle": "a vehicle"}
 SPATIAL_OPTIONS = ("to the left", "to the right", "above", "below")
+OPPOSITE = {"to the left": "to the right", "to the right": "to the left",
+            "above": "below", "below": "above"}
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+# Each outcome of the leg comparison is made equally likely, so none of these is a safe guess.
+LEG_COMPARISON = ("the one on the left", "the one on the right",
+                  "both have legs, and the same number of them", "neither of them has legs")
 _SIMILAR_DIGITS = {"0": "869", "1": "74", "2": "73", "3": "852", "4": "19", "5": "639",
                    "6": "580", "7": "12", "8": "306", "9": "846"}
+# Largest count a counting scene must hold: six objects still fit a 32 px image at 0.8 scale.
+MAX_COUNT = 6
+FACT_VALUE: dict[str, Callable[[Kind], str]] = {
+    "habitat": lambda k: HABITAT_PHRASE[k.habitat],
+    "use": lambda k: k.use,
+    "category": lambda k: CATEGORY_OPTION[k.category],
+    "legs": lambda k: str(k.legs),
+    "material": lambda k: MATERIAL_PROPERTY[k.material],
+}
+FACT_VALUES = {
+    "habitat": tuple(HABITAT_PHRASE[h] for h in HABITATS),
+    "use": tuple(u for c in KIND_CATEGORIES for u in USES[c]),
+    "category": tuple(CATEGORY_OPTION.values()),
+    "legs": ("0", "2", "4", "6", "8"),
+    "material": tuple(MATERIAL_PROPERTY.values()),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,8 +131,26 @@ class Retry(Exception):
     """A sampled scene cannot carry this question; draw another."""
 
 
+def chosen(scene: Scene, question: str, answer: str, options, fact_kinds=()) -> Draft:
+    """A draft from an option set drawn before its answer."""
+    return Draft(scene, question, answer, [o for o in options if o != answer], tuple(fact_kinds))
+
+
+def settle(build: Callable[[], T], tries: int = 100) -> T:
+    """build() until it stops raising Retry. Used once the options and answer are fixed: only the
+    scene is redrawn, so answers whose scenes are harder to build are not made rarer."""
+    for _ in range(tries):
+        try:
+            return build()
+        except Retry:
+            continue
+    raise Retry("no scene for the chosen answer")
+
+
 def pick(r: Rand, answer: str, preferred, pool, n: int = 3) -> list[str]:
-    """n distinct distractors, none equal to the answer, preferred ones first (in random order)."""
+    """n distinct distractors, none equal to the answer, preferred ones first (in random order).
+
+    Only for answers read off a random scene whose value is not itself a clue (colours, shapes)."""
     out: list[str] = []
     for group in (r.shuffle(list(dict.fromkeys(preferred))), r.shuffle(list(dict.fromkeys(pool)))):
         for item in group:
@@ -110,23 +161,40 @@ def pick(r: Rand, answer: str, preferred, pool, n: int = 3) -> list[str]:
     raise Retry(f"not enough distractors for {answer!r}")
 
 
-def near_numbers(r: Rand, answer: int, lo: int = 0, hi: int | None = None, step: int = 1,
-                 n: int = 3) -> list[str]:
-    """Plausible wrong numbers: mostly one or two steps away from the answer."""
-    cands = []
-    for d in (1, 2, 3, 4, 5, 6):
-        for s in (-1, 1):
-            v = answer + s * d * step
-            if v >= lo and (hi is None or v <= hi):
-                cands.append((v, 1.0 / d))
-    out: list[str] = []
-    while len(out) < n:
-        if not cands:
-            raise Retry("no room for numeric distractors")
-        v = r.weighted([c for c, _ in cands], [w for _, w in cands])
-        cands = [(c, w) for c, w in cands if c != v]
-        out.append(str(v))
-    return out
+def window(r: Rand, lo: int, hi: int, step: int = 1, n: int = 4) -> list[int]:
+    """n consecutive values (step apart) inside [lo, hi], the window's start uniform.
+
+    Callers take the answer uniformly from the window, so its rank among the options is uniform
+    whatever the bounds; options centred on the answer made it the median."""
+    starts = (hi - lo) // step - n + 2
+    if starts < 1:
+        raise ValueError(f"no room for {n} values in [{lo}, {hi}] with step {step}")
+    s = lo + step * r.randint(0, starts - 1)
+    return [s + i * step for i in range(n)]
+
+
+def confusable_numbers(r: Rand, digits: int) -> list[str]:
+    """Four distinct numbers of `digits` digits, each at most one misreading from a hidden hub.
+
+    The hub is just one more candidate: options built as misreadings of the answer made the
+    answer the string closest to all the others."""
+    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10 ** digits - 1
+    hub = str(r.randint(lo, hi))
+    cands = [hub]
+    for i, ch in enumerate(hub):
+        for alt in _SIMILAR_DIGITS[ch]:
+            v = hub[:i] + alt + hub[i + 1:]
+            if len(v) == 1 or v[0] != "0":
+                cands.append(v)
+    if digits > 1 and hub[-1] != "0":
+        cands.append(hub[::-1])
+    cands += [str(v) for v in (int(hub) - 1, int(hub) + 1) if lo <= v <= hi]
+    cands = list(dict.fromkeys(cands))
+    while len(cands) < 4:
+        v = str(r.randint(lo, hi))
+        if v not in cands:
+            cands.append(v)
+    return r.sample(cands, 4)
 
 
 def side_of(a: PlacedObject, b: PlacedObject) -> str | None:
@@ -140,6 +208,18 @@ def side_of(a: PlacedObject, b: PlacedObject) -> str | None:
     return None
 
 
+def mirrored(scene: Scene) -> Scene:
+    """The scene flipped left to right (depth and height unchanged)."""
+    S = scene.image_size
+    return replace(scene, objects=tuple(replace(o, x=round(S - o.x, 2)) for o in scene.objects))
+
+
+def likeness(a: Kind, b: Kind) -> float:
+    """How easily kind b is confused with kind a: same category, colour or shape."""
+    return (1.0 + 2.0 * (a.category == b.category) + 1.5 * (a.colour == b.colour)
+            + 1.5 * (a.shape == b.shape))
+
+
 class QuestionMaker:
     def __init__(self, world: "World"):
         self.w = world
@@ -148,15 +228,14 @@ class QuestionMaker:
 
     # ------------------------------------------------------------------ helpers
 
-    def similar_kinds(self, r: Rand, target: Kind, exclude: set[int], n: int = 3) -> list[Kind]:
-        """Absent kinds that could be confused with the target: same category, colour or shape."""
-        pool = [k for k in self.kinds if k.index not in exclude and k.index != target.index]
-        weights = [1.0 + 2.0 * (k.category == target.category) + 1.5 * (k.colour == target.colour)
-                   + 1.5 * (k.shape == target.shape) for k in pool]
+    def kind_group(self, r: Rand, n: int = 4) -> list[Kind]:
+        """n kinds that look or behave alike: drawn by likeness to a random hub kind, which is
+        itself only one more candidate, so no member is the group's centre by construction."""
+        hub = r.choice(self.kinds)
+        pool = list(self.kinds)
+        weights = [likeness(hub, k) for k in pool]
         out = []
         for _ in range(n):
-            if not pool:
-                raise Retry("not enough absent kinds")
             k = r.weighted(pool, weights)
             i = pool.index(k)
             pool.pop(i)
@@ -164,27 +243,64 @@ class QuestionMaker:
             out.append(k)
         return out
 
-    def fact_question(self, r: Rand, k: Kind, ref: str) -> tuple[str, str, list[str]]:
-        """A question about one fact of kind k, referred to as `ref` ('the object in the image')."""
-        facts = ["habitat", "use", "category"] + (["legs"] * 2 if k.legs else [])
-        fact = r.choice(facts)
+    def similar_kind(self, r: Rand, target: Kind, exclude: set[int]) -> Kind:
+        pool = [k for k in self.kinds if k.index not in exclude and k.index != target.index]
+        if not pool:
+            raise Retry("no kind left to swap in")
+        return r.weighted(pool, [likeness(target, k) for k in pool])
+
+    def _use_options(self, r: Rand, pool: list[Kind]) -> list[str]:
+        """Two uses from each of two categories, so no option is the odd one out."""
+        by_cat: dict[str, list[str]] = {}
+        for k in pool:
+            uses = by_cat.setdefault(k.category, [])
+            if k.use not in uses:
+                uses.append(k.use)
+        pairs = [c for c, uses in by_cat.items() if len(uses) >= 2]
+        if len(pairs) >= 2:
+            c1, c2 = r.sample(pairs, 2)
+            return r.sample(by_cat[c1], 2) + r.sample(by_cat[c2], 2)
+        have = [u for uses in by_cat.values() for u in uses]
+        return r.sample(have, min(4, len(have)))
+
+    def fact_choice(self, r: Rand, pool: list[Kind], facts: tuple[str, ...] = ("habitat", "use",
+                    "category", "legs")) -> tuple[str, Kind, str, list[str]]:
+        """(fact, kind, answer, distractors) for a fact question about a kind of `pool`.
+
+        The options come first, drawn from values that some kind of the pool has; the answer is
+        uniform among them and the kind is drawn last. Asking about a random kind instead made
+        common values (four legs, a busy habitat) the safe guess."""
+        weights = {"habitat": 0.3, "use": 0.3, "category": 0.25, "legs": 0.15, "material": 0.3}
+        values = {f: list(dict.fromkeys(FACT_VALUE[f](k) for k in pool)) for f in facts}
+        # A fact with fewer than four values in the pool would need options that are never right.
+        usable = [f for f in facts if len(values[f]) >= 4] or list(facts)
+        fact = r.weighted(usable, [weights[f] for f in usable])
+        value, have = FACT_VALUE[fact], values[fact]
+        if fact == "use":
+            options = self._use_options(r, pool)
+        else:
+            options = r.sample(have, min(4, len(have)))
+        answer = r.choice(options)
+        # Only tiny worlds lack four values; their padding can never be the answer.
+        spare = [v for v in r.shuffle(list(FACT_VALUES[fact])) if v not in options]
+        options += spare[:4 - len(options)]
+        k = r.choice([x for x in pool if value(x) == answer])
+        return fact, k, answer, [o for o in options if o != answer]
+
+    def fact_wording(self, r: Rand, fact: str, k: Kind, ref: str) -> str:
+        """The question for `fact` about kind k, referred to as `ref` ('the object in the image')."""
         if fact == "habitat":
             forms = [f"Where is {ref} usually found?", f"In which place is {ref} most common?"]
             if k.category == "animal":
                 forms.append(f"Where does {ref} usually live?")
-            ans = HABITAT_PHRASE[k.habitat]
-            return r.choice(forms), ans, pick(r, ans, [], [HABITAT_PHRASE[h] for h in HABITATS])
+            return r.choice(forms)
         if fact == "use":
-            q = r.choice((f"What is {ref} used for?", f"What do people use {ref} for?"))
-            same = list(USES[k.category])
-            other = [u for c in KIND_CATEGORIES for u in USES[c]]
-            return q, k.use, pick(r, k.use, r.sample(same, min(2, len(same))), other)
+            return r.choice((f"What is {ref} used for?", f"What do people use {ref} for?"))
         if fact == "category":
-            q = r.choice((f"What kind of thing is {ref}?", f"Which group does {ref} belong to?"))
-            ans = CATEGORY_OPTION[k.category]
-            return q, ans, pick(r, ans, [], list(CATEGORY_OPTION.values()))
-        q = r.choice((f"How many legs does {ref} have?", f"How many legs has {ref} got?"))
-        return q, str(k.legs), pick(r, str(k.legs), [], [str(n) for n in LEG_COUNTS])
+            return r.choice((f"What kind of thing is {ref}?", f"Which group does {ref} belong to?"))
+        if fact == "legs":
+            return r.choice((f"How many legs does {ref} have?", f"How many legs has {ref} got?"))
+        return r.choice((f"Which of these is true of {ref}?", f"Which statement about {ref} is correct?"))
 
     def finish(self, r: Rand, split: str, benchmark: str, draft: Draft,
                size_bin: str | None = None, image: np.ndarray | None = None) -> Question:
@@ -192,9 +308,9 @@ class QuestionMaker:
         if len(draft.distractors) != 3 or draft.answer in draft.distractors \
                 or len(set(draft.distractors)) != 3:
             raise AssertionError(f"bad options for {benchmark}: {draft}")
-        pos = r.randint(0, 3)
-        options = list(draft.distractors)
-        options.insert(pos, draft.answer)
+        # A full shuffle: distractors kept in a fixed order would betray the one inserted among them.
+        options = r.shuffle(list(draft.distractors) + [draft.answer])
+        pos = options.index(draft.answer)
         if image is None:
             image = self.w.render(scene)
         category = "mle" if benchmark == "mle" else BENCHMARK_CATEGORY[benchmark]
@@ -220,6 +336,23 @@ class QuestionMaker:
             if self.w.renderer.visibility(scene).min() < min_visible:
                 raise Retry
         return scene
+
+    def placed(self, r: Rand, kinds: list[Kind], min_visible: float = 0.5, **kw) -> Scene:
+        """Exactly these kinds, in this order (Retry when one finds no room or is hidden)."""
+        scene = objects_scene(r, kinds, self.S, **kw)
+        if len(scene.objects) != len(kinds):
+            raise Retry
+        if kw.get("min_sep", 0.6) < 1.0 and self.w.renderer.visibility(scene).min() < min_visible:
+            raise Retry
+        return scene
+
+    def counted(self, r: Rand, kinds: list[Kind], colours: list[str] | None = None,
+                **kw) -> Scene:
+        """A counting scene holding every one of `kinds` (shuffled together with `colours`)."""
+        idx = r.shuffle(list(range(len(kinds))))
+        ks = [kinds[i] for i in idx]
+        cs = None if colours is None else [colours[i] for i in idx]
+        return settle(lambda: self.placed(r, ks, colours=cs, min_sep=1.05, **kw))
 
     # ------------------------------------------------------------------ general
 
@@ -257,120 +390,152 @@ class QuestionMaker:
         return Draft(scene, q, o.kind.shape, pick(r, o.kind.shape, [x.kind.shape for x in objs], SHAPES))
 
     def q_existence(self, r: Rand, facts) -> Draft:
-        scene = self.objects(r, r.randint(3, 4), min_sep=0.75)
-        objs = scene.objects
-        if len(objs) < 3:
-            raise Retry
-        present = {o.kind.index for o in objs}
-        absent = self.similar_kinds(r, r.choice(objs).kind, present, 1)[0]
+        group = self.kind_group(r)
+        absent = r.choice(group)
+        shown = [k for k in group if k is not absent]
+        if r.chance(0.5):
+            shown.append(r.choice([k for k in self.kinds if k not in group]))
+        scene = settle(lambda: self.placed(r, r.shuffle(list(shown)), min_sep=0.75))
         q = r.choice(("Which of these is not in the image?", "Which object does not appear in the picture?",
                       "Which of the following is missing from the image?"))
-        shown = [o.kind.name for o in r.sample(list(objs), 3)]
-        return Draft(scene, q, absent.name, shown)
+        return chosen(scene, q, absent.name, [k.name for k in group])
 
     def q_perception(self, r: Rand, facts) -> Draft:
+        group = self.kind_group(r)
+        k = r.choice(group)
         if r.chance(0.65):
-            scene = self.objects(r, 1, size_scale=1.3)
-            if not scene.objects:
-                raise Retry
-            o = scene.objects[0]
+            scene = settle(lambda: self.placed(r, [k], size_scale=1.3))
             q = r.choice(("What is the object in the image?", "Which of these is shown in the image?",
                           "What is this object called?", "Name the object in the picture."))
         else:
-            scene = self.objects(r, 2, min_sep=1.0)
-            if len(scene.objects) < 2:
-                raise Retry
-            a, b = sorted(scene.objects, key=lambda x: x.x)
-            if b.x - a.x < 0.3 * self.S:
-                raise Retry
+            other = r.choice([x for x in self.kinds if x not in group])
             left = r.chance(0.5)
-            o = a if left else b
+
+            def build() -> Scene:
+                scene = self.placed(r, [k, other], min_sep=1.0)
+                a, b = sorted(scene.objects, key=lambda x: x.x)
+                if b.x - a.x < 0.3 * self.S:
+                    raise Retry
+                return scene if (a.kind is k) == left else mirrored(scene)
+
+            scene = settle(build)
             q = f"What is the object on the {'left' if left else 'right'}?"
-        present = scene.kinds_present()
-        wrong = self.similar_kinds(r, o.kind, set(present), 3)
-        return Draft(scene, q, o.kind.name, [k.name for k in wrong])
+        return chosen(scene, q, k.name, [x.name for x in group])
 
     def q_scene(self, r: Rand, facts) -> Draft:
-        scene = self.objects(r, 2, min_sep=1.0)
-        if len(scene.objects) < 2:
-            raise Retry
-        A, B = scene.objects
-        rel = side_of(A, B)
-        if rel is None:
+        # A hidden hub description; the options are four one-slot variations of it, and the
+        # image shows one of them. Variations of the answer made the answer the hub.
+        kA, kB = r.sample(self.kinds, 2)
+        hub = (object_colour(r, kA), kA, r.choice(SPATIAL_OPTIONS), object_colour(r, kB), kB)
+
+        def variant(how: str) -> tuple:
+            cA, ka, rel, cB, kb = hub
+            if how == "relation":
+                return cA, ka, OPPOSITE[rel], cB, kb
+            if how == "colour A":
+                return r.choice([c for c in COLOUR_NAMES if c != cA]), ka, rel, cB, kb
+            if how == "colour B":
+                return cA, ka, rel, r.choice([c for c in COLOUR_NAMES if c != cB]), kb
+            if how == "kind A":
+                return cA, self.similar_kind(r, ka, {kb.index}), rel, cB, kb
+            return cA, ka, rel, cB, self.similar_kind(r, kb, {ka.index})
+
+        variants = [variant(how) for how in r.sample(("relation", "colour A", "colour B", "kind A",
+                                                      "kind B"), 4)]
+        ans = r.choice(variants)
+        cA, ka, rel, cB, kb = ans
+
+        def build() -> Scene:
+            scene = self.placed(r, [ka, kb], colours=[cA, cB], min_sep=1.0)
+            seen = side_of(*scene.objects)
+            if seen == OPPOSITE[rel] and rel in ("to the left", "to the right"):
+                return mirrored(scene)
+            if seen != rel:
+                raise Retry
+            return scene
+
+        scene = settle(build)
+
+        def holds(d: tuple) -> bool:
+            return any(a is not b and (a.colour, a.kind.index, b.colour, b.kind.index) ==
+                       (d[0], d[1].index, d[3], d[4].index) and side_of(a, b) == d[2]
+                       for a in scene.objects for b in scene.objects)
+
+        if not holds(ans) or any(holds(v) for v in variants if v is not ans):
             raise Retry
         words = {"to the left": "to the left of", "to the right": "to the right of",
                  "above": "above", "below": "below"}
-        opposite = {"to the left": "to the right", "to the right": "to the left",
-                    "above": "below", "below": "above"}
 
-        def phrase(colour_a, kind_a, relation, colour_b, kind_b):
-            return f"a {colour_a} {kind_a} {words[relation]} a {colour_b} {kind_b}".replace(
+        def phrase(d: tuple) -> str:
+            return f"a {d[0]} {d[1].name} {words[d[2]]} a {d[3]} {d[4].name}".replace(
                 "a orange", "an orange")
 
-        ans = phrase(A.colour, A.kind.name, rel, B.colour, B.kind.name)
-        recolour = r.choice([c for c in COLOUR_NAMES if c != A.colour])
-        absent = self.similar_kinds(r, B.kind, set(scene.kinds_present()), 1)[0]
-        wrong = [phrase(A.colour, A.kind.name, opposite[rel], B.colour, B.kind.name),
-                 phrase(recolour, A.kind.name, rel, B.colour, B.kind.name),
-                 phrase(A.colour, A.kind.name, rel, B.colour, absent.name)]
         q = r.choice(("Which description matches the image?", "Which caption best describes the picture?"))
-        return Draft(scene, q, ans, wrong)
+        return chosen(scene, q, phrase(ans), [phrase(v) for v in variants])
 
     # ------------------------------------------------------------------ knowledge
 
     def _referred(self, r: Rand, k: Kind) -> tuple[Scene, str]:
         """A scene showing kind k, and how to refer to it without naming it."""
         if r.chance(0.65):
-            scene = objects_scene(r, [k], self.S, size_scale=1.25)
-            if not scene.objects:
-                raise Retry
+            scene = settle(lambda: self.placed(r, [k], size_scale=1.25))
             return scene, r.choice(("the object in the image", "the thing shown", "this object"))
         other = r.choice([x for x in self.kinds if x.index != k.index])
-        scene = objects_scene(r, r.shuffle([k, other]), self.S, min_sep=1.0)
-        if len(scene.objects) < 2:
-            raise Retry
-        a, b = sorted(scene.objects, key=lambda x: x.x)
-        if b.x - a.x < 0.3 * self.S:
-            raise Retry
-        return scene, f"the object on the {'left' if a.kind.index == k.index else 'right'}"
 
-    def q_science(self, r: Rand, facts) -> Draft:
-        k = r.choice(facts)
-        scene, ref = self._referred(r, k)
-        q, ans, wrong = self.fact_question(r, k, ref)
-        return Draft(scene, q, ans, wrong, (k.index,))
-
-    def q_reasoning(self, r: Rand, facts) -> Draft:
-        animals = [k for k in facts if k.legs]
-        if len(animals) >= 2 and r.chance(0.4):
-            k1, k2 = r.sample(animals, 2)
-            scene = objects_scene(r, [k1, k2], self.S, min_sep=1.0)
-            if len(scene.objects) < 2:
-                raise Retry
+        def build() -> Scene:
+            scene = self.placed(r, r.shuffle([k, other]), min_sep=1.0)
             a, b = sorted(scene.objects, key=lambda x: x.x)
             if b.x - a.x < 0.3 * self.S:
                 raise Retry
-            options = ["the one on the left", "the one on the right", "they have the same number of legs",
-                       "neither of them has legs"]
-            ans = (options[2] if a.kind.legs == b.kind.legs else
-                   options[0] if a.kind.legs > b.kind.legs else options[1])
-            q = r.choice(("Which of the two animals in the image has more legs?",
-                          "Comparing the two animals shown, which one has more legs?"))
-            return Draft(scene, q, ans, [o for o in options if o != ans], (k1.index, k2.index))
-        k = r.choice(facts)
+            return scene
+
+        scene = settle(build)
+        left = min(scene.objects, key=lambda x: x.x).kind.index == k.index
+        return scene, f"the object on the {'left' if left else 'right'}"
+
+    def q_science(self, r: Rand, facts) -> Draft:
+        fact, k, ans, wrong = self.fact_choice(r, facts)
         scene, ref = self._referred(r, k)
-        q = r.choice((f"Which of these is true of {ref}?", f"Which statement about {ref} is correct?"))
-        ans = MATERIAL_PROPERTY[k.material]
-        return Draft(scene, q, ans, pick(r, ans, [], list(MATERIAL_PROPERTY.values())), (k.index,))
+        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,))
+
+    def q_reasoning(self, r: Rand, facts) -> Draft:
+        if r.chance(0.4):
+            outcome = r.randint(0, 3)
+            legged = [k for k in facts if k.legs]
+            if outcome < 2:
+                pairs = [(x, y) for x in facts for y in facts if x.legs > y.legs]
+            elif outcome == 2:
+                pairs = [(x, y) for x in legged for y in legged if x.legs == y.legs]
+            else:
+                pairs = [(x, y) for x in facts for y in facts if not x.legs and not y.legs and x is not y]
+            if not pairs:
+                raise Retry
+            more, fewer = r.choice(pairs)
+            left_kind = fewer if outcome == 1 else more
+
+            def build() -> Scene:
+                scene = self.placed(r, [more, fewer], min_sep=1.0)
+                a, b = sorted(scene.objects, key=lambda x: x.x)
+                if b.x - a.x < 0.3 * self.S:
+                    raise Retry
+                return scene if a.kind is left_kind else mirrored(scene)
+
+            scene = settle(build)
+            q = r.choice(("Which of the two objects in the image has more legs?",
+                          "Comparing the two things shown, which one has more legs?"))
+            return chosen(scene, q, LEG_COMPARISON[outcome], LEG_COMPARISON, (more.index, fewer.index))
+        fact, k, ans, wrong = self.fact_choice(r, facts, ("material",))
+        scene, ref = self._referred(r, k)
+        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,))
 
     def q_diagram(self, r: Rand, facts) -> Draft:
-        target = r.choice(facts)
+        fact, target, ans, wrong = self.fact_choice(r, facts)
         a, b = r.sample([x for x in self.kinds if x.index != target.index], 2)
         hop = r.randint(0, 1)
         chain = [a, target, b] if hop == 0 else [b, a, target]
         scene = diagram_scene(r, chain, self.S)
         source = chain[hop]
-        q, ans, wrong = self.fact_question(r, target, "that object")
+        q = self.fact_wording(r, fact, target, "that object")
         q = f"In the diagram, the arrow from the {source.name} points to another object. {q}"
         return Draft(scene, q, ans, wrong, (target.index,))
 
@@ -378,68 +543,59 @@ class QuestionMaker:
         t = r.random()
         animals = [k for k in facts if k.legs]
         if t < 0.5 and animals:
-            chosen = [r.choice(animals) for _ in range(r.randint(2, 3))]
-            scene = objects_scene(r, chosen, self.S, min_sep=1.05, size_scale=0.9)
-            if len(scene.objects) < 2:
-                raise Retry
-            total = sum(o.kind.legs for o in scene.objects)
-            q = r.choice(("How many legs do the animals in the image have altogether?",
-                          "Counting every leg, how many legs do the animals shown have in total?"))
-            return Draft(scene, q, str(total), near_numbers(r, total, 0, step=2),
-                         tuple(o.kind.index for o in scene.objects))
-        n = r.randint(3, 6)
+            combos: dict[int, list[tuple[Kind, ...]]] = {}
+            for n in (2, 3):
+                for combo in itertools.product(animals, repeat=n):
+                    combos.setdefault(sum(k.legs for k in combo), []).append(combo)
+            # Windows of four consecutive even totals that two or three of these animals can make.
+            starts = [s for s in sorted(combos) if all(s + 2 * i in combos for i in range(4))]
+            if starts:
+                s = r.choice(starts)
+                values = [s + 2 * i for i in range(4)]
+                total = r.choice(values)
+                herd = list(r.choice(combos[total]))
+                scene = self.counted(r, herd, size_scale=0.9)
+                q = r.choice(("How many legs do the animals in the image have altogether?",
+                              "Counting every leg, how many legs do the animals shown have in total?"))
+                return chosen(scene, q, str(total), [str(v) for v in values],
+                              tuple(k.index for k in herd))
         if t < 0.75:
+            values = window(r, 0, MAX_COUNT - 1)
+            left = r.choice(values)
+            n = r.randint(max(3, left + 1), MAX_COUNT)
             palette = r.sample(COLOUR_NAMES, r.randint(2, 3))
-            kinds = [r.choice(self.kinds) for _ in range(n)]
-            scene = objects_scene(r, kinds, self.S, min_sep=1.05, size_scale=0.8,
-                                  colours=[r.choice(palette) for _ in range(n)])
-            objs = scene.objects
-            if len(objs) < 3:
-                raise Retry
-            c = r.choice([o.colour for o in objs])
-            left = sum(1 for o in objs if o.colour != c)
+            c = palette[0]
+            colours = [c] * (n - left) + [r.choice(palette[1:]) for _ in range(left)]
+            scene = self.counted(r, [r.choice(self.kinds) for _ in range(n)], colours, size_scale=0.8)
             q = f"If all the {c} objects were taken away, how many objects would be left?"
-            return Draft(scene, q, str(left), near_numbers(r, left, 0))
+            return chosen(scene, q, str(left), [str(v) for v in values])
         main = r.choice(self.kinds)
-        m = r.randint(1, 3)
-        rest = r.sample([k for k in self.kinds if k.index != main.index], r.randint(0, 2))
-        scene = objects_scene(r, r.shuffle([main] * m + rest), self.S, min_sep=1.05, size_scale=0.8)
-        have = sum(1 for o in scene.objects if o.kind.index == main.index)
-        if have == 0 or len(scene.objects) < m + len(rest):
-            raise Retry
+        have_values = window(r, 1, MAX_COUNT - 1)
+        have = r.choice(have_values)
+        rest = r.sample([k for k in self.kinds if k.index != main.index],
+                        r.randint(0, min(2, MAX_COUNT - have)))
+        scene = self.counted(r, [main] * have + rest, size_scale=0.8)
         extra = r.randint(1, 4)
         q = f"If {extra} more {main.plural if extra > 1 else main.name} were added, how many {main.plural} would there be?"
-        return Draft(scene, q, str(have + extra), near_numbers(r, have + extra, 1))
+        return chosen(scene, q, str(have + extra), [str(v + extra) for v in have_values])
 
     # ------------------------------------------------------------------ OCR and charts
 
     def q_text(self, r: Rand, facts) -> Draft:
-        number = str(r.randint(0, 9)) if r.chance(0.55) else str(r.randint(10, 99))
+        options = confusable_numbers(r, 1 if r.chance(0.55) else 2)
+        number = r.choice(options)
         scene = sign_scene(r, self.kinds, self.S, number, r.randint(0, 2))
         q = r.choice(("What number is written on the sign?", "What does the sign say?",
                       "Which number appears on the sign?"))
-        return Draft(scene, q, number, self._number_confusions(r, number))
-
-    def _number_confusions(self, r: Rand, number: str) -> list[str]:
-        cands = []
-        for i, ch in enumerate(number):
-            for alt in _SIMILAR_DIGITS[ch]:
-                v = number[:i] + alt + number[i + 1:]
-                if len(v) == 1 or v[0] != "0":
-                    cands.append(v)
-        if len(number) > 1 and number[0] != number[1] and number[-1] != "0":
-            cands.append(number[::-1])
-        value = int(number)
-        cands += [str(v) for v in (value - 1, value + 1) if v >= 0 and len(str(v)) == len(number)]
-        pool = [str(v) for v in range(10 ** (len(number) - 1) if len(number) > 1 else 0, 10 ** len(number))]
-        return pick(r, number, cands, pool)
+        return chosen(scene, q, number, options)
 
     def q_chart(self, r: Rand, facts) -> Draft:
         t = r.random()
-        scene = chart_scene(r, self.S)
-        c = scene.chart
-        colours, values = list(c.colours), list(c.values)
+        n = r.randint(3, 5)
+        values = [r.randint(1, CHART_MAX) for _ in range(n)]
         if t < 0.5:
+            scene = chart_scene(r, self.S, n, values)
+            colours = list(scene.chart.colours)
             tallest = t < 0.35
             best = max(values) if tallest else min(values)
             if values.count(best) != 1:
@@ -449,127 +605,165 @@ class QuestionMaker:
             q = r.choice((q, q.replace("Which bar is", "What colour is the bar that is")))
             return Draft(scene, q, ans, pick(r, ans, colours, COLOUR_NAMES))
         if t < 0.85:
-            i = r.randint(0, len(values) - 1)
-            q = r.choice((f"What is the value of the {colours[i]} bar?", f"How high does the {colours[i]} bar reach?"))
-            return Draft(scene, q, str(values[i]), near_numbers(r, values[i], 1, CHART_MAX))
-        i, j = r.sample(range(len(values)), 2)
-        if values[i] <= values[j]:
-            raise Retry
-        d = values[i] - values[j]
+            options = window(r, 1, CHART_MAX)
+            i = r.randint(0, n - 1)
+            values[i] = r.choice(options)
+            scene = chart_scene(r, self.S, n, values)
+            colour = scene.chart.colours[i]
+            q = r.choice((f"What is the value of the {colour} bar?", f"How high does the {colour} bar reach?"))
+            return chosen(scene, q, str(values[i]), [str(v) for v in options])
+        options = window(r, 1, CHART_MAX - 1)
+        d = r.choice(options)
+        i, j = r.sample(range(n), 2)
+        values[j] = r.randint(1, CHART_MAX - d)
+        values[i] = values[j] + d
+        scene = chart_scene(r, self.S, n, values)
+        colours = scene.chart.colours
         q = f"How much taller is the {colours[i]} bar than the {colours[j]} bar?"
-        return Draft(scene, q, str(d), near_numbers(r, d, 0, CHART_MAX))
+        return chosen(scene, q, str(d), [str(v) for v in options])
 
     def q_ocr(self, r: Rand, facts) -> Draft:
         cap = card_capacity(self.S)
         short = [k for k in self.kinds if len(k.name) <= cap]
         if len(short) >= 4 and r.chance(0.5):
-            k = r.choice(short)
-            word = k.name.upper()
-            pref = [x.name.upper() for x in short if len(x.name) == len(k.name) or x.name[0] == k.name[0]]
+            # Look-alike names around a hidden hub; the printed one is drawn from them.
+            hub = r.choice(short)
+            alike = [k for k in short if len(k.name) == len(hub.name) or k.name[0] == hub.name[0]]
+            group = r.sample(alike, min(4, len(alike)))
+            group += r.sample([k for k in short if k not in group], 4 - len(group))
+            options = [k.name.upper() for k in group]
+            word = r.choice(options)
             scene = card_scene(r, self.S, word)
             q = r.choice(("What word is printed on the card?", "Read the word in the image.",
                           "Which word is written in the image?"))
-            return Draft(scene, q, word, pick(r, word, pref, [x.name.upper() for x in short]))
-        digits = r.randint(3, max(3, min(4, cap)))
-        number = str(r.randint(10 ** (digits - 1), 10 ** digits - 1))
+            return chosen(scene, q, word, options)
+        options = confusable_numbers(r, r.randint(3, max(3, min(4, cap))))
+        number = r.choice(options)
         scene = card_scene(r, self.S, number)
         q = r.choice(("What number is printed on the label?", "Read the number in the image.",
                       "Which number is written in the image?"))
-        return Draft(scene, q, number, self._number_confusions(r, number))
+        return chosen(scene, q, number, options)
 
     # ------------------------------------------------------------------ vision-centric
 
     def q_count(self, r: Rand, facts) -> Draft:
         t = r.random()
-        n = r.randint(1, 6)
-        scale = 0.8 if n >= 4 else 0.95
         if t < 0.4:
-            scene = self.objects(r, n, distinct=False, min_sep=1.05, size_scale=scale)
-            objs = scene.objects
-            if not objs:
-                raise Retry
+            options = window(r, 1, MAX_COUNT)
+            n = r.choice(options)
+            scene = self.counted(r, [r.choice(self.kinds) for _ in range(n)],
+                                 size_scale=0.8 if n >= 4 else 0.95)
             q = r.choice(("How many objects are in the image?", "How many things can you count in the picture?"))
-            return Draft(scene, q, str(len(objs)), near_numbers(r, len(objs), 1))
+            return chosen(scene, q, str(n), [str(v) for v in options])
+        options = window(r, 1, MAX_COUNT - 1)
+        have = r.choice(options)
+        room = MAX_COUNT - have
         if t < 0.7:
             main = r.choice(self.kinds)
-            m = r.randint(1, 4)
-            rest = [r.choice([k for k in self.kinds if k.index != main.index]) for _ in range(r.randint(0, 2))]
-            scene = objects_scene(r, r.shuffle([main] * m + rest), self.S, min_sep=1.05, size_scale=0.8)
-            have = sum(1 for o in scene.objects if o.kind.index == main.index)
-            if have == 0:
-                raise Retry
+            rest = [r.choice([k for k in self.kinds if k.index != main.index])
+                    for _ in range(r.randint(0, min(2, room)))]
+            scene = self.counted(r, [main] * have + rest, size_scale=0.8)
             q = f"How many {main.plural} are there in the image?"
-            return Draft(scene, q, str(have), near_numbers(r, have, 0))
-        scene = self.objects(r, max(2, n), distinct=False, min_sep=1.05, size_scale=scale)
-        objs = scene.objects
-        if not objs:
-            raise Retry
-        c = r.choice([o.colour for o in objs])
-        have = sum(1 for o in objs if o.colour == c)
+            return chosen(scene, q, str(have), [str(v) for v in options])
+        c = r.choice(COLOUR_NAMES)
+        # At least two objects, so a lone object never answers the colour question by itself.
+        n_other = r.randint(1 if have == 1 else 0, min(3, room))
+        colours = [c] * have + [r.choice([x for x in COLOUR_NAMES if x != c]) for _ in range(n_other)]
+        kinds = [r.choice(self.kinds) for _ in colours]
+        scene = self.counted(r, kinds, colours, size_scale=0.8 if len(kinds) >= 4 else 0.95)
         q = f"How many {c} objects are in the image?"
-        return Draft(scene, q, str(have), near_numbers(r, have, 0))
+        return chosen(scene, q, str(have), [str(v) for v in options])
 
     def q_spatial(self, r: Rand, facts) -> Draft:
-        scene = self.objects(r, r.randint(2, 3), min_sep=0.9)
-        objs = list(scene.objects)
-        if len(objs) < 2:
-            raise Retry
-        a, b = r.sample(objs, 2)
-        rel = side_of(a, b)
-        if rel is None:
-            raise Retry
+        rel = r.choice(SPATIAL_OPTIONS)
+
+        def build() -> tuple[PlacedObject, PlacedObject, Scene]:
+            scene = self.objects(r, r.randint(2, 3), min_sep=0.9)
+            if len(scene.objects) < 2:
+                raise Retry
+            a, b = r.sample(list(scene.objects), 2)
+            seen = side_of(a, b)
+            if seen == OPPOSITE[rel]:
+                return b, a, scene
+            if seen != rel:
+                raise Retry
+            return a, b, scene
+
+        a, b, scene = settle(build)
         q = r.choice((f"Where is the {a.kind.name} relative to the {b.kind.name}?",
                       f"Is the {a.kind.name} to the left of, to the right of, above or below the {b.kind.name}?"))
-        return Draft(scene, q, rel, [o for o in SPATIAL_OPTIONS if o != rel])
+        return chosen(scene, q, rel, SPATIAL_OPTIONS)
 
-    def _kind_options(self, r: Rand, scene: Scene, answer: PlacedObject) -> list[str]:
-        others = [o.kind.name for o in scene.objects if o is not answer]
-        r.shuffle(others)
-        wrong = others[:3]
-        if len(wrong) < 3:
-            fill = self.similar_kinds(r, answer.kind, set(scene.kinds_present()), 3 - len(wrong))
-            wrong += [k.name for k in fill]
-        return wrong
+    def _ranked(self, r: Rand, ok: Callable[[Scene, PlacedObject], bool], min_sep: float,
+                n_shown: tuple[int, int], min_visible: float = 0.5,
+                fits: Callable[[Kind, Kind], bool] = lambda target, k: True,
+                quick: Callable[[Scene, PlacedObject], bool] = lambda scene, o: True,
+                ) -> tuple[Scene, Kind, list[Kind]]:
+        """Four random kinds as options, one drawn as the answer; the scene shows it and some
+        of the others (those that fits(answer, kind) allows, else one kind from outside the
+        options), redrawn until ok(scene, object of the answer kind)."""
+        group = r.sample(self.kinds, 4)
+        target = r.choice(group)
+        allowed = [k for k in group if k is not target and fits(target, k)]
+        if not allowed:
+            allowed = r.sample([k for k in self.kinds if k not in group and fits(target, k)], 1)
+        shown = [target] + r.sample(allowed, min(len(allowed), r.randint(*n_shown)))
+
+        def build() -> Scene:
+            scene = objects_scene(r, r.shuffle(list(shown)), self.S, min_sep=min_sep)
+            if len(scene.objects) != len(shown):
+                raise Retry
+            obj = next(o for o in scene.objects if o.kind is target)
+            # Cheap tests before the ones that render.
+            if not quick(scene, obj) or self.w.renderer.visibility(scene).min() < min_visible \
+                    or not ok(scene, obj):
+                raise Retry
+            return scene
+
+        return settle(build, tries=200), target, group
 
     def q_depth(self, r: Rand, facts) -> Draft:
-        scene = self.objects(r, r.randint(3, 4), min_sep=0.55, min_visible=0.35)
-        objs = sorted(scene.objects, key=lambda o: o.depth)
-        if len(objs) < 3:
-            raise Retry
         closest = r.chance(0.6)
-        if closest:
-            target, runner = objs[0], objs[1]
-        else:
-            target, runner = objs[-1], objs[-2]
-        if abs(target.depth - runner.depth) < 0.15:
-            raise Retry
+
+        def ok(scene: Scene, target: PlacedObject) -> bool:
+            objs = sorted(scene.objects, key=lambda o: o.depth, reverse=not closest)
+            return objs[0] is target and abs(objs[0].depth - objs[1].depth) >= 0.15
+
+        scene, target, group = self._ranked(r, ok, 0.55, (2, 3), min_visible=0.35, quick=ok)
         q = ("Which object is closest to the camera?" if closest else
              "Which object is farthest from the camera?")
-        return Draft(scene, q, target.kind.name, self._kind_options(r, scene, target))
+        return chosen(scene, q, target.name, [k.name for k in group])
 
     def q_size(self, r: Rand, facts) -> Draft:
-        scene = self.objects(r, r.randint(2, 4), min_sep=0.7)
-        objs = scene.objects
-        if len(objs) < 2:
-            raise Retry
-        mask = self.w.render_mask(scene)
-        area = np.bincount(mask[mask >= 0].ravel(), minlength=len(objs))
-        if (area == 0).any():
-            raise Retry
-        order = np.argsort(area)
         largest = r.chance(0.6)
-        if largest:
-            i, runner = order[-1], order[-2]
-            if area[i] < 1.3 * area[runner]:
-                raise Retry
-        else:
-            i, runner = order[0], order[1]
-            if area[i] * 1.3 > area[runner]:
-                raise Retry
-        target = objs[int(i)]
+
+        def ok(scene: Scene, target: PlacedObject) -> bool:
+            mask = self.w.render_mask(scene)
+            area = np.bincount(mask[mask >= 0].ravel(), minlength=len(scene.objects))
+            if (area == 0).any():
+                return False
+            i = scene.objects.index(target)
+            rest = np.delete(area, i)
+            return bool(area[i] >= 1.3 * rest.max() if largest else area[i] * 1.3 <= rest.min())
+
+        def fits(target: Kind, k: Kind) -> bool:
+            # A kind of a larger size class can hardly be outsized, so it is left out of the image.
+            rank = SIZE_CLASSES.index
+            return rank(k.size_class) <= rank(target.size_class) if largest else \
+                rank(k.size_class) >= rank(target.size_class)
+
+        def roughly(scene: Scene, target: PlacedObject) -> bool:
+            # Unoccluded glyph areas, with some slack for occlusion.
+            fill = self.w.renderer.fill_fraction
+            area = {id(o): o.size ** 2 * fill(o.kind.shape) for o in scene.objects}
+            rest = [a for i, a in area.items() if i != id(target)]
+            mine = area[id(target)]
+            return mine >= 1.1 * max(rest) if largest else mine * 1.1 <= min(rest)
+
+        scene, target, group = self._ranked(r, ok, 0.7, (1, 3), fits=fits, quick=roughly)
         q = ("Which object takes up the most space in the image?" if largest else
              "Which object takes up the least space in the image?")
-        return Draft(scene, q, target.kind.name, self._kind_options(r, scene, target))
+        return chosen(scene, q, target.name, [k.name for k in group])
 
     def q_position(self, r: Rand, facts) -> Draft:
         S = self.S
@@ -578,26 +772,39 @@ class QuestionMaker:
         lo, hi = 0.38 * S, 0.62 * S
         region = (0.0 if left else hi, 0.0 if top else hi, lo if left else float(S), lo if top else float(S))
         kinds = r.sample(self.kinds, r.randint(1, 3))
-        target = place(r, kinds[:1], S, region=region, size_scale=0.85)
-        if not target:
-            raise Retry
-        rest = place(r, kinds[1:], S, min_sep=0.9, existing=target)
-        scene = Scene(tuple(target + rest), background_tint(r, "scene"), S)
+
+        def build() -> Scene:
+            target = place(r, kinds[:1], S, region=region, size_scale=0.85)
+            if not target:
+                raise Retry
+            rest = place(r, kinds[1:], S, min_sep=0.9, existing=target)
+            return Scene(tuple(target + rest), background_tint(r, "scene"), S)
+
+        scene = settle(build)
         q = r.choice((f"In which part of the image is the {kinds[0].name}?",
                       f"Where in the picture is the {kinds[0].name}?"))
-        return Draft(scene, q, quadrant, [x for x in QUADRANTS if x != quadrant])
+        return chosen(scene, q, quadrant, QUADRANTS)
 
     # ------------------------------------------------------------------ MLE-Bench
 
     def mle(self, r: Rand, split: str, size_bin: str) -> Question:
         if size_bin not in SIZE_BIN_RANGES:
             raise ValueError(f"unknown size bin {size_bin!r}; valid: {', '.join(SIZE_BINS)}")
+        for _ in range(5):
+            group = self.kind_group(r)
+            target = r.choice(group)
+            question = self._mle_for(r, split, size_bin, target, group)
+            if question is not None:
+                return question
+        raise RuntimeError(f"could not build an MLE question for bin {size_bin}")
+
+    def _mle_for(self, r: Rand, split: str, size_bin: str, target: Kind,
+                 group: list[Kind]) -> Question | None:
         lo, hi = SIZE_BIN_RANGES[size_bin]
         S = self.S
         for _ in range(200):
             background = background_tint(r, "scene")
-            target = r.choice(self.kinds)
-            others = r.sample([k for k in self.kinds if k.index != target.index], r.randint(1, 3))
+            others = r.sample([k for k in self.kinds if k not in group], r.randint(1, 3))
             want = r.uniform(lo + 0.02, hi - 0.02) if hi < 1.0 else r.uniform(lo + 0.03, 0.95)
             size = S * math.sqrt(want / self.w.renderer.fill_fraction(target.shape))
             if size_bin == "60-100":
@@ -628,14 +835,12 @@ class QuestionMaker:
                 size = min(3.0 * S, size * math.sqrt(want / max(share, 1e-3)))
             else:
                 continue
-            present = scene.kinds_present()
-            wrong = self.similar_kinds(r, target, set(present), 3)
             q = r.choice(MLE_QUESTIONS)
             scene = assign_split(r, scene, split)
             image, mask = self.w.render_with_mask(scene)
             share = float((mask == 0).mean())
             if not (lo <= share < hi or (hi == 1.0 and share >= lo)):
                 continue
-            draft = Draft(scene, q, target.name, [k.name for k in wrong])
+            draft = chosen(scene, q, target.name, [k.name for k in group])
             return self.finish(r, split, "mle", draft, size_bin, image)
-        raise RuntimeError(f"could not build an MLE question for bin {size_bin}")
+        return None

@@ -16,6 +16,9 @@ from visual_priors.world.rng import Rand, digest_int, split_id
 from visual_priors.world.scenes import Scene, assign_split, scene_split
 from visual_priors.world.text_base import Document
 
+# Changes whenever generated content changes, so cached outputs derived from the world are not reused.
+VERSION = 2
+
 
 class World:
     """Everything derives from `seed`: item i of any stream is drawn from its own generator seeded
