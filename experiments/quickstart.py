@@ -18,9 +18,9 @@ def get_config(arg: str = "tiny"):
     cfg.mixtures = ("mix0", "mix6")
     if cfg.profile == "tiny":
         cfg.scales = ("t1", "t2", "t3")
-        # Budgets grow with the model, so the three runs of a mixture span ~25x in compute,
-        # and the largest sees under one epoch of each source's shard.
-        cfg.tokens = {"t1": 200_000, "t2": 500_000, "t3": 800_000}
+        # Budgets grow with the model, so the three runs of a mixture span ~20x in compute,
+        # and none sees more than one epoch of a source's shard.
+        cfg.tokens = {"t1": 200_000, "t2": 400_000, "t3": 600_000}
     else:
         cfg.scales = ("340M", "1B", "3B")
         cfg.tokens = {"340M": 10_000_000_000, "1B": 30_000_000_000, "3B": 50_000_000_000}

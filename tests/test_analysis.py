@@ -213,3 +213,11 @@ def test_report_escapes_run_names(tmp_path):
     assert "<script>" not in text and "<b>study</b>" not in text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;co" in text
     assert "&lt;b&gt;study&lt;/b&gt;" in text
+
+
+def test_flat_curve_has_an_infinite_midpoint_and_still_reports(tmp_path):
+    # Accuracies that barely move with compute give |a / b| beyond float range.
+    fit = curves.fit_curve([1e11, 1e12, 1e13], [0.26, 0.255, 0.262], 0.25, n_boot=20)
+    fit.a, fit.b = -400.0, 1e-3
+    assert fit.midpoint_flops == float("inf")
+    json.dumps(report._jsonable(fit.to_dict()), allow_nan=False)  # strict JSON: inf becomes null

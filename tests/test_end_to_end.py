@@ -13,7 +13,7 @@ from visual_priors.suite import executor, steps
 MICRO = [
     "--set", "scales=('t1',)", "--set", "tokens.t1=40000",
     "--set", "data.shard_tokens=50000", "--set", "data.heldout_tokens=3000",
-    "--set", "data.tokenizer_sample_docs=300",
+    "--set", "data.tokenizer_sample_chars=300000",
     "--set", "encoder.steps=20", "--set", "encoder.batch_size=32",
     "--set", "align.examples=128", "--set", "sft.examples=256",
     "--set", "eval.questions_per_benchmark=8", "--set", "eval.mle_per_bin=8",

@@ -198,7 +198,9 @@ class CurveFit:
         """FLOPs where the curve is halfway between chance and 1."""
         if not self.ok or self.b == 0:
             return float("nan")
-        return float(10.0 ** (-self.a / self.b))
+        # A nearly flat curve puts the midpoint beyond float range: report it as infinite.
+        exponent = -self.a / self.b
+        return float("inf") if exponent > 308 else 0.0 if exponent < -308 else float(10.0 ** exponent)
 
     def predict(self, flops: Any) -> Any:
         c = np.asarray(flops, dtype=np.float64)

@@ -36,7 +36,8 @@ def get(profile: str) -> ml_collections.ConfigDict:
 
     cfg.data = ml_collections.ConfigDict()
     cfg.data.vocab_size = 2048 if tiny else 32000
-    cfg.data.tokenizer_sample_docs = 1500 if tiny else 200000
+    # Characters the tokenizer is trained on, an equal share from each source.
+    cfg.data.tokenizer_sample_chars = 3_000_000 if tiny else 100_000_000
     # Tokens tokenised per source: enough that no tiny run repeats data.
     cfg.data.shard_tokens = 1_500_000 if tiny else 0
     cfg.data.heldout_tokens = 20_000 if tiny else 2_000_000
@@ -60,17 +61,17 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.align.examples = 3000 if tiny else 1_000_000
     cfg.align.batch_size = 32 if tiny else 512
     cfg.align.text_len = 80 if tiny else 256
-    cfg.align.optim = _optim(1e-3, warmup_frac=0.06, weight_decay=0.0)
+    cfg.align.optim = _optim(5e-3 if tiny else 1e-3, warmup_frac=0.06, weight_decay=0.0)
 
     cfg.sft = ml_collections.ConfigDict()
-    cfg.sft.examples = 5000 if tiny else 3_500_000
+    cfg.sft.examples = 10_000 if tiny else 3_500_000
     cfg.sft.batch_size = 32 if tiny else 512
     cfg.sft.text_len = 96 if tiny else 2048
-    cfg.sft.optim = _optim(5e-4 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
+    cfg.sft.optim = _optim(2e-3 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
 
     cfg.eval = ml_collections.ConfigDict()
     # Held-out world questions per benchmark family and per MLE size bin.
-    cfg.eval.questions_per_benchmark = 80 if tiny else 500
+    cfg.eval.questions_per_benchmark = 60 if tiny else 500
     cfg.eval.mle_per_bin = 60 if tiny else 500
     cfg.eval.text_len = 96 if tiny else 512
     cfg.eval.perplexity_windows = 32 if tiny else 1000

@@ -88,7 +88,7 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         sources_lib.get_source(src)
     tokenizer = Step("tokenizer", {"world": world, "sources": all_sources,
                                    "vocab_size": cfg.data.vocab_size,
-                                   "sample_docs": cfg.data.tokenizer_sample_docs})
+                                   "sample_chars": cfg.data.tokenizer_sample_chars})
     shards = {src: Step("shards", {"world": world, "source": src, "split": "train",
                                    "tokens": cfg.data.shard_tokens}, (tokenizer,))
               for src in all_sources}

@@ -38,7 +38,8 @@ def _world(fields) -> World:
 
 
 def _tokenizer(step, locate: Locate):
-    return tokenizer_lib.load_tokenizer(locate(step.input("tokenizer")) / "tokenizer.model")
+    out = locate(step.input("tokenizer"))
+    return tokenizer_lib.load_tokenizer(out / json.loads((out / "result.json").read_text())["path"])
 
 
 def _cfg(d: dict) -> ml_collections.ConfigDict:
@@ -62,12 +63,9 @@ def _restore(module, path: Path, expect: dict):
 
 def run_tokenizer(step, out: Path, locate: Locate) -> dict:
     f = step.fields
-    world = _world(f)
-    texts = []
-    for name in f["sources"]:
-        texts += sources.get_source(name).documents(world, "train", 0, f["sample_docs"])
-    tok = tokenizer_lib.train_tokenizer(texts, f["vocab_size"], out / "tokenizer.model")
-    return {"vocab_size": tok.vocab_size, "documents": len(texts)}
+    tok = tokenizer_lib.build_tokenizer(f["sources"], _world(f), f["vocab_size"], out,
+                                        sample_chars=f["sample_chars"])
+    return {"path": Path(tok.path).name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}
 
 
 def run_shards(step, out: Path, locate: Locate) -> dict:
