@@ -248,10 +248,6 @@ class PretrainData:
         self.counter.update(batch)
         return batch
 
-    def new_iterator(self):
-        """A fresh iterator from the first batch (the same batches for the same seed)."""
-        return iter(self.dataset)
-
     def get_state(self) -> dict:
         return {"iterator": self.iterator.get_state(), "drawn": self.counter.get_state()}
 

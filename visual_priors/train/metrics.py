@@ -23,12 +23,5 @@ class MetricsWriter:
         self._file.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def is_finite(x: float) -> bool:
     return math.isfinite(float(x))
