@@ -171,3 +171,26 @@ def test_signal_saves_a_checkpoint_and_the_rerun_matches(tmp_path, sig):
                    ckpt_every=100, progress=False)
     assert res.resumed_from == 8
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, _params(straight), _params(resumed))))
+
+
+def test_checkpoint_metadata_mismatch_and_corrupt_latest(tmp_path, caplog):
+    from visual_priors.train.checkpoint import CheckpointMismatch, Checkpointer
+
+    params = {"w": np.arange(4, dtype=np.float32)}
+    opt = [np.zeros(4, np.float32)]
+    ckpt = Checkpointer(tmp_path, keep=3, metadata={"scale": "t1"}, async_save=False)
+    for step in (1, 2):
+        ckpt.save(step, {"w": params["w"] + step}, opt, {"position": step}, {"tokens": 10 * step})
+    ckpt.close()
+
+    with pytest.raises(CheckpointMismatch, match="scale: checkpoint has 't1', run expects 't2'"):
+        Checkpointer(tmp_path, metadata={"scale": "t2"}).restore_latest(params, opt)
+
+    # Damage every array file of the newest checkpoint: restore falls back to step 1 with a warning.
+    for f in (tmp_path / "2" / "params").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and f.suffix not in (".json",):
+            f.write_bytes(b"\0garbage")
+    step, restored, _, data_state, progress = Checkpointer(tmp_path, metadata={"scale": "t1"}).restore_latest(params, opt)
+    assert step == 1 and data_state == {"position": 1} and progress == {"tokens": 10}
+    np.testing.assert_array_equal(np.asarray(restored["w"]), params["w"] + 1)
+    assert "unreadable" in caplog.text

@@ -10,12 +10,11 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from visual_priors.data.multimodal import LETTERS, answer_ids, fit, prompt_ids, question_prompt
+from visual_priors.data.multimodal import LETTERS, encode_example, question_prompt
 from visual_priors.model.scoring import token_logprobs
 
 _LETTER_PATTERNS = [
@@ -52,16 +51,11 @@ def parse_answer(text: str, options: Sequence[str]) -> int | None:
 
 
 def encode_choices(tokenizer, question: str, options: Sequence[str], text_len: int):
-    """[n_options, text_len + 1] token rows (prompt + option) and masks over the option tokens."""
-    p = prompt_ids(tokenizer, question_prompt(question, options))
-    rows = np.full((len(options), text_len + 1), tokenizer.pad_id, np.int32)
-    masks = np.zeros((len(options), text_len + 1), np.float32)
-    for i, opt in enumerate(options):
-        pp, a = fit(p, answer_ids(tokenizer, opt), text_len + 1)
-        ids = pp + a
-        rows[i, : len(ids)] = ids
-        masks[i, len(pp): len(ids)] = 1.0
-    return rows, masks
+    """[n_options, text_len + 1] token rows (prompt + option) and masks over the option tokens,
+    encoded exactly as instruction tuning encodes a question and its answer."""
+    prompt = question_prompt(question, options)
+    encoded = [encode_example(tokenizer, prompt, opt, text_len) for opt in options]
+    return np.stack([e[0] for e in encoded]), np.stack([e[1] for e in encoded])
 
 
 @nnx.jit

@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -18,7 +17,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.config import scales
-from visual_priors.data import multimodal, pipeline, sources, tokenizer as tokenizer_lib
+from visual_priors.data import multimodal, pipeline, tokenizer as tokenizer_lib
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.eval import mle_bench, vqa
 from visual_priors.eval.language import perplexity
@@ -244,10 +243,13 @@ def run_features(step, out: Path, locate: Locate) -> dict:
 # ---------------------------------------------------------------- multimodal stages
 
 
-def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int) -> mllm_lib.MLLM:
-    llm = load_llm(locate(pretrain_step), pretrain_step.fields["scale"], tok)
-    conn = connector_lib.Connector(feature_dim, llm_config(pretrain_step.fields["scale"], tok).d_model,
-                                   rngs=nnx.Rngs(seed))
+def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int, *,
+               load_pretrained: bool = True) -> mllm_lib.MLLM:
+    """The pre-trained LLM (or a blank one to be overwritten) with a fresh connector."""
+    scale = pretrain_step.fields["scale"]
+    cfg = llm_config(scale, tok)
+    llm = load_llm(locate(pretrain_step), scale, tok) if load_pretrained else llm_lib.Llama(cfg, rngs=nnx.Rngs(0))
+    conn = connector_lib.Connector(feature_dim, cfg.d_model, rngs=nnx.Rngs(seed))
     return mllm_lib.MLLM(llm, conn)
 
 
@@ -313,8 +315,9 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     feats = np.load(feat_dir / "eval.npy")
     questions = _questions(feat_dir)
     pre_step = step.input("pretrain")
-    model = _restore(build_mllm(pre_step, locate, tok, feats.shape[-1], 0), locate(step.input("sft")) / "mllm",
-                     {"kind": "mllm"})
+    # Every parameter comes from the SFT checkpoint, so the pre-trained LLM is not read first.
+    model = _restore(build_mllm(pre_step, locate, tok, feats.shape[-1], 0, load_pretrained=False),
+                     locate(step.input("sft")) / "mllm", {"kind": "mllm"})
 
     sums, _ = vqa.score_options(model, tok, questions, feats, text_len=f["text_len"])
     blind_sums, _ = vqa.score_options(model, tok, questions, None, text_len=f["text_len"])

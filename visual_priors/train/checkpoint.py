@@ -8,6 +8,7 @@ one checkpoint interval.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -88,13 +89,11 @@ def save_params(path: str | Path, params: Any, metadata: dict | None = None) -> 
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(path / "params", params, force=True)
     if metadata is not None:
-        import json
         (path / "metadata.json").write_text(json.dumps(metadata, indent=1, sort_keys=True))
 
 
 def load_params(path: str | Path, params_like: Any, expect: dict | None = None) -> Any:
     """Read parameters written by save_params, checking metadata fields given in expect."""
-    import json
     path = Path(path).absolute()
     if expect:
         meta_file = path / "metadata.json"
