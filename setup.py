@@ -23,11 +23,15 @@ setup(
         "matplotlib>=3.8,<4",
         "pillow>=10,<13",
         "tqdm>=4.66,<5",
+        # 0.4.1 is the first whose numpy API reads BF16 tensors (as ml_dtypes.bfloat16).
+        "safetensors>=0.4.1,<1",
+        "tensorboardX>=2.6,<3",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
         # torch pinned to the CPU build; checkpoint conversion only needs CPU tensors.
-        "hf": ["torch==2.13.0", "transformers>=4.45,<6", "safetensors>=0.4,<1"],
+        # transformers 4.45 is the first whose Llama reads head_dim from config.json.
+        "hf": ["torch==2.13.0", "transformers>=4.45,<6"],
         "seqio": ["seqio>=0.0.19,<0.1"],
         "xm": ["xmanager>=0.5,<1"],
     },

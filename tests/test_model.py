@@ -221,12 +221,38 @@ def test_hidden_states_feed_the_logits_and_remat_matches(model):
     np.testing.assert_allclose(states[0], emb)
     np.testing.assert_allclose(logits, fwd(model, x), atol=1e-6)
 
-    remat = nnx.clone(model)
-    remat.remat = True
     grad = nnx.jit(nnx.grad(lambda m, x: jnp.mean(m(x) ** 2)))
     g1 = jax.tree.leaves(grad(model, x))
-    g2 = jax.tree.leaves(grad(remat, x))
-    for a, b in zip(g1, g2):
+    for policy in ("full", "dots"):
+        remat = nnx.clone(model)
+        remat.remat = policy
+        for a, b in zip(g1, jax.tree.leaves(grad(remat, x))):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown remat policy 'some'"):
+        Llama(tiny(remat="some"), rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_scanned_layers_match_the_unrolled_model(model, remat):
+    from visual_priors.model.llm import stack_layers, unstack_layers
+
+    cfg = tiny(scan_layers=True, remat=remat)
+    scanned = Llama(cfg, rngs=nnx.Rngs(1))
+    kernel = scanned.layers.mlp.up.kernel
+    assert kernel.shape == (cfg.n_layers, cfg.d_model, cfg.ffn_dim)
+    assert tuple(kernel.get_metadata()["out_sharding"]) == ("layers", "embed", "mlp")
+    unrolled = nnx.state(model, nnx.Param).to_pure_dict()
+    state = nnx.state(scanned, nnx.Param)
+    nnx.replace_by_pure_dict(state, stack_layers(unrolled, cfg.n_layers))
+    nnx.update(scanned, state)
+    x = tokens(2, 10, cfg.vocab_size)
+    np.testing.assert_allclose(fwd(scanned, x), fwd(model, x), atol=1e-5)
+    states = nnx.jit(lambda m, x: m.hidden_states(x))(scanned, x)
+    assert len(states) == cfg.n_layers + 1
+    grad = nnx.jit(nnx.grad(lambda m, x: jnp.mean(m(x) ** 2)))
+    g_scan = unstack_layers(nnx.state(grad(scanned, x)).to_pure_dict(), cfg.n_layers)
+    g_ref = nnx.state(grad(model, x)).to_pure_dict()
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_scan)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 

@@ -1,9 +1,4 @@
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +7,7 @@ from jax.sharding import PartitionSpec as P
 
 from visual_priors.parallel import mesh as pm
 
-ROOT = Path(__file__).resolve().parents[1]
+from devices import run_with_devices
 
 
 def test_rules_accept_config_lists_and_reject_unknown_axes():
@@ -120,15 +115,7 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_sharded_model_matches_unsharded_on_eight_devices():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = run_with_devices(_SCRIPT, 8, timeout=300)
     assert res["devices"] == 8
     assert res["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2}
     assert res["q_spec"] == str(P("fsdp", "tensor")) and res["q_shards"] == 4

@@ -7,6 +7,7 @@
     visual-priors pretrain | adapt | evaluate CONFIG [--run NAME ...]   (one stage of chosen runs)
     visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
+    visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
 """
 
 from __future__ import annotations
@@ -136,8 +137,45 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from visual_priors.model.convert import hf_llama
+    from visual_priors.model.llm import count_params
+
+    if args.convert_command == "import":
+        cfg = hf_llama.import_checkpoint(args.source, args.dest, dtype=args.dtype)
+    else:
+        cfg = hf_llama.export_checkpoint(args.source, args.dest)
+    print(f"wrote {args.dest}: d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads "
+          f"({cfg.n_kv_heads} kv, head_dim {cfg.head_dim}), ffn {cfg.ffn_dim}, vocab {cfg.vocab_size}, "
+          f"{'tied' if cfg.tie_embeddings else 'untied'} embeddings, {count_params(cfg):,} parameters")
+    return 0
+
+
+# The variables visual_priors.parallel.distributed reads; named here so that a single-process
+# command does not import JAX just to find out.
+_DISTRIBUTED_ENV = ("VP_COORDINATOR_ADDRESS", "VP_NUM_PROCESSES", "VP_PROCESS_ID", "VP_DISTRIBUTED")
+
+
+def _start_distributed(args) -> None:
+    """Join the multi-process JAX runtime, before anything touches JAX, if one is asked for."""
+    flags = (args.coordinator_address, args.num_processes, args.process_id, args.distributed)
+    if all(v is None for v in flags) and not any(os.environ.get(k) for k in _DISTRIBUTED_ENV):
+        return
+    from visual_priors.parallel import distributed
+
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                           mode=args.distributed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visual-priors", description=__doc__.splitlines()[0])
+    multi = parser.add_argument_group("multi-host (run the same command once per host; before the subcommand)")
+    multi.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="address of process 0 (env VP_COORDINATOR_ADDRESS)")
+    multi.add_argument("--num-processes", type=int, help="number of processes (env VP_NUM_PROCESSES)")
+    multi.add_argument("--process-id", type=int, help="this process, 0..N-1 (env VP_PROCESS_ID)")
+    multi.add_argument("--distributed", choices=("auto",),
+                       help="let JAX detect the processes (TPU pods, SLURM; env VP_DISTRIBUTED=auto)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("scales", help="every model scale with its parameter count").set_defaults(func=cmd_scales)
@@ -172,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write runs/<study>/report.html from finished runs")
     _add_config(p)
     p.set_defaults(func=cmd_report)
+
+    convert = sub.add_parser("convert", help="import or export Hugging Face Llama checkpoints").add_subparsers(
+        dest="convert_command", required=True)
+    p = convert.add_parser("import", help="Hugging Face Llama directory -> visual-priors LLM checkpoint")
+    p.add_argument("source", metavar="HF_DIR", help="config.json + model.safetensors (or shards with an index)")
+    p.add_argument("dest", metavar="OUT_DIR")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="parameter dtype of the checkpoint (default: float32)")
+    p.set_defaults(func=cmd_convert)
+    p = convert.add_parser("export", help="visual-priors LLM checkpoint -> Hugging Face Llama directory")
+    p.add_argument("source", metavar="CKPT_DIR", help="holds params/ and metadata.json")
+    p.add_argument("dest", metavar="HF_DIR")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -180,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
+        _start_distributed(args)
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

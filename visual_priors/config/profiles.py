@@ -48,7 +48,14 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.pretrain.optim = _optim(3e-3 if tiny else 3e-4, warmup_frac=0.07 if tiny else None,
                                 warmup_steps=None if tiny else 1024)
     cfg.pretrain.ckpt_every = 200 if tiny else 1000
+    cfg.pretrain.keep_every = 0 if tiny else 10000  # checkpoints kept for good besides the latest
     cfg.pretrain.log_every = 10 if tiny else 50
+    # Microbatches per optimizer step: the global batch stays batch_size sequences.
+    cfg.pretrain.grad_accum = 1
+    # Compute dtype, master-weight dtype, rematerialisation and layer scan (see model/llm.py).
+    cfg.pretrain.model = ml_collections.ConfigDict(dict(
+        dtype="float32" if tiny else "bfloat16", param_dtype="float32",
+        remat="none" if tiny else "full", scan_layers=not tiny))
 
     cfg.encoder = ml_collections.ConfigDict()
     cfg.encoder.kind = "clip"
@@ -78,5 +85,6 @@ def get(profile: str) -> ml_collections.ConfigDict:
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),
-                 ("heads", "tensor"), ("kv", "tensor"), ("vocab", "tensor"), ("length", None)]
+                 ("heads", "tensor"), ("kv", "tensor"), ("vocab", "tensor"), ("length", None),
+                 ("layers", None)]
     return cfg

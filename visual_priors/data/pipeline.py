@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from visual_priors.data.sources import get_source, world_id
 from visual_priors.data.tokenizer import Tokenizer
+from visual_priors.parallel.distributed import process_rows
 
 WEIGHT_TOLERANCE = 1e-6
 # Documents encoded per call; large enough to amortise the call, small enough to stop near n_tokens.
@@ -164,13 +165,26 @@ class TokenWindows:
 
 
 class _Tag:
-    """Wraps a window with its source index (a class, not a lambda, so it pickles)."""
+    """Names a window by its source index (a class, not a lambda, so it pickles)."""
 
     def __init__(self, index: int):
         self.index = np.int32(index)
 
-    def __call__(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
-        return {"tokens": tokens, "source": self.index}
+    def __call__(self, window: int) -> dict[str, np.ndarray]:
+        return {"window": np.int64(window), "source": self.index}
+
+
+class _ReadRows:
+    """Reads the windows of this process's rows of a global batch of (source, window) names;
+    keeps the sources of the whole global batch under `global_source`, for counting."""
+
+    def __init__(self, windows: list[TokenWindows], rows: slice):
+        self.windows, self.rows = windows, rows
+
+    def __call__(self, names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sources, indices = names["source"][self.rows], names["window"][self.rows]
+        tokens = np.stack([self.windows[s][i] for s, i in zip(sources, indices)])
+        return {"tokens": tokens, "source": sources, "global_source": names["source"]}
 
 
 def validate_weights(weights: Mapping[str, float], valid: Mapping[str, Any] | None = None,
@@ -205,19 +219,26 @@ class PretrainData:
     """Batches {"tokens": int32 [batch, seq_len+1], "source": int32 [batch]} from mixed streams.
 
     `source` indexes `source_names`, the sorted names of sources with positive weight. Each
-    source is a shuffled, endlessly repeated `MapDataset` of windows; `IterDataset.mix`
+    source is a shuffled, endlessly repeated `MapDataset` of window indices; `IterDataset.mix`
     interleaves them in proportion to the weights. `iterator` is the grain iterator: its
     `get_state()` / `set_state()` checkpoint and restore the position of every source.
+
+    `batch_size` is the global batch. With several processes, each yields only its own rows of
+    every global batch (`process_rows`): every process walks the same cheap stream of window
+    indices, and reads the tokens of its own rows only. The iterator state and the token counter
+    (which counts the whole global batch) are the same in every process.
     """
 
     def __init__(self, streams: Mapping[str, str | os.PathLike | np.ndarray],
-                 weights: Mapping[str, float], seq_len: int, batch_size: int, seed: int = 0):
+                 weights: Mapping[str, float], seq_len: int, batch_size: int, seed: int = 0,
+                 process_index: int = 0, process_count: int = 1):
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
         self.weights = validate_weights(weights, valid=streams)
         self.source_names = sorted(self.weights)
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
-        components = {}
+        rows = process_rows(batch_size, process_index, process_count)
+        components, all_windows = {}, []
         self.num_windows = {}
         for index, name in enumerate(self.source_names):
             windows = TokenWindows(streams[name], seq_len + 1)
@@ -225,16 +246,18 @@ class PretrainData:
                 raise ValueError(f"source {name!r} has {len(windows.tokens)} tokens, fewer than "
                                  f"one window of seq_len + 1 = {seq_len + 1}")
             self.num_windows[name] = len(windows)
+            all_windows.append(windows)
             components[name] = (
-                grain.MapDataset.source(windows)
+                grain.MapDataset.range(len(windows))
                 .shuffle(seed=_source_seed(seed, name))
                 .repeat()
                 .map(_Tag(index))
-                # Windows are memory-mapped slices: reading threads would cost more than they save.
+                # Indices are cheap to make: reading threads would cost more than they save.
                 .to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
             )
         mixed = grain.IterDataset.mix(components, {n: self.weights[n] for n in components})
-        self.dataset = mixed.batch(batch_size, drop_remainder=True)
+        # Tokens are read after the global batch is cut, so a process reads only its own rows.
+        self.dataset = mixed.batch(batch_size, drop_remainder=True).map(_ReadRows(all_windows, rows))
         self.iterator = iter(self.dataset)
         # What was drawn, per source; checkpointed with the iterator so a resumed run reports
         # the tokens of the whole run.
@@ -245,7 +268,8 @@ class PretrainData:
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = next(self.iterator)
-        self.counter.update(batch)
+        # Counted over the global batch, so every process reports the tokens the run trained on.
+        self.counter.update({"tokens": batch["tokens"], "source": batch.pop("global_source")})
         return batch
 
     def get_state(self) -> dict:

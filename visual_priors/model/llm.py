@@ -95,28 +95,56 @@ class Block(nnx.Module):
         return with_logical_constraint(x, _ACT)
 
 
+# What a rematerialised block keeps from its forward pass: "full" keeps nothing but the block
+# input, "dots" keeps weight-matmul outputs (MaxText's "minimal"), "none" turns remat off.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_with_batch": jax.checkpoint_policies.checkpoint_dots,
+}
+
+
+def remat_policy(cfg) -> str:
+    """The config's remat policy name (``cfg.remat``; True/False are read as "full"/"none")."""
+    value = cfg.get("remat", "none")
+    if isinstance(value, bool) or value is None:
+        value = "full" if value else "none"
+    if value not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {value!r}; valid: {', '.join(REMAT_POLICIES)}")
+    return value
+
+
 def _run_block(block: Block, x, sin, cos, mask):
     return block(x, sin, cos, mask)
 
 
-_run_block_remat = nnx.remat(_run_block)
-
-
 class Llama(nnx.Module):
-    """Decoder-only LM. ``cfg`` is a scale config; an optional ``cfg.remat`` (bool)
-    rematerialises each block in the backward pass to save activation memory."""
+    """Decoder-only LM. ``cfg`` is a scale config; optional fields:
+
+    - ``cfg.remat``: rematerialisation policy of each block (see ``REMAT_POLICIES``);
+    - ``cfg.scan_layers``: keep the blocks' weights stacked along a leading ``layers`` axis and
+      run them with ``lax.scan``, so compile time and program size do not grow with depth;
+    - ``cfg.dtype`` / ``cfg.param_dtype``: compute and master-weight dtypes.
+    """
 
     def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
         # Frozen (hashable) copy: it lives in the static part of the module graph.
         self.cfg = ml_collections.FrozenConfigDict(cfg)
         cfg = self.cfg
         self.dtype = jnp.dtype(cfg.dtype).name
-        self.remat = bool(cfg.get("remat", False))
+        self.remat = remat_policy(cfg)
+        self.scan_layers = bool(cfg.get("scan_layers", False))
         keys = KeyStream(rngs)
         self.embedding = make_param(
             keys, _init(0.02), (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), cfg.param_dtype
         )
-        self.layers = nnx.List([Block(cfg, rngs=keys) for _ in range(cfg.n_layers)])
+        if self.scan_layers:
+            layer_keys = jax.random.split(keys.params(), cfg.n_layers)
+            self.layers = nnx.vmap(lambda k: Block(cfg, rngs=KeyStream(k)), in_axes=0, out_axes=0,
+                                   transform_metadata={nnx.PARTITION_NAME: "layers"})(layer_keys)
+        else:
+            self.layers = nnx.List([Block(cfg, rngs=keys) for _ in range(cfg.n_layers)])
         self.final_norm = RMSNorm(
             cfg.d_model, eps=cfg.norm_eps, rngs=keys, dtype=cfg.dtype, param_dtype=cfg.param_dtype
         )
@@ -159,12 +187,27 @@ class Llama(nnx.Module):
         return with_logical_constraint(x, _ACT), sin, cos, allowed
 
     def _blocks(self, x, sin, cos, mask):
+        policy = REMAT_POLICIES[self.remat]
+        if self.scan_layers:
+            return self._scan_blocks(x, sin, cos, mask, policy)
+        run = _run_block if self.remat == "none" else nnx.remat(_run_block, policy=policy)
         states = [x]
-        run = _run_block_remat if self.remat else _run_block
         for block in self.layers:
             x = run(block, x, sin, cos, mask)
             states.append(x)
         return states
+
+    def _scan_blocks(self, x, sin, cos, mask, policy):
+        graphdef, stacked = nnx.split(self.layers)
+
+        def body(h, layer_state):
+            h = nnx.merge(graphdef, layer_state)(h, sin, cos, mask)
+            return h, h
+
+        if self.remat != "none":
+            body = jax.checkpoint(body, policy=policy, prevent_cse=False)
+        _, outs = jax.lax.scan(body, x, stacked)
+        return [x] + [outs[i] for i in range(outs.shape[0])]
 
     def logits(self, x: jax.Array) -> jax.Array:
         """Final norm and output head on hidden states [B, L, D] -> float32 [B, L, V]."""
@@ -211,3 +254,15 @@ def count_params(cfg_or_model) -> int:
     if isinstance(cfg_or_model, nnx.Module):
         return _param_count(cfg_or_model)
     return _count_abstract(ml_collections.FrozenConfigDict(cfg_or_model))
+
+
+def stack_layers(params: dict, n_layers: int) -> dict:
+    """Per-layer pure dict (``layers/{i}/...``) -> the scan layout (``layers/...`` stacked)."""
+    per_layer = [params["layers"][i] for i in range(n_layers)]
+    return {**params, "layers": jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)}
+
+
+def unstack_layers(params: dict, n_layers: int) -> dict:
+    """The scan layout -> per-layer pure dict, the inverse of ``stack_layers``."""
+    layers = {i: jax.tree.map(lambda x, i=i: x[i], params["layers"]) for i in range(n_layers)}
+    return {**params, "layers": layers}

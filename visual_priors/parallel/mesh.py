@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import jax
+import numpy as np
 from flax import linen as nn
 from flax import nnx
 from flax.core import spmd as core_spmd
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -28,6 +30,7 @@ DEFAULT_RULES = (
     ("kv", "tensor"),
     ("vocab", "tensor"),
     ("length", None),
+    ("layers", None),
 )
 
 
@@ -60,19 +63,11 @@ def normalize_rules(rules: Iterable | None) -> tuple:
     return tuple(out)
 
 
-def make_mesh(mesh_cfg: Mapping, *, devices: Sequence | None = None) -> Mesh:
-    """A ``(data, fsdp, tensor)`` mesh over ``devices`` (default: all devices).
+DCN_PREFIX = "dcn_"
 
-    ``mesh_cfg`` maps axis names to sizes; missing axes have size 1 and one axis may be ``-1``,
-    meaning whatever is left. The sizes must use exactly all the devices.
-    """
-    devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
-    sizes = {str(k): v for k, v in dict(mesh_cfg.items()).items()}
-    unknown = sorted(set(sizes) - set(MESH_AXES))
-    if unknown:
-        raise ValueError(f"unknown mesh axes {unknown}; valid axes are {MESH_AXES}")
-    shape = {a: int(sizes.get(a, 1)) for a in MESH_AXES}
+
+def _resolve_sizes(shape: dict, n: int, what: str) -> dict:
+    """Fill in the one ``-1`` axis so the sizes use exactly ``n`` devices."""
     rest = [a for a, s in shape.items() if s == -1]
     if len(rest) > 1:
         raise ValueError(f"at most one mesh axis may be -1, got {rest} in {shape}")
@@ -81,21 +76,63 @@ def make_mesh(mesh_cfg: Mapping, *, devices: Sequence | None = None) -> Mesh:
         raise ValueError(f"mesh axis sizes must be positive or -1, got {shape}")
     known = math.prod(s for s in shape.values() if s != -1)
     if n % known:
-        raise ValueError(f"mesh sizes {shape} do not divide the device count {n}")
+        raise ValueError(f"mesh sizes {shape} do not divide the {what} {n}")
     if rest:
         shape[rest[0]] = n // known
     elif known != n:
-        raise ValueError(
-            f"mesh sizes {shape} use {known} devices but {n} are available; "
-            "use -1 for one axis or pass devices explicitly"
-        )
+        raise ValueError(f"mesh sizes {shape} use {known} devices but {n} are available"
+                         "; use -1 for one axis or pass devices explicitly")
+    return shape
+
+
+def _slices(devices: list, n_slices: int) -> list[list]:
+    """Devices grouped by slice: TPU slice_index where present, else by host, else in order
+    (the last lets one CPU process stand in for a multi-slice pod)."""
+    for key in ("slice_index", "process_index"):
+        groups: dict = {}
+        for d in devices:
+            groups.setdefault(getattr(d, key, None), []).append(d)
+        if None not in groups and len(groups) == n_slices:
+            return [groups[k] for k in sorted(groups)]
+    if len(devices) % n_slices:
+        raise ValueError(f"{len(devices)} devices do not split into {n_slices} slices")
+    per = len(devices) // n_slices
+    return [devices[i * per:(i + 1) * per] for i in range(n_slices)]
+
+
+def make_mesh(mesh_cfg: Mapping, *, devices: Sequence | None = None) -> Mesh:
+    """A ``(data, fsdp, tensor)`` mesh over ``devices`` (default: all devices).
+
+    ``mesh_cfg`` maps axis names to sizes within a slice; missing axes have size 1 and one axis
+    may be ``-1``, meaning whatever is left. For multi-slice pods, ``dcn_data``, ``dcn_fsdp``
+    and ``dcn_tensor`` give sizes across slices (over the data-centre network; default 1): each
+    mesh axis then has size dcn x ici, slice-major, so only that axis's collectives cross slices.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = {str(k): v for k, v in dict(mesh_cfg.items()).items()}
+    valid = MESH_AXES + tuple(DCN_PREFIX + a for a in MESH_AXES)
+    unknown = sorted(set(sizes) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown mesh axes {unknown}; valid axes are {valid}")
+    dcn = {a: int(sizes.get(DCN_PREFIX + a, 1)) for a in MESH_AXES}
+    if any(s < 1 for s in dcn.values()):
+        raise ValueError(f"across-slice sizes must be positive, got {dcn}")
+    n_slices = math.prod(dcn.values())
+    if len(devices) % n_slices:
+        raise ValueError(f"across-slice sizes {dcn} do not divide the device count {len(devices)}")
+    per_slice = len(devices) // n_slices
+    ici = _resolve_sizes({a: int(sizes.get(a, 1)) for a in MESH_AXES}, per_slice,
+                         "device count" if n_slices == 1 else "devices per slice")
+    if n_slices == 1:
+        grid = mesh_utils.create_device_mesh(tuple(ici.values()), devices, allow_split_physical_axes=True)
+    else:
+        # [slice axes..., ici axes...] -> interleave each axis's slice and in-slice parts.
+        per = [mesh_utils.create_device_mesh(tuple(ici.values()), group, allow_split_physical_axes=True)
+               for group in _slices(devices, n_slices)]
+        grid = np.stack(per).reshape(*dcn.values(), *ici.values())
+        grid = grid.transpose(0, 3, 1, 4, 2, 5).reshape([dcn[a] * ici[a] for a in MESH_AXES])
     # Auto axes: shardings are hints the compiler propagates, so model code stays plain jnp.
-    return jax.make_mesh(
-        tuple(shape[a] for a in MESH_AXES),
-        MESH_AXES,
-        axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
-        devices=devices,
-    )
+    return Mesh(grid, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
 
 
 def _axis_size(mesh, target) -> int:
@@ -178,6 +215,23 @@ def batch_sharding(mesh: Mesh, rules: Iterable | None = None) -> NamedSharding:
     return NamedSharding(mesh, logical_to_mesh_spec(("batch",), rules))
 
 
+def global_batch(local: Mapping, sharding: NamedSharding) -> dict[str, jax.Array]:
+    """Global arrays from this process's rows of a batch; in one process, `jax.device_put`.
+
+    Each process passes its own rows (`distributed.process_rows`). The global shape is stated,
+    not inferred, so a mesh that would have processes hold the same rows (replicas, which must
+    be fed identical data) fails here instead of silently training on mismatched rows.
+    """
+    processes = jax.process_count()
+
+    def one(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(
+            sharding, x, (x.shape[0] * processes, *x.shape[1:]))
+
+    return {k: one(v) for k, v in local.items()}
+
+
 @contextlib.contextmanager
 def use_mesh(mesh: Mesh, rules: Iterable | None = None):
     """Make ``mesh`` and ``rules`` current, so that ``with_logical_constraint`` takes effect.
@@ -200,3 +254,17 @@ def with_logical_constraint(x: jax.Array, axes: Sequence[str | None]) -> jax.Arr
     rules = core_spmd.get_logical_axis_rules() or DEFAULT_RULES
     spec = logical_to_mesh_spec(axes, rules, shape=x.shape, mesh=mesh)
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def create_sharded(build: Callable[[], nnx.Module], mesh: Mesh, rules: Iterable | None = None) -> nnx.Module:
+    """``build()``'s module with every variable created in place in its mesh sharding.
+
+    Shapes come from an abstract trace; the initialisers then run under ``jit`` with those
+    output shardings, so each device computes only its own shards and no host ever holds the
+    whole model (what a 13B model on a pod needs).
+    """
+    abstract = nnx.eval_shape(build)
+    graphdef, _ = nnx.split(abstract)
+    shardings = state_shardings(abstract, mesh, rules)
+    state = jax.jit(lambda: nnx.state(build()), out_shardings=shardings)()
+    return nnx.merge(graphdef, state)

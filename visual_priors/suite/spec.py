@@ -110,7 +110,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
                 "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
                 "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
-                "log_every": cfg.pretrain.log_every,
+                "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
+                "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
                 "perplexity_windows": cfg.eval.perplexity_windows},
                 (tokenizer, *(shards[s] for s in used), *(heldout[s] for s in all_sources)))
             align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)},

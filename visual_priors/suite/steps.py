@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -25,7 +26,7 @@ from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
 from visual_priors.train import flops, loop
-from visual_priors.train.checkpoint import load_params, save_params
+from visual_priors.model.params_io import load_params, save_params
 from visual_priors.world import BENCHMARKS, SIZE_BINS, World
 
 Locate = Callable[[object], Path]  # step -> its finished output directory
@@ -94,11 +95,14 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
     f = step.fields
     tok = _tokenizer(step, locate)
     cfg = llm_config(f["scale"], tok)
-    model = llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"]))
+    cfg.update(f.get("model", {}))
+    mesh = mesh or mesh_lib.make_mesh(f["mesh"])
+    model = mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"])), mesh, f["rules"])
     train_shards = {s.fields["source"]: _shard_path(s, locate) for s in step.inputs_of("shards")
                     if s.fields["split"] == "train"}
     data = pipeline.PretrainData(train_shards, f["weights"], seq_len=f["seq_len"],
-                                 batch_size=f["batch_size"], seed=f["seed"])
+                                 batch_size=f["batch_size"], seed=f["seed"],
+                                 process_index=jax.process_index(), process_count=jax.process_count())
     steps = max(1, f["tokens"] // (f["seq_len"] * f["batch_size"]))
 
     def loss_fn(model, batch):
@@ -107,11 +111,17 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
         return loss, {"tokens": count}
 
     result = loop.run(model, loss_fn, data, steps=steps, optim_cfg=_cfg(f["optim"]),
-                      mesh=mesh or mesh_lib.make_mesh(f["mesh"]), rules=f["rules"], workdir=out / "work",
-                      ckpt_every=f["ckpt_every"], log_every=f["log_every"], desc=f"pretrain {f['scale']}",
-                      metadata={"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size},
+                      mesh=mesh, rules=f["rules"], workdir=out / "work",
+                      ckpt_every=f["ckpt_every"], keep_every=f.get("keep_every", 0),
+                      log_every=f["log_every"], desc=f"pretrain {f['scale']}",
+                      accum_steps=f.get("grad_accum", 1), metadata=_llm_metadata(f["scale"], cfg),
                       flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
-    _save(model, out / "llm", {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size})
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    if cfg.get("scan_layers", False):  # saved per layer, the layout every later stage reads
+        params = llm_lib.unstack_layers(params, cfg.n_layers)
+    # The full model config rides along, so `visual-priors convert export` can rebuild the model.
+    save_params(out / "llm", params, {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size,
+                                      "model": {**cfg.to_dict(), "scan_layers": False}})
     ppl = {}
     for s in step.inputs_of("shards"):
         if s.fields["split"] == "test":
@@ -127,6 +137,13 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
         "perplexity_mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None,
         "tokens_by_source": drawn,
     }
+
+
+def _llm_metadata(scale: str, cfg) -> dict:
+    """What a pre-training checkpoint must agree on to be resumed: model, vocabulary, dtypes,
+    parameter layout. The mesh is not here: a checkpoint restores onto any mesh."""
+    return {"kind": "llm", "scale": scale, "vocab_size": cfg.vocab_size, "dtype": cfg.dtype,
+            "param_dtype": cfg.param_dtype, "scan_layers": bool(cfg.get("scan_layers", False))}
 
 
 def load_llm(pretrain_dir: Path, scale: str, tok) -> llm_lib.Llama:
@@ -165,7 +182,8 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
     n_pairs = min(f["steps"] * f["batch_size"], 8192)
     images, tokens, masks = _caption_arrays(world, tok, "train", 0, n_pairs, f["text_len"])
     model = vision.CLIPModel(vcfg, vocab_size=tok.vocab_size, rngs=nnx.Rngs(f["seed"]))
-    data = ArrayBatches({"images": images, "tokens": tokens, "mask": masks}, f["batch_size"], f["seed"])
+    data = ArrayBatches({"images": images, "tokens": tokens, "mask": masks}, f["batch_size"], f["seed"],
+                        process_index=jax.process_index(), process_count=jax.process_count())
 
     def loss_fn(model, batch):
         loss = vision.clip_loss(model, batch["images"], batch["tokens"], batch["mask"])

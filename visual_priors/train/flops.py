@@ -7,6 +7,9 @@ causal attention. A frozen part contributes its forward pass only (2 N per token
 
 from __future__ import annotations
 
+import functools
+import time
+
 
 def decoder_matmul_params(cfg) -> int:
     """Parameters that take part in per-token matmuls (the embedding lookup is free; the head is not)."""
@@ -35,3 +38,58 @@ def forward_flops_per_token(cfg, seq_len: int) -> float:
 
 def pretrain_flops(cfg, tokens: int, seq_len: int) -> float:
     return train_flops_per_token(cfg, seq_len) * float(tokens)
+
+
+# Dense datasheet peaks per chip, TFLOP/s, for bf16 and for float32 matmuls (TF32 on NVIDIA).
+# Keys are matched as substrings of jax's device_kind, longest first.
+DATASHEET_TFLOPS = {
+    "H200": {"bfloat16": 989.0, "float32": 494.7},
+    "H100": {"bfloat16": 989.0, "float32": 494.7},
+    "A100": {"bfloat16": 312.0, "float32": 156.0},
+    "L4": {"bfloat16": 121.0, "float32": 60.0},
+    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0, "float32": 197.0},
+    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
+    "TPU v5": {"bfloat16": 459.0, "float32": 459.0},
+    "TPU v6 lite": {"bfloat16": 918.0, "float32": 918.0},
+}
+
+
+def datasheet_peak_flops(device_kind: str, dtype: str = "bfloat16") -> float | None:
+    """Peak FLOP/s of one chip from its datasheet, or None for an unknown chip."""
+    for key in sorted(DATASHEET_TFLOPS, key=len, reverse=True):
+        if key.lower() in device_kind.lower():
+            return DATASHEET_TFLOPS[key][str(dtype)] * 1e12
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def measured_matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 5) -> float:
+    """FLOP/s of a large square matmul on the default device: the practical peak of a machine
+    without a datasheet figure (a CPU). The best of ``repeats`` timed runs after compilation."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best
+
+
+def peak_flops_per_device(device=None, dtype: str = "bfloat16") -> tuple[float, str]:
+    """(peak FLOP/s of one device, where the figure comes from): the datasheet for known
+    accelerators, a measured float32 matmul otherwise."""
+    import jax
+
+    device = device or jax.devices()[0]
+    peak = datasheet_peak_flops(device.device_kind, dtype)
+    if peak is not None:
+        return peak, f"datasheet {device.device_kind} {dtype}"
+    # A CPU's devices share its cores, so the measured peak is split between them.
+    share = len(jax.local_devices()) if device.platform == "cpu" else 1
+    return measured_matmul_flops() / share, f"measured float32 matmul on {device.device_kind}"

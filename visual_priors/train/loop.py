@@ -13,23 +13,21 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.parallel import mesh as mesh_lib
-from visual_priors.train import optim
+from visual_priors.train import flops as flops_lib, optim
 from visual_priors.train.checkpoint import Checkpointer
 from visual_priors.train.metrics import MetricsWriter, is_finite
+from visual_priors.train.step import LossFn, init_opt_state, make_train_step
 
 log = logging.getLogger(__name__)
-
-LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -61,14 +59,21 @@ class TrainResult:
 
 def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int, optim_cfg,
         freeze_rules=optim.ALL_TRAINABLE, mesh=None, rules=None, workdir: str | Path,
-        ckpt_every: int = 0, keep: int = 2, log_every: int = 10, desc: str = "train",
-        metadata: dict | None = None, flops_per_token: float | None = None,
+        ckpt_every: int = 0, keep: int = 2, keep_every: int = 0, log_every: int = 10,
+        desc: str = "train", metadata: dict | None = None, flops_per_token: float | None = None,
+        peak_flops: float | None = None, accum_steps: int = 1, tensorboard: bool = True,
         progress: bool = True) -> TrainResult:
     """Train `model` in place for `steps` steps and return a summary.
 
     loss_fn(model, batch) -> (scalar loss, aux) where aux["tokens"] counts the tokens the step
     trained on. `data` yields dicts of numpy arrays; if it has get_state/set_state, its position
     is checkpointed so a resumed run sees exactly the batches it would have seen.
+
+    Checkpoints every `ckpt_every` steps keep the latest `keep` plus every `keep_every`-th step
+    for good; `metadata` must match on restore (scale, vocabulary, dtype...), while the mesh may
+    differ (the state is resharded onto this run's mesh). With `flops_per_token`, logged steps
+    carry TFLOP/s per device and MFU against `peak_flops` per device (default: the chip's
+    datasheet bf16 peak, or a measured float32 matmul on CPU).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -80,26 +85,19 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
     if not jax.tree.leaves(trainable):
         raise ValueError(f"freeze rules {list(freeze_rules)} leave nothing to train")
     tx, lr_schedule = optim.adamw(optim_cfg, steps)
-    # Initialised under jit so the optimizer state inherits the parameters' shardings, and the
-    # step compiles once instead of again when its outputs come back sharded differently.
-    opt_state = _place(jax.jit(tx.init)(trainable), mesh)
     trainable, frozen = _place(trainable, mesh), _place(frozen, mesh)
+    # Created in the parameters' shardings, so the step compiles once instead of again when its
+    # outputs come back sharded differently.
+    opt_state = init_opt_state(tx, trainable, mesh)
     batch_sharding = mesh_lib.batch_sharding(mesh, rules)
 
-    def train_step(trainable, opt_state, frozen, batch):
-        def loss_of(params):
-            return loss_fn(nnx.merge(graphdef, params, frozen), batch)
-
-        (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
-        updates, opt_state = tx.update(grads, opt_state, trainable)
-        trainable = jax.tree.map(jnp.add, trainable, updates)
-        return trainable, opt_state, loss, aux
-
+    train_step = make_train_step(graphdef, loss_fn, tx, accum_steps)
     state_shardings = (_shardings(trainable), _shardings(opt_state))
     step_fn = jax.jit(train_step, donate_argnums=(0, 1),
                       out_shardings=(*state_shardings, None, None))
 
-    ckpt = Checkpointer(workdir / "checkpoints", keep=keep, metadata=metadata) if ckpt_every else None
+    ckpt = (Checkpointer(workdir / "checkpoints", keep=keep, keep_every=keep_every, metadata=metadata,
+                         layout={"mesh": dict(mesh.shape)}) if ckpt_every else None)
     start, resumed_from, progress = 0, None, {}
     if ckpt is not None:
         restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
@@ -122,7 +120,10 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
 
     stop_requested = []
     previous_handlers = _install_stop_handlers(stop_requested)
-    writer = MetricsWriter(workdir / "metrics.jsonl")
+    writer = MetricsWriter(workdir / "metrics.jsonl", tensorboard=tensorboard)
+    if flops_per_token and peak_flops is None:
+        peak_flops, peak_source = flops_lib.peak_flops_per_device()
+        log.info("%s: MFU against %.1f TFLOP/s per device (%s)", desc, peak_flops / 1e12, peak_source)
     losses: list[float] = []
     tokens_total, first_loss = int(progress.get("tokens", 0)), progress.get("first_loss")
     t_start = time.perf_counter()
@@ -134,7 +135,7 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
     with mesh_lib.use_mesh(mesh, rules):
         try:
             for step in range(start, steps):
-                batch = jax.device_put(next(data), batch_sharding)
+                batch = mesh_lib.global_batch(next(data), batch_sharding)
                 trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
                 loss = float(loss)
                 if not is_finite(loss):
@@ -156,7 +157,10 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                     record = {"step": step + 1, "loss": loss, "lr": float(lr_schedule(step)),
                               "tokens": tokens_total, "tokens_per_s": tps}
                     if flops_per_token:
+                        per_device = tps * flops_per_token / mesh.size
                         record["tflops_per_s"] = tps * flops_per_token / 1e12
+                        record["tflops_per_s_per_device"] = per_device / 1e12
+                        record["mfu"] = per_device / peak_flops
                     writer.write(record)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
                     t_window, tokens_window = now, 0

@@ -44,7 +44,7 @@ def schedule(peak_lr: float, total_steps: int, warmup_frac: float = 0.0,
     warm = min(max(warm, 1), total_steps)
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=peak_lr, warmup_steps=warm,
-        decay_steps=total_steps, end_value=peak_lr * min_lr_ratio)
+        decay_steps=max(total_steps, warm + 1), end_value=peak_lr * min_lr_ratio)
 
 
 def adamw(cfg, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
