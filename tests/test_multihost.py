@@ -91,7 +91,6 @@ def _free_port() -> int:
 
 
 # About 35 s of CPU over three processes: 27-43 s wall on a shared 2-core machine.
-@pytest.mark.slow
 def test_two_processes_train_like_one_process_with_all_devices(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     t0 = time.perf_counter()

@@ -186,3 +186,24 @@ def test_every_paper_scale_compiles_on_an_abstract_eight_device_mesh():
         assert data["arguments"] == pytest.approx(state, rel=0.01)
         assert fsdp["arguments"] == pytest.approx(state / 8, rel=0.02)
         assert fsdp["aliased"] > 0.95 * fsdp["arguments"] - 1e6  # the state is donated
+
+
+def test_plan_memory_command_reports_the_compiled_step(capsys):
+    import json
+
+    from visual_priors.cli import main
+
+    def plan(*extra):
+        assert main(["plan-memory", "--scale", "t2", "--mesh", "data=1", "--devices", "1", "--seq-len", "64",
+                     "--format", "json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    small, big = plan("--batch", "4"), plan("--batch", "16")
+    assert small["params"] == big["params"] and small["mesh"] == {"data": 1, "fsdp": 1, "tensor": 1}
+    # The state is the same; the activations grow with the batch.
+    assert small["per_device_bytes"]["arguments"] >= 3 * 4 * small["params"]
+    assert big["per_device_bytes"]["temporaries"] > 2 * small["per_device_bytes"]["temporaries"]
+    accum = plan("--batch", "16", "--accum", "4")
+    assert accum["per_device_bytes"]["temporaries"] < big["per_device_bytes"]["temporaries"]
+    assert main(["plan-memory", "--scale", "t2", "--devices", "1", "--remat", "sometimes"]) == 2
+    assert "unknown remat policy" in capsys.readouterr().err

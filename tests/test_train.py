@@ -194,3 +194,130 @@ def test_checkpoint_metadata_mismatch_and_corrupt_latest(tmp_path, caplog):
     assert step == 1 and data_state == {"position": 1} and progress == {"tokens": 10}
     np.testing.assert_array_equal(np.asarray(restored["w"]), params["w"] + 1)
     assert "unreadable" in caplog.text
+
+
+class _ScaledData(ArrayBatches):
+    """Adds a per-row loss `scale`: `factor` in the batch of step `at` (1-based), 1 elsewhere."""
+
+    def __init__(self, *a, at, factor, **k):
+        super().__init__(*a, **k)
+        self.at, self.factor = at, factor
+
+    def __next__(self):
+        step = self.position + 1
+        batch = super().__next__()
+        batch["scale"] = np.full(self.batch_size, self.factor if step == self.at else 1.0, np.float32)
+        return batch
+
+
+def test_loss_spike_is_warned_with_its_step(tmp_path, caplog):
+    def scaled_loss(m, b):
+        loss, aux = _lm_loss(m, b)
+        return loss * b["scale"][0], aux
+
+    base = _data()
+    data = _ScaledData(base.arrays, base.batch_size, base.seed, at=25, factor=10.0)
+    model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    with caplog.at_level("WARNING", logger="visual_priors.train.loop"):
+        loop.run(model, scaled_loss, data, steps=27, optim_cfg=_optim(), workdir=tmp_path,
+                 progress=False, tensorboard=False)
+    spikes = [r.getMessage() for r in caplog.records if "loss spike at step" in r.getMessage()]
+    assert len(spikes) == 1 and "loss spike at step 25:" in spikes[0], spikes  # only the scaled step
+
+
+def test_bf16_compute_with_float32_master_weights(tmp_path):
+    def bf16_cfg():
+        cfg = _tiny_cfg()
+        cfg.dtype, cfg.param_dtype = "bfloat16", "float32"
+        return cfg
+
+    model = Llama(bf16_cfg(), rngs=nnx.Rngs(0))
+    res = loop.run(model, _lm_loss, _data(), steps=40, optim_cfg=_optim(), workdir=tmp_path / "bf16",
+                   progress=False, tensorboard=False)
+    assert res.final_loss < 0.6 * res.first_loss
+    dtypes = {x.dtype for x in jax.tree.leaves(_params(model))}
+    assert dtypes == {np.dtype(np.float32)}, dtypes  # the optimizer updated float32 masters
+    # Same initial weights, so the first losses differ only by bf16 rounding in the forward pass.
+    f32 = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=1, optim_cfg=_optim(),
+                   workdir=tmp_path / "f32", progress=False, tensorboard=False)
+    assert res.first_loss != f32.first_loss  # bf16 really was used
+    assert res.first_loss == pytest.approx(f32.first_loss, rel=0.02)
+
+
+def _tensorboard_scalars(directory) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} from tensorboardX event files, read without TensorFlow. TFRecord framing:
+    uint64 length, uint32 masked crc32c of the length, the data, uint32 masked crc32c of the data."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import masked_crc32c
+
+    out: dict[str, dict[int, float]] = {}
+    files = sorted(directory.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {directory}"
+    for path in files:
+        raw, pos = path.read_bytes(), 0
+        while pos < len(raw):
+            header = raw[pos:pos + 8]
+            (length,) = struct.unpack("<Q", header)
+            (length_crc,) = struct.unpack("<I", raw[pos + 8:pos + 12])
+            assert length_crc == masked_crc32c(header), f"corrupt record length in {path}"
+            data = raw[pos + 12:pos + 12 + length]
+            (data_crc,) = struct.unpack("<I", raw[pos + 12 + length:pos + 16 + length])
+            assert data_crc == masked_crc32c(data), f"corrupt record in {path}"
+            pos += 16 + length
+            event = Event.FromString(data)
+            for value in event.summary.value:
+                number = value.simple_value if value.WhichOneof("value") == "simple_value" \
+                    else value.tensor.float_val[0]
+                out.setdefault(value.tag, {})[event.step] = number
+    return out
+
+
+def test_throughput_metrics_and_tensorboard_scalars(tmp_path):
+    import json
+
+    model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    loop.run(model, _lm_loss, _data(), steps=6, optim_cfg=_optim(), workdir=tmp_path, log_every=2,
+             progress=False, flops_per_token=1e6, peak_flops=1e12)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    n_devices = jax.device_count()  # the default mesh spans every device
+    for r in records:
+        assert r["tokens_per_s"] > 0
+        # The arithmetic of loop.run, operation for operation, so equality is exact.
+        assert r["tflops_per_s"] == r["tokens_per_s"] * 1e6 / 1e12
+        assert r["tflops_per_s_per_device"] == r["tokens_per_s"] * 1e6 / n_devices / 1e12
+        assert r["mfu"] == r["tokens_per_s"] * 1e6 / n_devices / 1e12  # per-device FLOP/s over 1e12
+        assert r["mfu"] == pytest.approx(r["tflops_per_s_per_device"] * 1e12 / 1e12, rel=1e-12)
+
+    scalars = _tensorboard_scalars(tmp_path / "tensorboard")
+    assert {"train/loss", "train/mfu", "train/lr", "train/tokens_per_s"} <= set(scalars)
+    for tag in ("loss", "mfu"):
+        assert sorted(scalars[f"train/{tag}"]) == [2, 4, 6]
+        for r in records:  # TensorBoard stores float32
+            assert scalars[f"train/{tag}"][r["step"]] == pytest.approx(r[tag], rel=1e-6)
+
+
+def test_mfu_defaults_to_a_measured_peak_on_cpu(tmp_path):
+    import json
+
+    model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
+    flops_per_token = flops.train_flops_per_token(_tiny_cfg(), 16)
+    loop.run(model, _lm_loss, _data(), steps=4, optim_cfg=_optim(), workdir=tmp_path, log_every=2,
+             progress=False, tensorboard=False, flops_per_token=flops_per_token, peak_flops=None)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for r in records:
+        assert 0 < r["mfu"] < 1.5, r
+
+
+def test_progress_flag_is_honoured_on_fresh_and_resumed_runs(tmp_path, capfd):
+    # The bar must follow `progress`, not whether a checkpoint was restored.
+    loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=4, optim_cfg=_optim(),
+             workdir=tmp_path, ckpt_every=2, progress=True, tensorboard=False)
+    assert "train: " in capfd.readouterr().err  # tqdm draws "train: ..%|" on stderr
+    res = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=8, optim_cfg=_optim(),
+                   workdir=tmp_path, ckpt_every=2, progress=False, tensorboard=False)
+    assert res.resumed_from == 2
+    assert "train: " not in capfd.readouterr().err

@@ -8,6 +8,7 @@
     visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
+    visual-priors plan-memory --scale 7B --mesh fsdp=8 [--devices 8]        (per-device memory of a train step)
 """
 
 from __future__ import annotations
@@ -151,6 +152,44 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _mesh_arg(text: str) -> dict:
+    """"data=2,fsdp=-1,dcn_data=2" -> {"data": 2, "fsdp": -1, "dcn_data": 2}."""
+    sizes = {}
+    for part in filter(None, text.split(",")):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"mesh axis {part!r} needs a size, e.g. fsdp=8")
+        try:
+            sizes[name.strip()] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"mesh axis {name!r} has a size that is not an integer: {value!r}")
+    return sizes
+
+
+def cmd_plan_memory(args) -> int:
+    from visual_priors.train import memory
+
+    n = args.devices
+    memory.ensure_host_devices(n)  # before anything starts JAX
+    import jax
+
+    devices = jax.devices()[:n]
+    r = memory.plan_memory(args.scale, args.mesh, batch=args.batch, seq_len=args.seq_len,
+                           dtype=args.dtype, param_dtype=args.param_dtype, remat=args.remat,
+                           scan_layers=not args.no_scan, accum_steps=args.accum, devices=devices)
+    if args.format == "json":
+        print(json.dumps(r, indent=1))
+        return 0
+    gib = {k: v / 2 ** 30 for k, v in r["per_device_bytes"].items()}
+    print(f"{r['scale']} ({r['params']:,} parameters) on mesh {r['mesh']}, global batch {r['batch']} x "
+          f"{r['seq_len']} tokens in {r['accum_steps']} microbatch(es), {r['dtype']} compute, "
+          f"{r['param_dtype']} weights, remat {r['remat']}, {'scanned' if r['scan_layers'] else 'unrolled'} layers")
+    print(f"per device: {gib['total']:.2f} GiB = arguments {gib['arguments']:.2f} + outputs {gib['outputs']:.2f} "
+          f"- donated {gib['aliased']:.2f} + temporaries {gib['temporaries']:.2f}  "
+          f"(compiled for {r['compiled_for']} in {r['compile_s']:.1f} s)")
+    return 0
+
+
 # The variables visual_priors.parallel.distributed reads; named here so that a single-process
 # command does not import JAX just to find out.
 _DISTRIBUTED_ENV = ("VP_COORDINATOR_ADDRESS", "VP_NUM_PROCESSES", "VP_PROCESS_ID", "VP_DISTRIBUTED")
@@ -223,6 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CKPT_DIR", help="holds params/ and metadata.json")
     p.add_argument("dest", metavar="HF_DIR")
     p.set_defaults(func=cmd_convert)
+    p = sub.add_parser("plan-memory", help="per-device memory of one train step, from the compiled program")
+    p.add_argument("--scale", required=True, help="a paper or tiny scale, e.g. 7B")
+    p.add_argument("--mesh", type=_mesh_arg, default={"fsdp": -1},
+                   help="axis sizes, e.g. data=2,fsdp=4,tensor=1 (dcn_* for across slices; default fsdp=-1)")
+    p.add_argument("--devices", type=int, default=8, help="devices in the mesh (default 8)")
+    p.add_argument("--batch", type=int, default=None, help="global batch in sequences (default: 1 per device)")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--accum", type=int, default=1, help="gradient-accumulation microbatches")
+    p.add_argument("--dtype", default="bfloat16", help="compute dtype")
+    p.add_argument("--param-dtype", default="float32", help="master-weight dtype")
+    p.add_argument("--remat", default="full", help="none, full, dots or dots_with_batch")
+    p.add_argument("--no-scan", action="store_true", help="unroll the layers instead of scanning them")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_plan_memory)
     return parser
 
 
@@ -232,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _start_distributed(args)
+        if getattr(args, "func", None) is cmd_plan_memory and args.batch is None:
+            args.batch = args.devices
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

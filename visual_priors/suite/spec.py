@@ -20,8 +20,9 @@ from visual_priors.data import sources as sources_lib
 from visual_priors.world import WORLD_VERSION
 
 HASH_LEN = 12
-# Bumped when a kind's implementation changes what it writes, so old outputs are not reused.
-VERSIONS = {"tokenizer": 1, "shards": 1, "pretrain": 1, "encoder": 1, "features": 2, "align": 1,
+# Bumped when a kind's implementation changes what it writes, so old outputs are not reused
+# (pretrain 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config).
+VERSIONS = {"tokenizer": 1, "shards": 1, "pretrain": 2, "encoder": 1, "features": 2, "align": 1,
             "sft": 1, "evaluate": 1}
 
 

@@ -64,7 +64,7 @@ def datasheet_peak_flops(device_kind: str, dtype: str = "bfloat16") -> float | N
 
 
 @functools.lru_cache(maxsize=4)
-def measured_matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 5) -> float:
+def measured_matmul_flops(n: int = 2048, dtype: str = "float32", repeats: int = 20) -> float:
     """FLOP/s of a large square matmul on the default device: the practical peak of a machine
     without a datasheet figure (a CPU). The best of ``repeats`` timed runs after compilation."""
     import jax

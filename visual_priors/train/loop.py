@@ -98,11 +98,11 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
 
     ckpt = (Checkpointer(workdir / "checkpoints", keep=keep, keep_every=keep_every, metadata=metadata,
                          layout={"mesh": dict(mesh.shape)}) if ckpt_every else None)
-    start, resumed_from, progress = 0, None, {}
+    start, resumed_from, totals = 0, None, {}
     if ckpt is not None:
         restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
         if restored is not None:
-            start, params, opt_leaves, data_state, progress = restored
+            start, params, opt_leaves, data_state, totals = restored
             nnx.replace_by_pure_dict(trainable, params)
             opt_state = jax.tree.unflatten(jax.tree.structure(opt_state), opt_leaves)
             if data_state is not None and hasattr(data, "set_state"):
@@ -125,7 +125,7 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
         peak_flops, peak_source = flops_lib.peak_flops_per_device()
         log.info("%s: MFU against %.1f TFLOP/s per device (%s)", desc, peak_flops / 1e12, peak_source)
     losses: list[float] = []
-    tokens_total, first_loss = int(progress.get("tokens", 0)), progress.get("first_loss")
+    tokens_total, first_loss = int(totals.get("tokens", 0)), totals.get("first_loss")
     t_start = time.perf_counter()
     t_window, tokens_window = t_start, 0
     tokens_before = tokens_total
