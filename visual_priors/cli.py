@@ -174,7 +174,7 @@ def cmd_plan_memory(args) -> int:
     import jax
 
     devices = jax.devices()[:n]
-    r = memory.plan_memory(args.scale, args.mesh, batch=args.batch, seq_len=args.seq_len,
+    r = memory.plan_memory(args.scale, args.mesh, batch=args.batch or n, seq_len=args.seq_len,
                            dtype=args.dtype, param_dtype=args.param_dtype, remat=args.remat,
                            scan_layers=not args.no_scan, accum_steps=args.accum, devices=devices)
     if args.format == "json":
@@ -285,8 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _start_distributed(args)
-        if getattr(args, "func", None) is cmd_plan_memory and args.batch is None:
-            args.batch = args.devices
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

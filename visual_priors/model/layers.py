@@ -72,20 +72,15 @@ class Dense(nnx.Module):
         )
 
     def __call__(self, x: jax.Array, *, out_dtype=None) -> jax.Array:
-        y = matmul(x, self.kernel[...], self.dtype, out_dtype)
+        dtype = jnp.dtype(self.dtype)
+        # As a 2-D matmul: XLA's CPU backend runs the backward pass of a 3-D dot much slower.
+        lead = x.shape[:-1]
+        y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(dtype), self.kernel[...].astype(dtype),
+                    preferred_element_type=out_dtype)
+        y = y.reshape(*lead, y.shape[-1])
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y
-
-
-def matmul(x: jax.Array, kernel: jax.Array, dtype, out_dtype=None) -> jax.Array:
-    """``x [..., in] @ kernel [in, out]`` in ``dtype``."""
-    dtype = jnp.dtype(dtype)
-    # As a 2-D matmul: XLA's CPU backend runs the backward pass of a 3-D dot much slower.
-    lead = x.shape[:-1]
-    y = jnp.dot(x.reshape(-1, x.shape[-1]).astype(dtype), kernel.astype(dtype),
-                preferred_element_type=out_dtype)
-    return y.reshape(*lead, y.shape[-1])
 
 
 class RMSNorm(nnx.Module):

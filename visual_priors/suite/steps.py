@@ -23,6 +23,7 @@ from visual_priors.data.batches import ArrayBatches
 from visual_priors.eval import mle_bench, vqa
 from visual_priors.eval.language import perplexity
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib, vision
+from visual_priors.model.convert import hf_llama
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
 from visual_priors.train import flops, loop
@@ -120,8 +121,7 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
     if cfg.get("scan_layers", False):  # saved per layer, the layout every later stage reads
         params = llm_lib.unstack_layers(params, cfg.n_layers)
     # The full model config rides along, so `visual-priors convert export` can rebuild the model.
-    save_params(out / "llm", params, {"kind": "llm", "scale": f["scale"], "vocab_size": cfg.vocab_size,
-                                      "model": {**cfg.to_dict(), "scan_layers": False}})
+    save_params(out / "llm", params, hf_llama.checkpoint_metadata(cfg))
     ppl = {}
     for s in step.inputs_of("shards"):
         if s.fields["split"] == "test":

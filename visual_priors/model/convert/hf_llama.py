@@ -300,8 +300,12 @@ def save(model: Llama, hf_dir: str | Path) -> Path:
 
 
 def checkpoint_metadata(cfg) -> dict:
-    """The metadata of the pretrain step's LLM checkpoint plus the full model config."""
-    return {"kind": "llm", "scale": cfg.name, "vocab_size": cfg.vocab_size, "model": cfg.to_dict()}
+    """The metadata of a standalone LLM checkpoint (what the pretrain step writes) with the full
+    model config. Parameters are always stored per layer (the default layout), so a scan flag
+    is not recorded."""
+    model = cfg.to_dict()
+    model.pop("scan_layers", None)
+    return {"kind": "llm", "scale": cfg.name, "vocab_size": cfg.vocab_size, "model": model}
 
 
 def import_checkpoint(hf_dir: str | Path, out_dir: str | Path, dtype="float32") -> ml_collections.ConfigDict:
