@@ -96,4 +96,5 @@ def write_document(genre: str, r: Rand, kinds: tuple[Kind, ...]) -> Document:
         genres_prose.web_doc(r, kinds, doc, lambda rr, g: web_chunk(rr, kinds, g))
     sep = "\n\n" if genre in ("code", "encyclopedia", "web", "math") else (
         "\n\n" if r.chance(0.5) else " ")
-    return Document(text=doc.text(sep), genre=genre, labels=frozenset(doc.labels))
+    return Document(text=doc.text(sep), genre=genre, labels=frozenset(doc.labels),
+                    spans=doc.spans(sep))

@@ -128,10 +128,11 @@ def shape_adj(kind: Kind) -> str:
 class DocBuilder:
     """Accumulates text units with the labels each one carries."""
 
-    __slots__ = ("parts", "labels", "words", "target")
+    __slots__ = ("parts", "part_labels", "labels", "words", "target")
 
     def __init__(self, target: int):
         self.parts: list[str] = []
+        self.part_labels: list[frozenset[str]] = []
         self.labels: set[str] = set()
         self.words = 0
         self.target = target
@@ -144,6 +145,7 @@ class DocBuilder:
         if self.parts and self.words + n > HARD_MAX_WORDS:
             return False
         self.parts.append(text)
+        self.part_labels.append(frozenset(labels))
         self.labels.update(labels)
         self.words += n
         return True
@@ -151,12 +153,32 @@ class DocBuilder:
     def text(self, sep: str = "\n\n") -> str:
         return sep.join(self.parts)
 
+    def spans(self, sep: str = "\n\n") -> tuple[tuple[int, int, frozenset[str]], ...]:
+        """(start, end, labels) of each unit in `text(sep)`, by character offset."""
+        out, start = [], 0
+        for part, labels in zip(self.parts, self.part_labels):
+            out.append((start, start + len(part), labels))
+            start += len(part) + len(sep)
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class Document:
+    """A generated document: its text, genre, the labels its text carries, and which characters
+    carry them (`spans`: (start, end, labels) per unit), so any excerpt's true labels are known."""
+
     text: str
     genre: str
     labels: frozenset[str]
+    spans: tuple[tuple[int, int, frozenset[str]], ...] = ()
+
+    def labels_between(self, start: int, end: int) -> frozenset[str]:
+        """True labels of the characters [start, end): the union over the units they overlap."""
+        out: set[str] = set()
+        for s, e, labels in self.spans:
+            if s < end and start < e:
+                out |= labels
+        return frozenset(out)
 
 
 class Para:

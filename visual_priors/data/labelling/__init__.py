@@ -1,0 +1,46 @@
+"""Segment labels: the paper's six categories and two "any of" combinations, and the labellers.
+
+A labeller maps segment texts to a boolean matrix [n, 6] over `LABELS`; the combination labels
+are derived, never predicted (`with_combinations`). Backends: `lexical` (no model), `llm`
+(an OpenAI-compatible chat endpoint, cached on disk), `distilled` (a linear classifier trained
+on another backend's or the world's labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from visual_priors.world.text_base import LABELS  # code, math, science, concept, attribute, relationship
+
+REASONING = LABELS[:3]
+VISUAL = LABELS[3:]
+COMBINATIONS = {"reasoning_combination": REASONING, "visual_combination": VISUAL}
+# The column order of the paper's table 4.
+ALL_LABELS = (*REASONING, "reasoning_combination", *VISUAL, "visual_combination")
+
+
+def with_combinations(bits: np.ndarray) -> np.ndarray:
+    """[n, 6] base labels -> [n, 8] in `ALL_LABELS` order, each combination the "any of" its three."""
+    bits = np.asarray(bits, bool)
+    if bits.ndim != 2 or bits.shape[1] != len(LABELS):
+        raise ValueError(f"label bits must be [n, {len(LABELS)}], got {bits.shape}")
+    r, v = bits[:, :3], bits[:, 3:]
+    return np.concatenate([r, r.any(1, keepdims=True), v, v.any(1, keepdims=True)], axis=1)
+
+
+def label_column(name: str) -> int:
+    """Index of a label (base or combination) in `ALL_LABELS`; the error lists the valid names."""
+    if name not in ALL_LABELS:
+        raise ValueError(f"unknown label {name!r}; valid labels: {', '.join(ALL_LABELS)}")
+    return ALL_LABELS.index(name)
+
+
+def names_to_bits(label_sets: Sequence[frozenset[str] | set[str]]) -> np.ndarray:
+    """Sets of base label names -> bool [n, 6]."""
+    out = np.zeros((len(label_sets), len(LABELS)), bool)
+    for i, labels in enumerate(label_sets):
+        for name in labels:
+            out[i, LABELS.index(name)] = True
+    return out
