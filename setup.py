@@ -26,6 +26,12 @@ setup(
         # 0.4.1 is the first whose numpy API reads BF16 tensors (as ml_dtypes.bfloat16).
         "safetensors>=0.4.1,<1",
         "tensorboardX>=2.6,<3",
+        # The distilled segment labeller (hashed n-grams + logistic regression).
+        "scikit-learn>=1.4,<2",
+        # Segment shards; grain reads them, and pins it on Linux only.
+        "array-record>=0.5,<1",
+        # Parquet corpora.
+        "pyarrow>=14,<30",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],

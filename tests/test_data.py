@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visual_priors.data import pipeline, sources, tokenizer
-from visual_priors.data.pipeline import PretrainData, TokenCounter, TokenWindows
+from visual_priors.data import segments, sources, tokenizer
 from visual_priors.world import GENRES, World
 
 VOCAB = 512
@@ -14,6 +13,7 @@ SAMPLE_CHARS = 300_000
 TOKENIZER_SOURCES = ("web_crawl", "academic", "literature", "math", "code")
 STREAM_SOURCES = ("web_crawl", "math", "code")
 STREAM_TOKENS = 12_000
+SEGMENT_TOKENS = 64
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,11 @@ def tok(world, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def streams(world, tok, cache_dir):
-    return {
-        name: pipeline.tokenize_source(name, world, tok, STREAM_TOKENS, cache_dir, progress=False)
-        for name in STREAM_SOURCES
-    }
+def segsets(world, tok, cache_dir):
+    return {name: segments.build_segments(sources.get_source(name), world, tok, cache_dir,
+                                          segment_tokens=SEGMENT_TOKENS, n_tokens=STREAM_TOKENS,
+                                          workers=0, docs_per_shard=16, progress=False)
+            for name in STREAM_SOURCES}
 
 
 # --- sources -------------------------------------------------------------------------------
@@ -139,112 +139,65 @@ def test_build_tokenizer_hits_cache(world, tok, cache_dir, monkeypatch):
 # --- token streams -------------------------------------------------------------------------
 
 
-def test_tokenize_source_stream(world, tok, streams, cache_dir):
-    path = streams["math"]
-    tokens = pipeline.load_tokens(path)
-    info = pipeline.stream_info(path)
-    assert tokens.dtype == np.int32 and tokens.size == info["n_tokens"] >= STREAM_TOKENS
-    assert tokens[-1] == tok.eos_id
-    assert int((tokens == tok.eos_id).sum()) == info["n_documents"]
-    first_doc = tokens[: int(np.argmax(tokens == tok.eos_id))]
-    assert tok.decode(first_doc) == sources.get_source("math").documents(world, "train", 0, 1)[0]
-    # Cached: the same arguments return the same file untouched.
-    mtime = path.stat().st_mtime_ns
-    again = pipeline.tokenize_source("math", world, tok, STREAM_TOKENS, cache_dir, progress=False)
-    assert again == path and path.stat().st_mtime_ns == mtime
+def test_segments_cut_documents_and_reassemble_them(world, tok, segsets):
+    segs = segsets["math"]
+    assert segs.n_tokens >= STREAM_TOKENS and segs.meta["n_shards"] > 1
+    assert segs.lengths.max() <= SEGMENT_TOKENS and int(segs.lengths.sum()) == segs.n_tokens
+    # The segments of a document, in order, are its tokens followed by EOS.
+    for doc in (0, 5):
+        idx = np.flatnonzero(segs.documents == doc)
+        ids = np.concatenate([segs.tokens(i) for i in idx])
+        assert ids[-1] == tok.eos_id and tok.eos_id not in ids[:-1]
+        assert tok.decode(ids[:-1]) == sources.get_source("math").document(world, doc)
+        assert all(segs.lengths[i] == SEGMENT_TOKENS for i in idx[:-1])
+    # A repeated call reuses the set on disk.
+    again = segments.build_segments(sources.get_source("math"), world, tok, segs.path.parent,
+                                    segment_tokens=SEGMENT_TOKENS, n_tokens=STREAM_TOKENS,
+                                    workers=0, docs_per_shard=16, progress=False)
+    assert again.path == segs.path
 
 
-def test_heldout_stream_differs_from_train(world, tok, streams, cache_dir):
-    path = pipeline.heldout_tokens("math", world, tok, 2_000, cache_dir, progress=False)
-    assert pipeline.stream_info(path)["split"] == "test"
-    held = pipeline.load_tokens(path)
-    train = pipeline.load_tokens(streams["math"])
-    assert held.size >= 2_000 and not np.array_equal(held[:200], train[:200])
+def test_segment_truth_comes_from_the_world_label_spans(world, tok, segsets):
+    lit = segsets["web_crawl"]
+    assert lit.truth_known.all()
+    for i in range(0, len(lit), 7):
+        doc = world.document("web", int(lit.documents[i]), "train")
+        assert set(np.flatnonzero(lit.truth[i])) <= {segments.LABELS.index(l) for l in doc.labels}
+    # Stdlib code is real code, whose labels the world does not know.
+    code = segsets["code"]
+    assert 0 < code.truth_known.mean() < 1
 
 
-# --- packing and mixing --------------------------------------------------------------------
+def test_parallel_workers_write_the_same_segments(world, tok, tmp_path):
+    args = dict(segment_tokens=SEGMENT_TOKENS, n_tokens=6_000, docs_per_shard=8, progress=False)
+    inline = segments.build_segments(sources.get_source("literature"), world, tok, tmp_path / "a",
+                                     workers=0, **args)
+    spawned = segments.build_segments(sources.get_source("literature"), world, tok, tmp_path / "b",
+                                      workers=2, **args)
+    np.testing.assert_array_equal(inline.lengths, spawned.lengths)
+    np.testing.assert_array_equal(inline.truth, spawned.truth)
+    for i in range(0, len(inline), 5):
+        np.testing.assert_array_equal(inline.tokens(i), spawned.tokens(i))
 
 
-def test_windows_are_seq_len_plus_one_and_tile_the_stream():
-    stream = np.arange(1000, dtype=np.int32)
-    windows = TokenWindows(stream, 17)
-    assert len(windows) == 1000 // 17
-    parts = [windows[i] for i in range(len(windows))]
-    assert all(p.shape == (17,) and p.dtype == np.int32 for p in parts)
-    np.testing.assert_array_equal(np.concatenate(parts), stream[: len(windows) * 17])
-    assert 1000 - len(windows) * 17 < 17
-    with pytest.raises(IndexError):
-        windows[len(windows)]
+def test_corrupt_or_partial_segment_sets_are_named(world, tok, segsets, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(segsets["math"].path, copy)
+    (copy / "index.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="corrupt"):
+        segments.SegmentSet(copy)
+    with pytest.raises(FileNotFoundError, match="not a finished segment set"):
+        segments.SegmentSet(tmp_path)
+    with pytest.raises(ValueError, match="endless: give n_tokens"):
+        segments.build_segments(sources.get_source("math"), world, tok, tmp_path, progress=False)
 
 
-def _data(streams, seed=0, weights=None):
-    weights = weights or {"web_crawl": 0.5, "math": 0.3, "code": 0.2}
-    return PretrainData(streams, weights, seq_len=32, batch_size=8, seed=seed)
-
-
-def test_batches_shapes_and_window_content(streams):
-    data = _data(streams)
-    assert data.source_names == sorted(STREAM_SOURCES)
-    batch = next(data)
-    assert batch["tokens"].shape == (8, 33) and batch["tokens"].dtype == np.int32
-    assert batch["source"].shape == (8,) and batch["source"].dtype == np.int32
-    # Each row is an aligned window of its source's stream.
-    for row, src in zip(batch["tokens"], batch["source"]):
-        stream = pipeline.load_tokens(streams[data.source_names[src]])
-        windows = stream[: len(stream) // 33 * 33].reshape(-1, 33)
-        assert (windows == row).all(axis=1).any()
-
-
-def test_mixture_fractions_match_weights(streams):
-    weights = {"web_crawl": 0.5, "math": 0.3, "code": 0.2}
-    data = _data(streams, weights=weights)
-    for _ in range(200):
-        next(data)
-    report = data.counter.report()
-    assert report["total"] == 200 * 8 * 32
-    for name, weight in weights.items():
-        assert abs(report["fractions"][name] - weight) < 0.03, report
-
-
-def test_same_seed_same_batches_and_exact_resume(streams):
-    a, b = _data(streams, seed=3), _data(streams, seed=3)
-    for _ in range(5):
-        x, y = next(a), next(b)
-        np.testing.assert_array_equal(x["tokens"], y["tokens"])
-        np.testing.assert_array_equal(x["source"], y["source"])
-    other = next(_data(streams, seed=4))
-    assert not np.array_equal(other["tokens"], next(_data(streams, seed=3))["tokens"])
-
-    state = a.get_state()
-    expected = [next(a) for _ in range(6)]
-    restored = _data(streams, seed=3)
-    restored.set_state(state)
-    for want in expected:
-        got = next(restored)
-        np.testing.assert_array_equal(got["tokens"], want["tokens"])
-        np.testing.assert_array_equal(got["source"], want["source"])
-    assert restored.counter.counts() == a.counter.counts()  # drawn tokens survive a resume
-
-
-def test_weight_validation(streams):
-    with pytest.raises(ValueError, match="sum to 0.9"):
-        _data(streams, weights={"web_crawl": 0.5, "math": 0.3, "code": 0.1})
-    with pytest.raises(ValueError, match="non-negative"):
-        _data(streams, weights={"web_crawl": 1.2, "math": -0.2})
-    with pytest.raises(ValueError) as err:
-        _data(streams, weights={"web_crawl": 0.5, "wiki": 0.5})
-    assert "wiki" in str(err.value) and all(n in str(err.value) for n in STREAM_SOURCES)
-    data = _data(streams, weights={"web_crawl": 0.6, "math": 0.4, "code": 0.0})
-    assert data.source_names == ["math", "web_crawl"]
-    for _ in range(10):
-        assert set(np.unique(next(data)["source"])) <= {0, 1}
-
-
-def test_token_counter_state():
-    counter = TokenCounter(["a", "b"])
-    counter.update({"tokens": np.zeros((4, 9), np.int32), "source": np.array([0, 1, 1, 1])})
-    assert counter.counts() == {"a": 8, "b": 24}
-    assert counter.fractions() == {"a": 0.25, "b": 0.75}
-    other = TokenCounter(["a", "b"])
-    other.set_state(counter.get_state())
-    assert other.report() == counter.report()
+def test_heldout_segments_differ_from_train(world, tok, segsets, cache_dir):
+    held = segments.build_segments(sources.get_source("math"), world, tok, cache_dir, split="test",
+                                   segment_tokens=SEGMENT_TOKENS, n_tokens=2_000, workers=0,
+                                   progress=False)
+    assert held.meta["split"] == "test" and held.n_tokens >= 2_000
+    train = segsets["math"].stream(200)
+    assert not np.array_equal(held.stream(200)[:200], train[:200])

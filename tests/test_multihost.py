@@ -196,50 +196,56 @@ def test_array_batches_split_each_global_batch_over_processes():
         ArrayBatches(arrays, GLOBAL_BATCH, seed=3, process_index=0, process_count=3)
 
 
-def _streams():
-    rng = np.random.default_rng(1)
-    return {name: rng.integers(0, 100, size=size).astype(np.int32)
-            for name, size in (("code", 900), ("math", 1300), ("web_crawl", 2500))}
-
-
-def _pretrain(streams, **kw):
+def _pool():
     # Imported here so that the training processes, which run this file, skip its imports.
+    from visual_priors.data.pipeline import ArraySegments, SegmentPool
+
+    rng = np.random.default_rng(1)
+    return SegmentPool({name: ArraySegments([rng.integers(0, 100, rng.integers(5, 40)).astype(np.int32)
+                                             for _ in range(n)])
+                        for name, n in (("code", 30), ("math", 40), ("web_crawl", 80))})
+
+
+def _pretrain(pool, **kw):
     from visual_priors.data.pipeline import PretrainData
 
-    return PretrainData(streams, {"web_crawl": 0.5, "math": 0.3, "code": 0.2}, seq_len=16,
+    return PretrainData(pool, {"web_crawl": 0.5, "math": 0.3, "code": 0.2}, seq_len=16,
                         batch_size=GLOBAL_BATCH, seed=7, **kw)
 
 
 def test_pretrain_data_splits_global_batches_and_resumes_per_process():
-    streams = _streams()
-    single = _pretrain(streams)
-    parts = [_pretrain(streams, process_index=p, process_count=2) for p in range(2)]
+    pool = _pool()
+    single = _pretrain(pool)
+    parts = [_pretrain(pool, process_index=p, process_count=2) for p in range(2)]
     _assert_union_is_single(single, parts, steps=30)
-    assert all(p.counter.counts() == single.counter.counts() for p in parts)  # global counts
+    assert all(p.counter.report() == single.counter.report() for p in parts)  # global counts
 
     states = [p.get_state() for p in parts]
     expected = [[next(p) for _ in range(4)] for p in parts]
     for p, state, want in zip(range(2), states, expected):
-        resumed = _pretrain(streams, process_index=p, process_count=2)
+        resumed = _pretrain(pool, process_index=p, process_count=2)
         resumed.set_state(state)
         for batch in want:
             got = next(resumed)
-            assert got.keys() == batch.keys() == {"tokens", "source"}
+            assert got.keys() == batch.keys() == {"tokens", "segment_ids", "positions"}
             for key in batch:
                 np.testing.assert_array_equal(got[key], batch[key])
-        assert resumed.counter.counts() == parts[p].counter.counts()
+        assert resumed.counter.report() == parts[p].counter.report()
 
 
 def test_pretrain_data_reads_only_its_own_rows(monkeypatch):
     from visual_priors.data import pipeline
 
     reads = []
-    read = pipeline.TokenWindows.__getitem__
-    monkeypatch.setattr(pipeline.TokenWindows, "__getitem__", lambda self, i: reads.append(i) or read(self, i))
-    data = _pretrain(_streams(), process_index=1, process_count=4)
+    read = pipeline.ArraySegments.tokens
+    monkeypatch.setattr(pipeline.ArraySegments, "tokens", lambda self, i: reads.append(i) or read(self, i))
+    data = _pretrain(_pool(), process_index=1, process_count=4)
+    pieces = 0
     for _ in range(5):
-        assert next(data)["tokens"].shape == (GLOBAL_BATCH // 4, 17)
-    assert len(reads) == 5 * GLOBAL_BATCH // 4
+        batch = next(data)
+        assert batch["tokens"].shape == (GLOBAL_BATCH // 4, 17)
+        pieces += int(batch["segment_ids"].max(axis=1).sum())
+    assert len(reads) == pieces  # one read per piece of its own rows, none for the others
 
 
 def test_global_batch_matches_device_put_in_one_process():

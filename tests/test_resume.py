@@ -32,7 +32,7 @@ import json, sys, time
 import jax, jax.numpy as jnp, ml_collections, numpy as np
 from flax import nnx
 from visual_priors.config import scales
-from visual_priors.data.pipeline import PretrainData
+from visual_priors.data.pipeline import ArraySegments, PretrainData, SegmentPool
 from visual_priors.model.llm import Llama
 from visual_priors.model.scoring import masked_nll
 from visual_priors.train import loop
@@ -40,9 +40,10 @@ from visual_priors.train import loop
 workdir, delay = sys.argv[1], float(sys.argv[2])
 cfg = scales.get("t1"); cfg.vocab_size = 64; cfg.n_layers = 1
 rng = np.random.default_rng(0)
-streams = {"a": (np.arange(3000) % 64).astype(np.int32),          # counting: learnable
-           "b": rng.integers(0, 64, 3000).astype(np.int32)}        # noise
-data = PretrainData(streams, {"a": 0.7, "b": 0.3}, seq_len=16, batch_size=4, seed=3)
+pool = SegmentPool({"a": ArraySegments([(np.arange(100) % 64).astype(np.int32)] * 30),  # learnable
+                   "b": ArraySegments([rng.integers(0, 64, 100).astype(np.int32)        # noise
+                                       for _ in range(30)])})
+data = PretrainData(pool, {"a": 0.7, "b": 0.3}, seq_len=16, batch_size=4, seed=3)
 
 class Slow:
     # Delegates the checkpointed state, so the loop still saves and restores the iterator.

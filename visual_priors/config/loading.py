@@ -15,6 +15,7 @@ from pathlib import Path
 import ml_collections
 
 from visual_priors.config import mixtures, scales
+from visual_priors.data import sources as sources_lib
 
 
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -61,8 +62,10 @@ def validate_study(cfg: ml_collections.ConfigDict) -> None:
     """Names and numbers a study refers to must exist and make sense."""
     for name in cfg.scales:
         scales.get(name)
+    corpora = sources_lib.load_corpora(cfg.data.corpora) if cfg.data.get("corpora") else {}
+    known = sources_lib.known_sources(corpora)
     for name in cfg.mixtures:
-        mixtures.resolve(name)
+        mixtures.parse(name, known_sources=known, default_pool=cfg.data.get("pool"))
     missing = [s for s in cfg.scales if s not in cfg.tokens]
     if missing:
         raise ValueError(f"study {cfg.study!r} gives no token budget for scales {missing}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from visual_priors.config.mixtures import PAPER_SOURCES
+
 PROFILES = ("tiny", "paper")
 
 
@@ -38,9 +40,22 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.data.vocab_size = 2048 if tiny else 32000
     # Characters the tokenizer is trained on, an equal share from each source.
     cfg.data.tokenizer_sample_chars = 3_000_000 if tiny else 100_000_000
-    # Tokens tokenised per source: enough that no tiny run repeats data.
+    # Tokens tokenised per source (0: all of a real corpus): enough that no tiny run repeats data.
     cfg.data.shard_tokens = 1_500_000 if tiny else 0
     cfg.data.heldout_tokens = 20_000 if tiny else 2_000_000
+    # The unit that is labelled and drawn: 1,024 tokens in the paper.
+    cfg.data.segment_tokens = 256 if tiny else 1024
+    # Segment labeller (visual_priors.data.labelling.get_labeller): name and options.
+    cfg.data.labeller = ml_collections.ConfigDict({"name": "lexical"})
+    # Passes over a component's segments a run may make before the mixture counts as short.
+    cfg.data.max_epochs = 2.0 if tiny else 1.0
+    # Sources that category and grid mixtures draw from when they name no pool.
+    cfg.data.pool = PAPER_SOURCES
+    # A JSON file mapping source names to real corpora (what `data fetch-starter` writes);
+    # empty: every source is the world's.
+    cfg.data.corpora = ""
+    # Processes that tokenise shards of a source in parallel (0: in the calling process).
+    cfg.data.tokenize_workers = 0 if tiny else 16
 
     cfg.pretrain = ml_collections.ConfigDict()
     cfg.pretrain.seq_len = 128 if tiny else 2048

@@ -1,317 +1,314 @@
-"""Tokenised token streams per source, and the grain pipeline that packs and mixes them.
+"""The pre-training input pipeline: labelled segments mixed by a mixture, packed into rows.
 
-A stream is one int32 `.npy` array: the source's documents in order, each followed by EOS. The
-pipeline cuts each stream into windows of seq_len + 1 tokens (packing by concatenation), shuffles
-and repeats them per source, and mixes sources with `grain.IterDataset.mix`, whose iterator state
-holds every component's position, so a checkpointed iterator resumes exactly.
+Every mixture component (`visual_priors.config.mixtures`) is the list of segments that satisfy
+its label predicate in its sources. Each component is a shuffled, endlessly repeated grain
+`MapDataset` of segment positions; `grain.IterDataset.mix` interleaves them with weights
+share / mean segment length, so that the components' shares hold in *tokens*. Segments are then
+packed into rows of seq_len + 1 tokens by concatenation, a segment continuing in the next row
+where it does not fit; `segment_ids` and `positions` mark where each segment starts, so
+attention does not cross segments (and so never crosses documents).
+
+Packing needs only segment lengths, so every process walks the same cheap stream of segment
+names and reads the tokens of its own rows of each global batch only: batches are the same
+whatever the number of hosts. The state (grain's per-component positions, the segment a row
+stopped in, and the tokens drawn) is checkpointed with the model, so a resumed run continues
+with exactly the batches an uninterrupted one would have seen.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import tempfile
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import grain
 import numpy as np
-from tqdm.auto import tqdm
 
-from visual_priors.data.sources import get_source, world_id
-from visual_priors.data.tokenizer import Tokenizer
+from visual_priors.config import mixtures as mixtures_lib
+from visual_priors.data.labelling import ALL_LABELS, LABELS, with_combinations
 from visual_priors.parallel.distributed import process_rows
 
-WEIGHT_TOLERANCE = 1e-6
-# Documents encoded per call; large enough to amortise the call, small enough to stop near n_tokens.
-_ENCODE_BATCH = 64
+
+class Segments(Protocol):
+    """What the pipeline reads: a `SegmentSet` on disk, or `ArraySegments` in memory."""
+
+    lengths: np.ndarray
+
+    def tokens(self, index: int) -> np.ndarray: ...
 
 
-def _stream_key(source_name: str, world: Any, tokenizer: Tokenizer, n_tokens: int,
-                split: str) -> str:
-    spec = {
-        "source": get_source(source_name).fingerprint,
-        "world": world_id(world),
-        "tokenizer": tokenizer.fingerprint,
-        "n_tokens": int(n_tokens),
-        "split": split,
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+class ArraySegments:
+    """Segments held in memory (tests, benchmarks, small corpora)."""
 
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _save_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
-def tokenize_source(source_name: str, world: Any, tokenizer: Tokenizer, n_tokens: int,
-                    out_dir: str | Path, split: str = "train", *, progress: bool = True) -> Path:
-    """Encodes the source's documents in order, each followed by EOS, until >= n_tokens tokens.
-
-    Writes `<source>-<split>-<key>.npy` (int32 stream) and a `.json` with counts beside it, and
-    returns the `.npy` path. The key hashes every input, so a repeated call just returns the path.
-    """
-    source = get_source(source_name)
-    if n_tokens <= 0:
-        raise ValueError(f"n_tokens must be positive, got {n_tokens}")
-    out_dir = Path(out_dir)
-    key = _stream_key(source.name, world, tokenizer, n_tokens, split)
-    path = out_dir / f"{source.name}-{split}-{key}.npy"
-    meta_path = path.with_suffix(".json")
-    # The JSON is written last, so its presence marks a complete stream.
-    if meta_path.exists() and path.exists():
-        return path
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    pieces, total, n_docs, n_chars = [], 0, 0, 0
-    eos = np.array([tokenizer.eos_id], np.int32)
-    with tqdm(total=n_tokens, unit="tok", unit_scale=True, desc=f"tokenize {source.name}/{split}",
-              disable=not progress, leave=False) as bar:
-        while total < n_tokens:
-            docs = source.documents(world, split, n_docs, _ENCODE_BATCH)
-            for doc, ids in zip(docs, tokenizer.encode_batch(docs)):
-                pieces.append(np.asarray(ids, np.int32))
-                pieces.append(eos)
-                n_docs += 1
-                n_chars += len(doc)
-                total += len(ids) + 1
-                bar.update(len(ids) + 1)
-                if total >= n_tokens:
-                    break
-    stream = np.concatenate(pieces)
-    _save_npy_atomic(path, stream)
-    _save_json_atomic(meta_path, {
-        "source": source.name,
-        "split": split,
-        "world": world_id(world),
-        "tokenizer": tokenizer.fingerprint,
-        "vocab_size": tokenizer.vocab_size,
-        "n_tokens_requested": int(n_tokens),
-        "n_tokens": int(stream.size),
-        "n_documents": n_docs,
-        "n_chars": n_chars,
-        "chars_per_token": n_chars / max(1, stream.size - n_docs),
-    })
-    return path
-
-
-def heldout_tokens(source_name: str, world: Any, tokenizer: Tokenizer, n_tokens: int,
-                   out_dir: str | Path, *, progress: bool = True) -> Path:
-    """The source's test-split stream (held-out scenes and files), for perplexity."""
-    return tokenize_source(source_name, world, tokenizer, n_tokens, out_dir, split="test",
-                           progress=progress)
-
-
-def load_tokens(path: str | Path) -> np.ndarray:
-    """A token stream, memory-mapped read-only."""
-    return np.load(path, mmap_mode="r")
-
-
-def stream_info(path: str | Path) -> dict:
-    """The counts written beside a token stream."""
-    return json.loads(Path(path).with_suffix(".json").read_text())
-
-
-class TokenWindows:
-    """Random-access windows of `window` consecutive tokens, tiling a stream without overlap.
-
-    The tail shorter than a window is dropped. Holds a path (or array), so it pickles cheaply.
-    """
-
-    def __init__(self, stream: str | os.PathLike | np.ndarray, window: int):
-        if window < 2:
-            raise ValueError(f"window must be >= 2 tokens, got {window}")
-        self.window = window
-        self._path = None if isinstance(stream, np.ndarray) else str(stream)
-        self._tokens = stream if isinstance(stream, np.ndarray) else None
-
-    @property
-    def tokens(self) -> np.ndarray:
-        if self._tokens is None:
-            self._tokens = load_tokens(self._path)
-        return self._tokens
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if self._path is not None:
-            state["_tokens"] = None
-        return state
+    def __init__(self, segments: Sequence[np.ndarray]):
+        self._segments = [np.asarray(s, np.int32) for s in segments]
+        self.lengths = np.array([len(s) for s in self._segments], np.int32)
 
     def __len__(self) -> int:
-        return len(self.tokens) // self.window
+        return len(self._segments)
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        if not 0 <= index < len(self):
-            raise IndexError(f"window {index} out of range [0, {len(self)})")
-        start = index * self.window
-        return np.array(self.tokens[start:start + self.window], dtype=np.int32)
+    def tokens(self, index: int) -> np.ndarray:
+        return self._segments[index]
 
 
-class _Tag:
-    """Names a window by its source index (a class, not a lambda, so it pickles)."""
-
-    def __init__(self, index: int):
-        self.index = np.int32(index)
-
-    def __call__(self, window: int) -> dict[str, np.ndarray]:
-        return {"window": np.int64(window), "source": self.index}
+class MixtureShortfall(ValueError):
+    """The data cannot supply a mixture: the message lists the shortfall of every component."""
 
 
-class _ReadRows:
-    """Reads the windows of this process's rows of a global batch of (source, window) names;
-    keeps the sources of the whole global batch under `global_source`, for counting."""
+@dataclass(frozen=True)
+class PlannedComponent:
+    component: mixtures_lib.Component
+    sources: np.ndarray  # pool source index of each segment
+    segments: np.ndarray  # segment index within its source
+    lengths: np.ndarray
 
-    def __init__(self, windows: list[TokenWindows], rows: slice):
-        self.windows, self.rows = windows, rows
-
-    def __call__(self, names: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sources, indices = names["source"][self.rows], names["window"][self.rows]
-        tokens = np.stack([self.windows[s][i] for s, i in zip(sources, indices)])
-        return {"tokens": tokens, "source": sources, "global_source": names["source"]}
-
-
-def validate_weights(weights: Mapping[str, float], valid: Mapping[str, Any] | None = None,
-                     tolerance: float = WEIGHT_TOLERANCE) -> dict[str, float]:
-    """Checked weights with zero-weight sources dropped.
-
-    Unknown sources (not in `valid`), negative or non-finite weights, and weights that do not sum
-    to one are errors naming the offender, the valid sources or the sum.
-    """
-    weights = {str(k): float(v) for k, v in weights.items()}
-    if valid is not None:
-        unknown = sorted(set(weights) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown source(s) {unknown} in mixture weights; "
-                             f"valid sources: {', '.join(sorted(valid))}")
-    bad = {k: v for k, v in weights.items() if not math.isfinite(v) or v < 0}
-    if bad:
-        raise ValueError(f"mixture weights must be finite and non-negative, got {bad}")
-    total = math.fsum(weights.values())
-    if abs(total - 1.0) > tolerance:
-        raise ValueError(f"mixture weights must sum to 1 (tolerance {tolerance:g}), "
-                         f"but they sum to {total:.9g}: {weights}")
-    return {k: v for k, v in weights.items() if v > 0}
+    @property
+    def available(self) -> int:
+        return int(self.lengths.sum())
 
 
-def _source_seed(seed: int, name: str) -> int:
+class SegmentPool:
+    """Segments of several sources with their labels (8 columns, combinations derived)."""
+
+    def __init__(self, segments: Mapping[str, Segments],
+                 labels: Mapping[str, np.ndarray] | None = None):
+        if not segments:
+            raise ValueError("the segment pool is empty: give at least one source")
+        self.names = sorted(segments)
+        self.segments = [segments[n] for n in self.names]
+        self.lengths = [np.asarray(s.lengths, np.int64) for s in self.segments]
+        self.bits = []
+        for name, lengths in zip(self.names, self.lengths):
+            if len(lengths) == 0:
+                raise ValueError(f"source {name!r} has no segments: it is empty")
+            if labels is None or name not in labels:
+                self.bits.append(None)
+                continue
+            base = np.asarray(labels[name], bool)
+            if base.shape != (len(lengths), len(LABELS)):
+                raise ValueError(f"labels of source {name!r} are {base.shape}, expected "
+                                 f"({len(lengths)}, {len(LABELS)})")
+            self.bits.append(with_combinations(base))
+
+    @property
+    def labelled(self) -> bool:
+        return all(b is not None for b in self.bits)
+
+    def _mask(self, i: int, require: Sequence[str], exclude: Sequence[str]) -> np.ndarray:
+        if not require and not exclude:
+            return np.ones(len(self.lengths[i]), bool)
+        if self.bits[i] is None:
+            raise ValueError(f"source {self.names[i]!r} has no segment labels, which a "
+                             f"label-based mixture needs")
+        mask = np.ones(len(self.lengths[i]), bool)
+        for name in require:
+            mask &= self.bits[i][:, ALL_LABELS.index(name)]
+        for name in exclude:
+            mask &= ~self.bits[i][:, ALL_LABELS.index(name)]
+        return mask
+
+    def _index(self, source: str) -> int:
+        if source not in self.names:
+            raise ValueError(f"source {source!r} is not in the segment pool; "
+                             f"pool sources: {', '.join(self.names)}")
+        return self.names.index(source)
+
+    def tokens(self, sources: Sequence[str], require: Sequence[str] = (),
+               exclude: Sequence[str] = ()) -> int:
+        """Tokens of the segments of `sources` that satisfy the predicate."""
+        total = 0
+        for s in sources:
+            i = self._index(s)
+            total += int(self.lengths[i][self._mask(i, require, exclude)].sum())
+        return total
+
+    def select(self, component: mixtures_lib.Component) -> PlannedComponent:
+        src, seg = [], []
+        for s in component.sources:
+            i = self._index(s)
+            idx = np.flatnonzero(self._mask(i, component.require, component.exclude))
+            src.append(np.full(len(idx), i, np.int32))
+            seg.append(idx.astype(np.int64))
+        src_a, seg_a = np.concatenate(src), np.concatenate(seg)
+        lengths = np.array([self.lengths[s][g] for s, g in zip(src_a, seg_a)], np.int64)
+        return PlannedComponent(component, src_a, seg_a, lengths)
+
+
+def plan(pool: SegmentPool, mixture: mixtures_lib.Mixture, total_tokens: int | None = None,
+         max_epochs: float | None = None) -> list[PlannedComponent]:
+    """The mixture's components with their segments; raises `MixtureShortfall` naming every
+    component that has no segments or, for a run of `total_tokens`, too few (more than
+    `max_epochs` passes over its segments would be needed)."""
+    comps = mixture.components(lambda req, exc: pool.tokens(mixture.sources, req, exc))
+    planned = [pool.select(c) for c in comps]
+    short = []
+    for p in planned:
+        c = p.component
+        if p.available == 0:
+            short.append(f"  {c.name}: no segments satisfy it in {', '.join(c.sources)}")
+            continue
+        if not total_tokens:
+            continue
+        need = c.share * total_tokens
+        limit = p.available * (max_epochs or math.inf)
+        if need > limit:
+            short.append(f"  {c.name}: needs {need:,.0f} tokens ({c.share:.1%}), has {p.available:,} "
+                         f"in {len(p.lengths):,} segments x {max_epochs:g} epochs, "
+                         f"short by {need - limit:,.0f}")
+    if short:
+        run = f" for {total_tokens:,} tokens" if total_tokens else ""
+        raise MixtureShortfall(f"mixture {mixture.name} cannot be built from the available "
+                               f"data{run}:\n" + "\n".join(short))
+    return planned
+
+
+def _component_seed(seed: int, name: str) -> int:
     digest = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class PretrainData:
-    """Batches {"tokens": int32 [batch, seq_len+1], "source": int32 [batch]} from mixed streams.
+class _Tag:
+    """Names a drawn element by its component (a class, not a lambda, so it pickles)."""
 
-    `source` indexes `source_names`, the sorted names of sources with positive weight. Each
-    source is a shuffled, endlessly repeated `MapDataset` of window indices; `IterDataset.mix`
-    interleaves them in proportion to the weights. `iterator` is the grain iterator: its
-    `get_state()` / `set_state()` checkpoint and restore the position of every source.
+    def __init__(self, index: int):
+        self.index = np.int32(index)
 
-    `batch_size` is the global batch. With several processes, each yields only its own rows of
-    every global batch (`process_rows`): every process walks the same cheap stream of window
-    indices, and reads the tokens of its own rows only. The iterator state and the token counter
-    (which counts the whole global batch) are the same in every process.
+    def __call__(self, position: int) -> tuple[np.int32, np.int64]:
+        return self.index, np.int64(position)
+
+
+class DrawCounter:
+    """Tokens drawn per source, per label (8 columns) and per component.
+
+    Only the first seq_len tokens of a row of seq_len + 1 are counted (the last one is only a
+    target), so the total equals rows x seq_len, which is how token budgets are counted.
     """
 
-    def __init__(self, streams: Mapping[str, str | os.PathLike | np.ndarray],
-                 weights: Mapping[str, float], seq_len: int, batch_size: int, seed: int = 0,
-                 process_index: int = 0, process_count: int = 1):
+    def __init__(self, sources: Sequence[str], components: Sequence[str]):
+        self.sources, self.components = list(sources), list(components)
+        self.by_source = np.zeros(len(self.sources), np.int64)
+        self.by_component = np.zeros(len(self.components), np.int64)
+        self.by_label = np.zeros(len(ALL_LABELS), np.int64)
+
+    def add(self, source: int, component: int, bits: np.ndarray | None, tokens: int) -> None:
+        self.by_source[source] += tokens
+        self.by_component[component] += tokens
+        if bits is not None:
+            self.by_label += bits.astype(np.int64) * tokens
+
+    @property
+    def total(self) -> int:
+        return int(self.by_source.sum())
+
+    def counts(self) -> dict[str, int]:
+        return {n: int(c) for n, c in zip(self.sources, self.by_source)}
+
+    def report(self) -> dict[str, Any]:
+        total = self.total
+
+        def shares(names, counts):
+            return {n: (int(c) / total if total else 0.0) for n, c in zip(names, counts)}
+
+        return {"total": total,
+                "by_source": self.counts(), "source_shares": shares(self.sources, self.by_source),
+                "by_component": {n: int(c) for n, c in zip(self.components, self.by_component)},
+                "component_shares": shares(self.components, self.by_component),
+                "by_label": {n: int(c) for n, c in zip(ALL_LABELS, self.by_label)},
+                "label_shares": shares(ALL_LABELS, self.by_label)}
+
+    def get_state(self) -> dict[str, list[int]]:
+        return {"source": self.by_source.tolist(), "component": self.by_component.tolist(),
+                "label": self.by_label.tolist()}
+
+    def set_state(self, state: Mapping[str, Sequence[int]]) -> None:
+        self.by_source = np.asarray(state["source"], np.int64)
+        self.by_component = np.asarray(state["component"], np.int64)
+        self.by_label = np.asarray(state["label"], np.int64)
+
+
+class PretrainData:
+    """Global batches of packed rows: {"tokens", "segment_ids", "positions"}, int32
+    [rows, seq_len + 1], where rows are this process's rows of the global `batch_size`.
+
+    `segment_ids` number the segments of a row from 1; `positions` count tokens within each
+    segment. `counter` holds the tokens drawn per source, label and component over the whole
+    global batch, so every process reports what the run trained on.
+    """
+
+    def __init__(self, pool: SegmentPool, mixture: str | Mapping | mixtures_lib.Mixture, *,
+                 seq_len: int, batch_size: int, seed: int = 0, total_tokens: int | None = None,
+                 max_epochs: float | None = None, process_index: int = 0, process_count: int = 1):
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
-        self.weights = validate_weights(weights, valid=streams)
-        self.source_names = sorted(self.weights)
+        self.pool = pool
+        self.mixture = mixtures_lib.parse(mixture, known_sources=pool.names, default_pool=pool.names)
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
-        rows = process_rows(batch_size, process_index, process_count)
-        components, all_windows = {}, []
-        self.num_windows = {}
-        for index, name in enumerate(self.source_names):
-            windows = TokenWindows(streams[name], seq_len + 1)
-            if len(windows) == 0:
-                raise ValueError(f"source {name!r} has {len(windows.tokens)} tokens, fewer than "
-                                 f"one window of seq_len + 1 = {seq_len + 1}")
-            self.num_windows[name] = len(windows)
-            all_windows.append(windows)
-            components[name] = (
-                grain.MapDataset.range(len(windows))
-                .shuffle(seed=_source_seed(seed, name))
+        self.rows = process_rows(batch_size, process_index, process_count)
+        self.planned = plan(pool, self.mixture, total_tokens, max_epochs)
+        datasets, weights = [], []
+        for index, p in enumerate(self.planned):
+            datasets.append(
+                grain.MapDataset.range(len(p.lengths))
+                .shuffle(seed=_component_seed(seed, p.component.name))
                 .repeat()
                 .map(_Tag(index))
-                # Indices are cheap to make: reading threads would cost more than they save.
-                .to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-            )
-        mixed = grain.IterDataset.mix(components, {n: self.weights[n] for n in components})
-        # Tokens are read after the global batch is cut, so a process reads only its own rows.
-        self.dataset = mixed.batch(batch_size, drop_remainder=True).map(_ReadRows(all_windows, rows))
-        self.iterator = iter(self.dataset)
-        # What was drawn, per source; checkpointed with the iterator so a resumed run reports
-        # the tokens of the whole run.
-        self.counter = TokenCounter(self.source_names)
+                # Positions are cheap to make: reading threads would cost more than they save.
+                .to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)))
+            # Elements are segments; dividing by the mean length makes the shares hold in tokens.
+            weights.append(p.component.share / float(p.lengths.mean()))
+        self.iterator = iter(grain.IterDataset.mix(datasets, weights))
+        self._carry: tuple[int, int, int] | None = None  # (component, position, offset)
+        self.counter = DrawCounter(pool.names, [p.component.name for p in self.planned])
 
     def __iter__(self):
         return self
 
+    def _next_row(self) -> list[tuple[int, int, int, int, int]]:
+        """(component, source, segment, offset, take) pieces filling one row of seq_len + 1."""
+        width, pieces, fill = self.seq_len + 1, [], 0
+        while fill < width:
+            if self._carry is None:
+                comp, position = next(self.iterator)
+                self._carry = (int(comp), int(position), 0)
+            comp, position, offset = self._carry
+            p = self.planned[comp]
+            length = int(p.lengths[position])
+            take = min(length - offset, width - fill)
+            pieces.append((comp, int(p.sources[position]), int(p.segments[position]), offset, take))
+            counted = min(take, max(0, self.seq_len - fill))
+            if counted:
+                bits = self.pool.bits[p.sources[position]]
+                self.counter.add(int(p.sources[position]), comp,
+                                 None if bits is None else bits[p.segments[position]], counted)
+            fill += take
+            offset += take
+            self._carry = None if offset == length else (comp, position, offset)
+        return pieces
+
     def __next__(self) -> dict[str, np.ndarray]:
-        batch = next(self.iterator)
-        # Counted over the global batch, so every process reports the tokens the run trained on.
-        self.counter.update({"tokens": batch["tokens"], "source": batch.pop("global_source")})
-        return batch
+        rows = [self._next_row() for _ in range(self.batch_size)][self.rows]
+        width = self.seq_len + 1
+        tokens = np.empty((len(rows), width), np.int32)
+        segment_ids = np.empty((len(rows), width), np.int32)
+        positions = np.empty((len(rows), width), np.int32)
+        for r, pieces in enumerate(rows):
+            at = 0
+            for k, (_, source, segment, offset, take) in enumerate(pieces):
+                seg = self.pool.segments[source].tokens(segment)
+                tokens[r, at:at + take] = seg[offset:offset + take]
+                segment_ids[r, at:at + take] = k + 1
+                positions[r, at:at + take] = np.arange(offset, offset + take)
+                at += take
+        return {"tokens": tokens, "segment_ids": segment_ids, "positions": positions}
 
     def get_state(self) -> dict:
-        return {"iterator": self.iterator.get_state(), "drawn": self.counter.get_state()}
+        return {"iterator": self.iterator.get_state(),
+                "carry": None if self._carry is None else list(self._carry),
+                "drawn": self.counter.get_state()}
 
     def set_state(self, state: dict) -> None:
         self.iterator.set_state(state["iterator"])
+        self._carry = None if state.get("carry") is None else tuple(int(x) for x in state["carry"])
         self.counter.set_state(state["drawn"])
-
-
-class TokenCounter:
-    """Tokens drawn per source. A row of seq_len + 1 tokens trains on seq_len predictions, so it
-    counts seq_len, which is how token budgets are counted."""
-
-    def __init__(self, source_names: list[str] | tuple[str, ...]):
-        self.source_names = list(source_names)
-        self._counts = np.zeros(len(self.source_names), np.int64)
-
-    def update(self, batch: Mapping[str, Any]) -> None:
-        tokens = np.asarray(batch["tokens"])
-        sources = np.asarray(batch["source"]).reshape(-1)
-        per_row = tokens.shape[-1] - 1
-        self._counts += np.bincount(sources, minlength=len(self.source_names)) * per_row
-
-    @property
-    def total(self) -> int:
-        return int(self._counts.sum())
-
-    def counts(self) -> dict[str, int]:
-        return {n: int(c) for n, c in zip(self.source_names, self._counts)}
-
-    def fractions(self) -> dict[str, float]:
-        total = self.total
-        return {n: (int(c) / total if total else 0.0)
-                for n, c in zip(self.source_names, self._counts)}
-
-    def report(self) -> dict[str, Any]:
-        """{"total": int, "counts": {source: int}, "fractions": {source: float}}."""
-        return {"total": self.total, "counts": self.counts(), "fractions": self.fractions()}
-
-    def get_state(self) -> dict[str, int]:
-        return self.counts()
-
-    def set_state(self, state: Mapping[str, int]) -> None:
-        self._counts = np.array([int(state.get(n, 0)) for n in self.source_names], np.int64)

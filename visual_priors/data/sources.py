@@ -10,6 +10,7 @@ generating what comes before it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import sysconfig
@@ -179,10 +180,17 @@ class Source:
         return component, rounds * self._per_cycle[component] + self._offsets[phase]
 
     def document(self, world: Any, position: int, split: str = "train") -> str:
+        return self.document_with_truth(world, position, split)[0]
+
+    def document_with_truth(self, world: Any, position: int,
+                            split: str = "train") -> tuple[str, Any | None]:
+        """(text, the world's `Document` with its true label spans), or (text, None) for
+        standard-library code, whose labels the world does not know."""
         component, index = self.locate(position)
         if component == STDLIB:
-            return stdlib_corpus(split).chunk(index)
-        return world.document(component, index, split).text
+            return stdlib_corpus(split).chunk(index), None
+        doc = world.document(component, index, split)
+        return doc.text, doc
 
     def documents(self, world: Any, split: str = "train", start: int = 0,
                   count: int = 1) -> list[str]:
@@ -209,7 +217,10 @@ _GENRE_DESCRIPTIONS = {
     "web": "noisy web-style blends of genres",
 }
 
-_MIXTURE_SOURCES = (
+_S, _VC, _VA, _VR = STDLIB, "visual_concept", "visual_attribute", "visual_relationship"
+# The paper's sixteen sources (App. B.1) in the embedded world: each is a cycle of world genres
+# (and the standard library's code) chosen for what that kind of text is about.
+_PAPER_SOURCES = (
     Source("web_crawl", "web crawl: the world's noisy web genre", ("web",)),
     Source("encyclopedia", "encyclopedia articles: definitions and facts about kinds",
            ("encyclopedia",)),
@@ -218,19 +229,36 @@ _MIXTURE_SOURCES = (
     Source(
         "literature",
         "books: narrative prose interleaved with visual descriptions (5 narrative : 3 visual)",
-        ("narrative", "visual_concept", "narrative", "visual_attribute", "narrative",
-         "narrative", "visual_relationship", "narrative"),
+        ("narrative", _VC, "narrative", _VA, "narrative", "narrative", _VR, "narrative"),
     ),
     Source("math", "mathematics: worked arithmetic and counting problems", ("math",)),
     Source(
         "code",
         "code: the local Python standard library in chunks of a few KB, with the world's "
         "scene programs as every fourth document",
-        (STDLIB, STDLIB, STDLIB, "code"),
+        (_S, _S, _S, "code"),
     ),
+    Source("arts", "arts: how things look, their colours and arrangement, and stories about them",
+           (_VA, _VC, _VR, "narrative", _VA, "encyclopedia")),
+    Source("biology", "biology: science reasoning and facts about living kinds",
+           ("science", "encyclopedia", "science", _VC)),
+    Source("computer_science", "computer science: programs, library code and their reasoning",
+           ("code", _S, "science", "math")),
+    Source("economics", "economics: counting and arithmetic amid web-style discussion",
+           ("math", "web", "encyclopedia", "math", "web")),
+    Source("food", "food: what edible kinds look like and what is known about them",
+           (_VA, "encyclopedia", _VC, "science")),
+    Source("law", "law: rules and facts stated as prose", ("encyclopedia", "narrative", "web")),
+    Source("medicine", "medicine: causal reasoning and reference facts",
+           ("science", "encyclopedia", "science", "narrative")),
+    Source("philosophy", "philosophy: argument in prose", ("narrative", "science", "encyclopedia")),
+    Source("politics", "politics: web discussion and narrative", ("web", "narrative", "encyclopedia")),
+    Source("qa_forum", "q-a forum: questions answered with arithmetic, code and explanations",
+           ("web", "math", "code", "science")),
 )
+_MIXTURE_SOURCES = _PAPER_SOURCES[:6]
 
-SOURCES: dict[str, Source] = {s.name: s for s in _MIXTURE_SOURCES}
+SOURCES: dict[str, Source] = {s.name: s for s in _PAPER_SOURCES}
 for _genre in GENRES:
     if _genre in ("math", "encyclopedia"):
         # The mixture sources of these names already are the single genre.
@@ -242,6 +270,7 @@ for _genre in GENRES:
     )
 del _genre, _name
 
+PAPER_SOURCES = tuple(s.name for s in _PAPER_SOURCES)
 MIXTURE_SOURCES = tuple(s.name for s in _MIXTURE_SOURCES)
 
 
@@ -256,7 +285,7 @@ def world_id(world: Any) -> str:
 
 def get_source(name: str | Source) -> Source:
     """The registered source of that name; the error lists the valid names."""
-    if isinstance(name, Source):
+    if isinstance(name, (Source, FileSource)):
         return name
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r}; valid sources: {', '.join(sorted(SOURCES))}")
@@ -265,3 +294,88 @@ def get_source(name: str | Source) -> Source:
 
 def get_sources(names: Sequence[str | Source]) -> list[Source]:
     return [get_source(n) for n in names]
+
+
+# Share of a file-backed corpus's documents held out as its test split, chosen by a hash of
+# the document's position so that the split never changes with the reading order of workers.
+HELDOUT_PER_MILLE = 10
+
+
+def _in_split(fingerprint: str, position: int, split: str, heldout_per_mille: int) -> bool:
+    digest = hashlib.sha256(f"{fingerprint}:{position}".encode()).digest()
+    heldout = int.from_bytes(digest[:4], "little") % 1000 < heldout_per_mille
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return heldout if split == "test" else (split == "train" and not heldout)
+
+
+class FileSource:
+    """A real corpus: the documents a reader spec names (JSONL, Parquet, ArrayRecord, TFDS,
+    seqio), split into train and test by a hash of each document's position."""
+
+    def __init__(self, name: str, spec: dict, base_dir: str | Path | None = None,
+                 heldout_per_mille: int = HELDOUT_PER_MILLE):
+        from visual_priors.data.readers import open_reader  # pyarrow/tfds only when used
+
+        self.name = name
+        self.spec = dict(spec)
+        self.reader = open_reader(self.spec, base_dir=base_dir)
+        self.heldout_per_mille = int(heldout_per_mille)
+        self.description = f"{name}: {self.reader.description}"
+
+    @property
+    def fingerprint(self) -> str:
+        parts = [self.name, self.reader.fingerprint, str(self.heldout_per_mille)]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+    def iter_documents(self, world: Any = None, split: str = "train", start: int = 0) -> Iterator[str]:
+        """The split's documents in reading order, from the `start`-th on (finite)."""
+        fp, seen = self.reader.fingerprint, 0
+        for position, text in enumerate(self.reader.documents()):
+            if _in_split(fp, position, split, self.heldout_per_mille):
+                if seen >= start:
+                    yield text
+                seen += 1
+
+    def documents(self, world: Any = None, split: str = "train", start: int = 0,
+                  count: int = 1) -> list[str]:
+        it = self.iter_documents(world, split, start)
+        return [text for _, text in zip(range(count), it)]
+
+    def document(self, world: Any, position: int, split: str = "train") -> str:
+        docs = self.documents(world, split, position, 1)
+        if not docs:
+            raise IndexError(f"source {self.name!r} has fewer than {position + 1} {split} documents")
+        return docs[0]
+
+
+AnySource = Source | FileSource
+
+
+def load_corpora(path: str | Path) -> dict[str, dict]:
+    """A JSON file mapping source names to reader specs (what `data fetch-starter` writes);
+    relative paths in the specs are relative to the file's directory."""
+    path = Path(path)
+    try:
+        specs = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"corpora file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"corpora file {path} is not valid JSON: {err}") from None
+    if not isinstance(specs, dict) or not all(isinstance(v, dict) for v in specs.values()):
+        raise ValueError(f"corpora file {path} must map source names to reader specs")
+    base = path.resolve().parent
+    return {name: {**spec, "base_dir": str(base)} for name, spec in specs.items()}
+
+
+def resolve_source(name: str, corpora: dict[str, dict] | None = None) -> AnySource:
+    """The source of that name: a real corpus when `corpora` names it, else the world's."""
+    if corpora and name in corpora:
+        spec = dict(corpora[name])
+        base_dir = spec.pop("base_dir", None)
+        return FileSource(name, spec, base_dir=base_dir)
+    return get_source(name)
+
+
+def known_sources(corpora: dict[str, dict] | None = None) -> list[str]:
+    return sorted(set(SOURCES) | set(corpora or {}))

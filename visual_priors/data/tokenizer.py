@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from visual_priors.data.sources import Source, get_sources, world_id
+from visual_priors.data.files import write_atomic
+from visual_priors.data.sources import AnySource, get_sources, world_id
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # 256 byte pieces, four special ids and the newline piece are always in the vocabulary.
@@ -112,20 +112,6 @@ def _pieces(texts: Iterable[str], max_chars: int):
             return
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Whole file or nothing, so concurrent workers never read a partial model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | Path, *,
                     max_chars: int = DEFAULT_SAMPLE_CHARS) -> Tokenizer:
     """Trains a BPE model on (at most max_chars of) texts and writes it to `path`.
@@ -165,7 +151,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | Path, *,
                              f"({err}); use a smaller vocab_size or more text") from err
         raise
     path = Path(path)
-    _write_atomic(path, model.getvalue())
+    write_atomic(path, model.getvalue())
     return Tokenizer(model.getvalue(), path)
 
 
@@ -174,25 +160,25 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     return Tokenizer(path.read_bytes(), path)
 
 
-def balanced_sample(sources: Sequence[str | Source], world: Any, sample_chars: int,
+def balanced_sample(sources: Sequence[str | AnySource], world: Any, sample_chars: int,
                     split: str = "train") -> list[str]:
     """About sample_chars // len(sources) characters of leading documents from each source."""
     sources = get_sources(sources)
     per_source = sample_chars // max(1, len(sources))
     texts = []
     for source in sources:
-        used, position = 0, 0
+        used = 0
         # The position bound stops a source of empty documents from looping forever.
-        while used < per_source and position <= per_source:
-            doc = source.document(world, position, split)
-            position += 1
+        for position, doc in enumerate(source.iter_documents(world, split)):
+            if used >= per_source or position > per_source:
+                break
             doc = doc[: per_source - used]
             texts.append(doc)
             used += len(doc)
     return texts
 
 
-def tokenizer_key(sources: Sequence[str | Source], world: Any, vocab_size: int,
+def tokenizer_key(sources: Sequence[str | AnySource], world: Any, vocab_size: int,
                   sample_chars: int) -> str:
     """Content hash of what the tokenizer is trained on; order of sources does not matter."""
     spec = {
@@ -205,7 +191,7 @@ def tokenizer_key(sources: Sequence[str | Source], world: Any, vocab_size: int,
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_tokenizer(sources: Sequence[str | Source], world: Any, vocab_size: int,
+def build_tokenizer(sources: Sequence[str | AnySource], world: Any, vocab_size: int,
                     cache_dir: str | Path, *,
                     sample_chars: int = DEFAULT_SAMPLE_CHARS) -> Tokenizer:
     """The tokenizer trained on a balanced sample of the sources, loaded from cache_dir if there."""
@@ -226,5 +212,5 @@ def build_tokenizer(sources: Sequence[str | Source], world: Any, vocab_size: int
         "sample_chars": sample_chars,
         "fingerprint": tok.fingerprint,
     }
-    _write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+    write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2).encode())
     return tok

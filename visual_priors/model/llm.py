@@ -25,18 +25,30 @@ def _init(stddev: float):
 
 
 def rope_angles(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """sin and cos of shape [L, head_dim // 2] for integer ``positions`` [L]."""
+    """sin and cos for integer ``positions``: [L] -> [L, head_dim // 2], or per row [B, L] ->
+    [B, L, head_dim // 2] (packed rows whose positions restart at each document)."""
+    positions = jnp.asarray(positions)
+    if positions.ndim not in (1, 2):
+        raise ValueError(f"positions must be [L] or [B, L], got shape {positions.shape}")
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    angles = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
     return jnp.sin(angles), jnp.cos(angles)
 
 
 def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
-    """Rotate ``x`` [B, L, H, hd] by position; pairs are (i, i + hd/2) as in HF Llama."""
+    """Rotate ``x`` [B, L, H, hd] by position; pairs are (i, i + hd/2) as in HF Llama.
+
+    ``sin``/``cos`` come from ``rope_angles``: [L, hd/2] shared by the batch, or [B, L, hd/2].
+    """
     x32 = x.astype(jnp.float32)
     half = x.shape[-1] // 2
     x1, x2 = x32[..., :half], x32[..., half:]
-    s, c = sin[None, :, None, :], cos[None, :, None, :]
+    if sin.ndim == 2:
+        s, c = sin[None, :, None, :], cos[None, :, None, :]
+    elif sin.ndim == 3:
+        s, c = sin[:, :, None, :], cos[:, :, None, :]
+    else:
+        raise ValueError(f"sin/cos must be [L, hd/2] or [B, L, hd/2], got shape {sin.shape}")
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1).astype(x.dtype)
 
 
@@ -165,7 +177,11 @@ class Llama(nnx.Module):
         x = jnp.take(table, tokens, axis=0).astype(self.dtype)
         return with_logical_constraint(x, _ACT)
 
-    def _inputs(self, tokens, prefix, mask):
+    def _inputs(self, tokens, prefix, mask, segment_ids=None, positions=None):
+        if prefix is not None and (segment_ids is not None or positions is not None):
+            raise ValueError(
+                "segment_ids/positions (packed rows) cannot be combined with a prefix (image tokens)"
+            )
         x = self.embed(tokens)
         n_prefix = 0
         if prefix is not None:
@@ -181,10 +197,41 @@ class Llama(nnx.Module):
                 mask = jnp.concatenate([jnp.ones((b, n_prefix), bool), mask], axis=1)
             if mask.shape != (b, length):
                 raise ValueError(f"mask {mask.shape} must be [B, T] or [B, P+T] = {(b, length)}")
+        if segment_ids is not None:
+            allowed = allowed & self._segment_mask(segment_ids, mask, tuple(tokens.shape))
+        elif mask is not None:
             allowed = allowed & mask[:, None, :]
         allowed = allowed[:, None]  # [B, 1, L, L], broadcast over heads
-        sin, cos = rope_angles(jnp.arange(length), self.cfg.head_dim, self.cfg.rope_theta)
+        if positions is None:
+            positions = jnp.arange(length)
+        else:
+            positions = jnp.asarray(positions)
+            if positions.shape != tuple(tokens.shape):
+                raise ValueError(f"positions {positions.shape} must match tokens {tuple(tokens.shape)}")
+            positions = with_logical_constraint(positions, ("batch", "length"))
+        sin, cos = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        if sin.ndim == 3:
+            sin = with_logical_constraint(sin, ("batch", "length", None))
+            cos = with_logical_constraint(cos, ("batch", "length", None))
         return with_logical_constraint(x, _ACT), sin, cos, allowed
+
+    @staticmethod
+    def _segment_mask(segment_ids, mask, shape):
+        """[B, L, L] mask of packed rows, ANDed with the causal mask: a query reads only keys of
+        its own segment; segment 0 (and positions where ``mask`` is false) is padding, which no
+        other position reads and which reads only itself (so no row of scores is fully masked)."""
+        segment_ids = jnp.asarray(segment_ids)
+        if segment_ids.shape != shape:
+            raise ValueError(f"segment_ids {segment_ids.shape} must match tokens {shape}")
+        if not jnp.issubdtype(segment_ids.dtype, jnp.integer):
+            raise ValueError(f"segment_ids must be integers, got {segment_ids.dtype}")
+        segment_ids = with_logical_constraint(segment_ids, ("batch", "length"))
+        if mask is not None:
+            segment_ids = jnp.where(mask, segment_ids, 0)
+        same = segment_ids[:, :, None] == segment_ids[:, None, :]
+        real_key = (segment_ids != 0)[:, None, :]
+        self_only = jnp.eye(shape[1], dtype=bool)[None]
+        return same & (real_key | self_only)
 
     def _blocks(self, x, sin, cos, mask):
         policy = REMAT_POLICIES[self.remat]
@@ -222,18 +269,42 @@ class Llama(nnx.Module):
             out = self.lm_head(x, out_dtype=jnp.float32)
         return with_logical_constraint(out.astype(jnp.float32), ("batch", "length", "vocab"))
 
-    def __call__(self, tokens: jax.Array, *, prefix: jax.Array | None = None, mask=None) -> jax.Array:
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        prefix: jax.Array | None = None,
+        mask=None,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+    ) -> jax.Array:
         """Logits float32 [B, P+T, V] for ``tokens`` [B, T] after optional ``prefix`` [B, P, D].
 
         Attention is causal over the whole sequence. ``mask`` ([B, T] or [B, P+T], true for real
         positions) removes padding from the keys.
+
+        Packed rows: ``segment_ids`` (int [B, T]) confines attention to earlier tokens of the same
+        segment (document); id 0 marks padding, which no other token attends and which attends
+        only itself. ``positions`` (int [B, T]) are the RoPE positions, normally the index within
+        each document; 0..T-1 when None. Neither can be combined with ``prefix``.
         """
-        x, sin, cos, allowed = self._inputs(tokens, prefix, mask)
+        x, sin, cos, allowed = self._inputs(tokens, prefix, mask, segment_ids, positions)
         return self.logits(self._blocks(x, sin, cos, allowed)[-1])
 
-    def hidden_states(self, tokens: jax.Array, prefix: jax.Array | None = None, *, mask=None) -> list[jax.Array]:
-        """Residual stream [B, L, D] after the embedding and after each block (n_layers + 1)."""
-        x, sin, cos, allowed = self._inputs(tokens, prefix, mask)
+    def hidden_states(
+        self,
+        tokens: jax.Array,
+        prefix: jax.Array | None = None,
+        *,
+        mask=None,
+        segment_ids: jax.Array | None = None,
+        positions: jax.Array | None = None,
+    ) -> list[jax.Array]:
+        """Residual stream [B, L, D] after the embedding and after each block (n_layers + 1).
+
+        ``mask``, ``segment_ids`` and ``positions`` as in ``__call__``.
+        """
+        x, sin, cos, allowed = self._inputs(tokens, prefix, mask, segment_ids, positions)
         return self._blocks(x, sin, cos, allowed)
 
 

@@ -156,6 +156,8 @@ def _describe(step, owner) -> str:
     f = step.fields
     if step.kind == "shards":
         return f"({f['source']}, {f['split']}, {f['tokens']:,} tokens)"
+    if step.kind == "labels":
+        return f"({step.input('shards').fields['source']}, {f['labeller']['name']})"
     if step.kind in ("pretrain", "align", "sft", "evaluate"):
         return f"({owner.get(step.hash, '')})"
     return ""

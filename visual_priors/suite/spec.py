@@ -22,8 +22,10 @@ from visual_priors.world import WORLD_VERSION
 HASH_LEN = 12
 # Bumped when a kind's implementation changes what it writes, so old outputs are not reused
 # (pretrain 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config).
-VERSIONS = {"tokenizer": 1, "shards": 1, "pretrain": 2, "encoder": 1, "features": 2, "align": 1,
-            "sft": 1, "evaluate": 1}
+# (shards 2 / pretrain 3: labelled 1,024-token segments in ArrayRecord shards, mixtures of
+# labelled components packed with document-bounded attention.)
+VERSIONS = {"tokenizer": 1, "shards": 2, "labels": 1, "pretrain": 3, "encoder": 1, "features": 2,
+            "align": 1, "sft": 1, "evaluate": 1}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -79,49 +81,65 @@ class Run:
     steps: dict[str, Step]  # kind -> the run's own step of that kind
 
 
+def study_mixtures(cfg: ml_collections.ConfigDict) -> tuple[list[mixtures.Mixture], dict[str, dict]]:
+    """The study's mixtures, validated, and the real corpora its config names ({} if none)."""
+    corpora = sources_lib.load_corpora(cfg.data.corpora) if cfg.data.get("corpora") else {}
+    known = sources_lib.known_sources(corpora)
+    return [mixtures.parse(m, known_sources=known, default_pool=cfg.data.get("pool"))
+            for m in cfg.mixtures], corpora
+
+
 def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     """The study's runs and all their distinct steps in dependency order."""
     # The generator's version is part of every world-derived identity: new world content must
     # not reuse tokenizers, shards or features made from the old one.
     world = {**_plain(cfg.world), "version": WORLD_VERSION}
-    all_sources = sorted({src for m in cfg.mixtures for src in mixtures.resolve(m)})
-    for src in all_sources:
-        sources_lib.get_source(src)
-    tokenizer = Step("tokenizer", {"world": world, "sources": all_sources,
+    mixes, corpora = study_mixtures(cfg)
+    all_sources = sorted({src for m in mixes for src in m.sources})
+    # A real corpus is identified by its reader spec and its content hash, not by the world.
+    used_corpora = {s: {**corpora[s], "fingerprint": sources_lib.resolve_source(s, corpora).fingerprint}
+                    for s in all_sources if s in corpora}
+
+    def origin(src: str) -> dict:
+        return {"corpus": used_corpora[src]} if src in used_corpora else {"world": world}
+
+    tokenizer = Step("tokenizer", {"world": world, "sources": all_sources, "corpora": used_corpora,
                                    "vocab_size": cfg.data.vocab_size,
                                    "sample_chars": cfg.data.tokenizer_sample_chars})
-    shards = {src: Step("shards", {"world": world, "source": src, "split": "train",
-                                   "tokens": cfg.data.shard_tokens}, (tokenizer,))
+    segment_tokens = cfg.data.segment_tokens
+    shards = {src: Step("shards", {**origin(src), "source": src, "split": "train",
+                                   "tokens": cfg.data.shard_tokens, "segment_tokens": segment_tokens},
+                        (tokenizer,)) for src in all_sources}
+    heldout = {src: Step("shards", {**origin(src), "source": src, "split": "test",
+                                    "tokens": cfg.data.heldout_tokens, "segment_tokens": segment_tokens},
+                         (tokenizer,)) for src in all_sources}
+    labels = {src: Step("labels", {"labeller": _plain(cfg.data.labeller)}, (shards[src], tokenizer))
               for src in all_sources}
-    heldout = {src: Step("shards", {"world": world, "source": src, "split": "test",
-                                    "tokens": cfg.data.heldout_tokens}, (tokenizer,))
-               for src in all_sources}
     encoder = Step("encoder", {"world": world, "seed": cfg.seed, **_plain(cfg.encoder)}, (tokenizer,))
     features = Step("features", {"align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
                                  "eval": _plain(cfg.eval)}, (encoder,))
 
     runs = []
-    for mixture_name in cfg.mixtures:
-        weights = mixtures.resolve(mixture_name)
-        used = sorted(s for s, w in weights.items() if w > 0)
+    for mixture in mixes:
         for scale in cfg.scales:
             tokens = int(cfg.tokens[scale])
             pretrain = Step("pretrain", {
-                "scale": scale, "weights": weights, "tokens": tokens, "seed": cfg.seed,
+                "scale": scale, "mixture": _plain(mixture.spec), "tokens": tokens, "seed": cfg.seed,
+                "max_epochs": cfg.data.max_epochs,
                 "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
                 "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
                 "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
                 "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
                 "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
                 "perplexity_windows": cfg.eval.perplexity_windows},
-                (tokenizer, *(shards[s] for s in used), *(heldout[s] for s in all_sources)))
+                (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
+                 *(heldout[s] for s in all_sources)))
             align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)},
                          (pretrain, features, tokenizer))
             sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft)},
                        (pretrain, align, features, tokenizer))
             evaluate = Step("evaluate", _plain(cfg.eval), (pretrain, sft, features, tokenizer))
-            name = f"{scale}-{mixture_name if isinstance(mixture_name, str) else pretrain.hash}"
-            runs.append(Run(name, scale, str(mixture_name), tokens,
+            runs.append(Run(f"{scale}-{mixture.name}", scale, mixture.name, tokens,
                             {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}))
     return runs, topological([r.steps["evaluate"] for r in runs])
 

@@ -18,7 +18,9 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.config import scales
-from visual_priors.data import multimodal, pipeline, tokenizer as tokenizer_lib
+from visual_priors.data import labelling, multimodal, pipeline, segments as segments_lib
+from visual_priors.data import sources as sources_lib, tokenizer as tokenizer_lib
+from visual_priors.data.labelling import report as labelling_report
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.eval import mle_bench, vqa
 from visual_priors.eval.language import perplexity
@@ -62,23 +64,75 @@ def _restore(module, path: Path, expect: dict):
 # ---------------------------------------------------------------- data
 
 
+def _resolve(name: str, corpus: dict | None):
+    """The source a step names: the world's, or the real corpus its spec describes, which must
+    still hold the content the study was planned on."""
+    if corpus is None:
+        return sources_lib.get_source(name)
+    spec = {k: v for k, v in corpus.items() if k != "fingerprint"}
+    source = sources_lib.resolve_source(name, {name: spec})
+    if source.fingerprint != corpus["fingerprint"]:
+        raise ValueError(f"corpus of source {name!r} changed since the study was planned "
+                         f"(content hash {source.fingerprint}, planned {corpus['fingerprint']}); "
+                         "plan the study again")
+    return source
+
+
 def run_tokenizer(step, out: Path, locate: Locate) -> dict:
     f = step.fields
-    tok = tokenizer_lib.build_tokenizer(f["sources"], _world(f), f["vocab_size"], out,
-                                        sample_chars=f["sample_chars"])
+    corpora = f.get("corpora", {})
+    sources = [_resolve(name, corpora.get(name)) for name in f["sources"]]
+    tok = tokenizer_lib.build_tokenizer(sources, _world(f) if "world" in f else None,
+                                        f["vocab_size"], out, sample_chars=f["sample_chars"])
     return {"path": Path(tok.path).name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}
 
 
 def run_shards(step, out: Path, locate: Locate) -> dict:
+    """Tokenise a source's split into labelled-to-be segments (ArrayRecord shards)."""
     f = step.fields
-    tok = _tokenizer(step, locate)
-    path = pipeline.tokenize_source(f["source"], _world(f), tok, f["tokens"], out, split=f["split"])
-    return {"path": str(Path(path).relative_to(out)), "tokens": int(len(np.load(path, mmap_mode="r")))}
+    source = _resolve(f["source"], f.get("corpus"))
+    world = _world(f) if "world" in f else None
+    segs = segments_lib.build_segments(
+        source, world, _tokenizer(step, locate), out, split=f["split"],
+        segment_tokens=f["segment_tokens"], n_tokens=f["tokens"] or None,
+        workers=f.get("workers", 0))
+    return {"path": str(segs.path.relative_to(out)), "tokens": segs.n_tokens, "segments": len(segs),
+            "documents": segs.meta["n_documents"]}
 
 
-def _shard_path(shard_step, locate: Locate) -> Path:
+def _segments(shard_step, locate: Locate) -> segments_lib.SegmentSet:
     out = locate(shard_step)
-    return out / json.loads((out / "result.json").read_text())["path"]
+    return segments_lib.SegmentSet(out / json.loads((out / "result.json").read_text())["path"])
+
+
+def run_labels(step, out: Path, locate: Locate) -> dict:
+    """Label every segment of a shards step; on world text also score the labels against the
+    world's truth."""
+    tok = _tokenizer(step, locate)
+    segs = _segments(step.input("shards"), locate)
+    labeller = labelling.labeller_from_config(step.fields["labeller"])
+    bits = segments_lib.label_segments(segs, labeller, tok, path=out / "labels.npy")
+    result = {"path": "labels.npy", "labeller": labeller.name, "fingerprint": labeller.fingerprint,
+              "source": segs.source, "segments": len(segs),
+              "rates": labelling_report.label_rates({segs.source: bits})[segs.source]}
+    known = segs.truth_known
+    if known.any():
+        result["truth_segments"] = int(known.sum())
+        result["precision_recall"] = labelling_report.precision_recall(bits[known], segs.truth[known])
+    return result
+
+
+def _pool(step, locate: Locate) -> pipeline.SegmentPool:
+    """The training segments of a pretrain step's sources with their labels."""
+    labels = {}
+    for lab in step.inputs_of("labels"):
+        out = locate(lab)
+        labels[lab.input("shards").hash] = np.load(out / json.loads((out / "result.json").read_text())["path"])
+    segs = {s.fields["source"]: _segments(s, locate) for s in step.inputs_of("shards")
+            if s.fields["split"] == "train"}
+    bits = {s.fields["source"]: labels[s.hash] for s in step.inputs_of("shards")
+            if s.fields["split"] == "train"}
+    return pipeline.SegmentPool(segs, bits)
 
 
 # ---------------------------------------------------------------- language model
@@ -99,17 +153,18 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
     cfg.update(f.get("model", {}))
     mesh = mesh or mesh_lib.make_mesh(f["mesh"])
     model = mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"])), mesh, f["rules"])
-    train_shards = {s.fields["source"]: _shard_path(s, locate) for s in step.inputs_of("shards")
-                    if s.fields["split"] == "train"}
-    data = pipeline.PretrainData(train_shards, f["weights"], seq_len=f["seq_len"],
-                                 batch_size=f["batch_size"], seed=f["seed"],
-                                 process_index=jax.process_index(), process_count=jax.process_count())
+    data = pipeline.PretrainData(_pool(step, locate), f["mixture"], seq_len=f["seq_len"],
+                                 batch_size=f["batch_size"], seed=f["seed"], total_tokens=f["tokens"],
+                                 max_epochs=f["max_epochs"], process_index=jax.process_index(),
+                                 process_count=jax.process_count())
     steps = max(1, f["tokens"] // (f["seq_len"] * f["batch_size"]))
 
     def loss_fn(model, batch):
         tokens = batch["tokens"]
-        loss, count = masked_nll(model, tokens, jnp.ones_like(tokens))
-        return loss, {"tokens": count}
+        loss, _ = masked_nll(model, tokens, jnp.ones_like(tokens), segment_ids=batch["segment_ids"],
+                             positions=batch["positions"])
+        # The budget counts every input position, boundary targets included.
+        return loss, {"tokens": jnp.asarray(tokens.shape[0] * (tokens.shape[1] - 1))}
 
     result = loop.run(model, loss_fn, data, steps=steps, optim_cfg=_cfg(f["optim"]),
                       mesh=mesh, rules=f["rules"], workdir=out / "work",
@@ -125,17 +180,21 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
     ppl = {}
     for s in step.inputs_of("shards"):
         if s.fields["split"] == "test":
-            stream = np.load(_shard_path(s, locate))
+            stream = _segments(s, locate).stream()
             ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"],
                                                   max_windows=f["perplexity_windows"])
-    drawn = data.counter.counts()  # rows of seq_len + 1 count seq_len trained tokens
-    assert sum(drawn.values()) == result.tokens, (drawn, result.tokens)
+    drawn = data.counter.report()  # rows of seq_len + 1 count seq_len trained tokens
+    assert drawn["total"] == result.tokens, (drawn["total"], result.tokens)
+    (out / "drawn.json").write_text(json.dumps(drawn, indent=2))
     return {
         "scale": f["scale"], "params": llm_lib.count_params(cfg), "tokens": result.tokens,
         "flops": flops.pretrain_flops(cfg, result.tokens, f["seq_len"]),
         "train": result.to_dict(), "perplexity": ppl,
         "perplexity_mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None,
-        "tokens_by_source": drawn,
+        "mixture": data.mixture.name, "tokens_by_source": drawn["by_source"],
+        "tokens_by_label": drawn["by_label"], "label_shares": drawn["label_shares"],
+        "component_shares": drawn["component_shares"],
+        "requested_shares": {p.component.name: p.component.share for p in data.planned},
     }
 
 
@@ -364,6 +423,6 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
 
 
 RUNNERS = {
-    "tokenizer": run_tokenizer, "shards": run_shards, "pretrain": run_pretrain, "encoder": run_encoder,
+    "tokenizer": run_tokenizer, "shards": run_shards, "labels": run_labels, "pretrain": run_pretrain, "encoder": run_encoder,
     "features": run_features, "align": run_align, "sft": run_sft, "evaluate": run_evaluate,
 }

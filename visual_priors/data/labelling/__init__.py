@@ -44,3 +44,27 @@ def names_to_bits(label_sets: Sequence[frozenset[str] | set[str]]) -> np.ndarray
         for name in labels:
             out[i, LABELS.index(name)] = True
     return out
+
+
+# The labeller interface and backends (imported last: the registry loads backends lazily).
+from visual_priors.data.labelling.registry import BACKENDS, Labeller, get_labeller  # noqa: E402
+
+
+def labeller_from_config(config, world=None) -> Labeller:
+    """A labeller from a config mapping {"name": backend, **options} (a dict or a ConfigDict).
+    For the lexical backend, `nouns="world"` means the names of `world`'s kinds."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    options = dict(config)
+    if "name" not in options:
+        raise ValueError(f"a labeller config needs a name (one of {', '.join(BACKENDS)}), "
+                         f"got {sorted(options)}")
+    name = options.pop("name")
+    if name == "lexical" and isinstance(options.get("nouns"), str):
+        if options["nouns"] != "world":
+            raise ValueError(f"nouns must be a list of words or 'world', got {options['nouns']!r}")
+        if world is None:
+            raise ValueError("nouns='world' needs a world")
+        from visual_priors.data.labelling.lexical import world_nouns
+        options["nouns"] = world_nouns(world)
+    return get_labeller(name, **options)
