@@ -101,6 +101,9 @@ REAL = {
                  "hiring policy. Members are asked to send their comments by Friday.", set()),
     "news": ("Shares in the company rose 4 per cent on Monday after it reported higher than "
              "expected quarterly profits and announced a new chief executive.", set()),
+    # A play's stage directions are bracketed prose, not code (Shakespeare in the starter corpus).
+    "play": ("[Enter PAROLLES.]\nPAROLLES. Save you, fair queen!\nHELENA. And you, monarch!\n"
+             "[Exit COUNTESS.]\nPAROLLES. No.\n[Exeunt BERTRAM and LAFEU.]\n", set()),
     "history": ("The treaty was signed in 1648 after decades of conflict. Historians still debate "
                 "its political consequences for the balance of power in Europe.", set()),
 }

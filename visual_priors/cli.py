@@ -225,7 +225,7 @@ def _data_context(args):
     n_tokens = args.tokens if args.tokens is not None else 200_000
     tok, sets = prepare.prepare_segments(
         sources, world, cache_dir=args.cache, vocab_size=args.vocab or d.vocab_size,
-        sample_chars=min(d.tokenizer_sample_chars, 3_000_000) if args.vocab is None else d.tokenizer_sample_chars,
+        sample_chars=args.sample_chars or min(d.tokenizer_sample_chars, 10_000_000),
         segment_tokens=args.segment_tokens or d.segment_tokens, n_tokens=n_tokens,
         workers=args.workers)
     return world, tok, sets
@@ -358,6 +358,8 @@ def _add_data_args(p: argparse.ArgumentParser, labeller: bool = True) -> None:
                                                "real corpora: all, or at most this many)")
     p.add_argument("--segment-tokens", type=int, help="segment length (default: the profile's)")
     p.add_argument("--vocab", type=int, help="tokenizer vocabulary (default: the profile's)")
+    p.add_argument("--sample-chars", type=int,
+                   help="characters the tokenizer is trained on (default: the profile's, at most 10M)")
     p.add_argument("--world-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="tokenising processes (0: in this one)")
     p.add_argument("--cache", default="runs/data", help="where tokenizers, segments and labels are kept")

@@ -34,7 +34,7 @@ import numpy as np
 from visual_priors.data.labelling import LABELS
 
 # Bump whenever a rule, a word list or a default threshold changes: the fingerprint follows it.
-RULES_VERSION = "lexical-5"
+RULES_VERSION = "lexical-6"
 
 
 # Cues start at a word: right after one of these characters. A cue regex begins with this
@@ -125,7 +125,7 @@ _CODE_LINE = re.compile(r"""^[ \t]*(?:
     | [A-Za-z_][\w.]*(?:\[[^\]\n]*\])*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*[ \t]*
           (?:[-+*/%&|^]|//|\*\*)?=(?!=)[ \t]*\S.*$
     | [\w.]+\(.*\)[ \t]*(?:\#.*)?$
-    | [\[\]{}()].*[\[\]{}(),:;][ \t]*$
+    | (?!\[[A-Z][A-Za-z ,.'-]*\][ \t]*$)[\[\]{}()].*[\[\]{}(),:;][ \t]*$
     | ["'][^"'\n]*["'][ \t]*:.*$
     | (?=[^\n]*[;{][ \t]*$)(?=[^\n]*[=()\[\]])[^\n]*$
     | [\w.$ ]*\{[ \t]*$
