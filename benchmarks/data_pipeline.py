@@ -3,7 +3,8 @@
     python benchmarks/data_pipeline.py [--tokens 1500000] [--draw 3000000] [--consumer-steps 20]
 
 On the world's text with the tiny profile's tokenizer and segment length, it measures:
-tokenising sources into segment shards (in this process and with worker processes), labelling
+tokenising sources into segment shards (in this process and with worker processes, for the
+tiny shards and for one large source), labelling
 segments with the lexical labeller, and drawing packed batches from on-disk segment sets for a
 source mixture, a category-sweep point and a grid cell, at the tiny profile's batch shape and at
 the paper's (2,048-token rows). The trainer's consumption is measured on the largest tiny scale
@@ -44,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1_500_000, help="tokens per source (the tiny shard)")
     parser.add_argument("--draw", type=int, default=3_000_000, help="tokens drawn per mixture")
+    parser.add_argument("--parallel-tokens", type=int, default=8_000_000,
+                        help="one source's budget for the in-process vs worker-process comparison")
     parser.add_argument("--consumer-scale", default=scales.TINY_SCALES[-1])
     parser.add_argument("--consumer-steps", type=int, default=20)
     parser.add_argument("--json", help="also write the figures here")
@@ -64,6 +67,15 @@ def main() -> None:
                         workers=workers, progress=False) for name in MIX_SOURCES}
             build[workers] = sum(s.n_tokens for s in sets.values()) / (time.perf_counter() - start)
         rows["segments_tokens_per_s"] = build
+        big = {}
+        for workers in (0, os.cpu_count() or 1):
+            start = time.perf_counter()
+            one = segments.build_segments(
+                sources.get_source("web_crawl"), world, tok, Path(d) / f"big{workers}",
+                segment_tokens=tiny.data.segment_tokens, n_tokens=args.parallel_tokens,
+                workers=workers, progress=False)
+            big[workers] = one.n_tokens / (time.perf_counter() - start)
+        rows["segments_one_large_source_tokens_per_s"] = big
         lexical = labelling.get_labeller("lexical")
         start = time.perf_counter()
         labels = {n: segments.label_segments(s, lexical, tok, progress=False) for n, s in sets.items()}
@@ -87,6 +99,9 @@ def main() -> None:
     print(f"machine: {rows['machine']}  date: {rows['date']}")
     for workers, rate in build.items():
         print(f"segments (tokenise + cut + shard), {workers} worker processes: {rate:,.0f} tok/s")
+    for workers, rate in big.items():
+        print(f"segments of one {args.parallel_tokens:,}-token source, {workers} worker processes: "
+              f"{rate:,.0f} tok/s")
     print(f"lexical labelling: {rows['label_tokens_per_s']:,.0f} tok/s")
     for name, rate in rows["draw_tokens_per_s"].items():
         print(f"draw {name}: {rate:,.0f} tok/s")

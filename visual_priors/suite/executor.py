@@ -114,6 +114,11 @@ def run_study(cfg: ml_collections.ConfigDict, root: str | Path = "runs", *, stag
         registry.finish(step, final)
         done_now += 1
         echo(f"{label} done in {result['seconds']:.1f}s")
+        if "requested_shares" in result:  # what the run actually read, against what it asked for
+            drawn = ", ".join(f"{name} {100 * result['component_shares'][name]:.1f}% "
+                              f"(asked {100 * share:.1f}%)"
+                              for name, share in result["requested_shares"].items())
+            echo(f"    drew {result['tokens']:,} tokens: {drawn}")
     registry.close()
 
     results = collect(cfg, root, runs)

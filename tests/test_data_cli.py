@@ -1,0 +1,88 @@
+"""The `visual-priors data` commands on small world data: label table, distillation, mixtures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from visual_priors import cli
+from visual_priors.data.labelling import ALL_LABELS
+
+PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "paper"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("data_cli")
+
+
+def _data(cache, *args):
+    return ["data", *args, "--sources", "math,literature,code", "--tokens", "20000",
+            "--sample-chars", "200000", "--cache", str(cache)]
+
+
+def test_label_prints_table4_layout_and_precision_recall(cache, capsys):
+    assert cli.main([*_data(cache, "label"), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("source,"))
+    if (PAPER_DIR / "table4_label_rates.csv").exists():
+        assert header == (PAPER_DIR / "table4_label_rates.csv").read_text().splitlines()[0]
+    rows = {r["source"]: r for r in csv.DictReader(io.StringIO("\n".join(lines[lines.index(header):])))
+            if r["source"] in ("math", "literature", "code")}
+    assert set(rows) == {"math", "literature", "code"}
+    assert float(rows["math"]["math_reasoning"]) > 80 and float(rows["code"]["code_reasoning"]) > 60
+    assert float(rows["literature"]["visual_combination"]) > 60
+    assert "against the world's true labels" in out and "precision" in out
+
+    assert cli.main([*_data(cache, "label"), "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep["rates"]["math"]) == set(ALL_LABELS)
+    assert rep["precision_recall_all"]["math_reasoning"]["precision"] > 0.9
+
+
+def test_distilled_labeller_from_the_command_line(cache, tmp_path, capsys):
+    out = tmp_path / "distilled"
+    assert cli.main([*_data(cache, "distill"), "--teacher", "truth", "--out", str(out)]) == 0
+    assert "distilled labeller written" in capsys.readouterr().out
+    assert cli.main([*_data(cache, "label"), "--labeller", "distilled", "--option", f"path={out}",
+                     "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["precision_recall_all"]["reasoning_combination"]["f1"] > 0.8
+
+
+def test_mixture_draw_reports_requested_and_realised(cache, capsys):
+    assert cli.main([*_data(cache, "mixture", "category:visual_concept=40"), "--draw", "60000",
+                     "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["requested"] == {"with visual_concept": 0.4, "without visual_concept": pytest.approx(0.6)}
+    assert rep["drawn"]["total"] >= 60000
+    assert abs(rep["drawn"]["label_shares"]["visual_concept"] - 0.4) < 0.05
+
+
+def test_bad_data_input_fails_with_the_problem_named(cache, capsys):
+    assert cli.main([*_data(cache, "mixture", "mix6"), "--draw", "1000"]) == 2
+    assert "unknown source(s)" in capsys.readouterr().err  # mix6 needs sources not given
+    assert cli.main([*_data(cache, "mixture", "category:math_reasoning=50"), "--draw", "1000",
+                     "--max-epochs", "1", "--seq-len", "63"]) == 0
+    capsys.readouterr()
+    assert cli.main(["data", "mixture", "category:math_reasoning=90", "--sources", "math,literature",
+                     "--tokens", "20000", "--sample-chars", "200000", "--cache", str(cache),
+                     "--draw", "10000000", "--max-epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be built" in err and "with math_reasoning: needs 9,000,000" in err
+    assert cli.main(["data", "label", "--sources", "wiki", "--cache", str(cache)]) == 2
+    assert "unknown source(s) ['wiki']" in capsys.readouterr().err
+    assert cli.main([*_data(cache, "label"), "--labeller", "oracle"]) == 2
+    assert "unknown labeller 'oracle'" in capsys.readouterr().err
+
+
+def test_sources_lists_the_sixteen(capsys):
+    assert cli.main(["data", "sources"]) == 0
+    out = capsys.readouterr().out
+    starred = [line.split()[1] for line in out.splitlines() if line.startswith("* ") and not line.startswith("* =")]
+    assert len(starred) == 16 and "qa_forum" in starred
