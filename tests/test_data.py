@@ -185,7 +185,7 @@ def test_corrupt_or_partial_segment_sets_are_named(world, tok, segsets, tmp_path
 
     copy = tmp_path / "copy"
     shutil.copytree(segsets["math"].path, copy)
-    (copy / "index.npz").write_bytes(b"not an npz")
+    (copy / "lengths.npy").write_bytes(b"not an npy")
     with pytest.raises(ValueError, match="corrupt"):
         segments.SegmentSet(copy)
     with pytest.raises(FileNotFoundError, match="not a finished segment set"):

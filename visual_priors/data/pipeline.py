@@ -131,9 +131,9 @@ class SegmentPool:
             idx = np.flatnonzero(self._mask(i, component.require, component.exclude))
             src.append(np.full(len(idx), i, np.int32))
             seg.append(idx.astype(np.int64))
-        src_a, seg_a = np.concatenate(src), np.concatenate(seg)
-        lengths = np.array([self.lengths[s][g] for s, g in zip(src_a, seg_a)], np.int64)
-        return PlannedComponent(component, src_a, seg_a, lengths)
+        lengths = np.concatenate([self.lengths[s[0]][g] if len(s) else np.zeros(0, np.int64)
+                                  for s, g in zip(src, seg)])
+        return PlannedComponent(component, np.concatenate(src), np.concatenate(seg), lengths)
 
 
 def plan(pool: SegmentPool, mixture: mixtures_lib.Mixture, total_tokens: int | None = None,

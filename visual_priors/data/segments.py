@@ -37,7 +37,9 @@ from visual_priors.data.tokenizer import Tokenizer
 SEGMENT_TOKENS = 1024
 DOCS_PER_SHARD = 256
 # Bumped when what is written changes, so old segment sets are not reused.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+# Per-segment index arrays, one .npy file each beside the shards.
+_INDEX = ("lengths", "documents", "shard", "record", "truth", "truth_known")
 
 
 def segment_key(source: AnySource, world: Any, tokenizer: Tokenizer, split: str,
@@ -206,9 +208,11 @@ def build_segments(source: AnySource, world: Any, tokenizer: Tokenizer, out_dir:
     known = np.concatenate([r["known"] for r in results])
     truth = np.zeros((len(known), len(LABELS)), bool)
     truth[known] = np.concatenate([r["truth"] for r in results])
-    write_atomic(path / "index.npz", write=lambda f: np.savez(f, lengths=np.concatenate([r["lengths"] for r in results]),
-                     documents=np.concatenate([r["documents"] for r in results]),
-                     shard=shard, record=record, truth=truth, truth_known=known))
+    index = {"lengths": np.concatenate([r["lengths"] for r in results]),
+             "documents": np.concatenate([r["documents"] for r in results]),
+             "shard": shard, "record": record, "truth": truth, "truth_known": known}
+    for name, array in index.items():  # one .npy each, so readers can memory-map them
+        write_atomic(path / f"{name}.npy", write=lambda f, a=array: np.save(f, a))
     meta = {"source": source.name, "description": source.description, "split": split,
             "fingerprint": source.fingerprint, "tokenizer": tokenizer.fingerprint,
             "vocab_size": tokenizer.vocab_size, "segment_tokens": int(segment_tokens),
@@ -231,13 +235,11 @@ class SegmentSet:
             raise FileNotFoundError(f"{self.path} is not a finished segment set (no meta.json)")
         try:
             self.meta = json.loads(meta_path.read_text())
-            with np.load(self.path / "index.npz") as index:
-                self.lengths = index["lengths"]
-                self.documents = index["documents"]
-                self.shard = index["shard"]
-                self.record = index["record"]
-                self.truth = index["truth"]
-                self.truth_known = index["truth_known"]
+            # Memory-mapped: a paper-scale source has tens of millions of segments.
+            index = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in _INDEX}
+            self.lengths, self.documents = index["lengths"], index["documents"]
+            self.shard, self.record = index["shard"], index["record"]
+            self.truth, self.truth_known = index["truth"], index["truth_known"]
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"segment set {self.path} is corrupt ({err}); delete it to rebuild") from err
         if len(self.lengths) != self.meta["n_segments"]:

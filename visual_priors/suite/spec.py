@@ -23,8 +23,8 @@ HASH_LEN = 12
 # Bumped when a kind's implementation changes what it writes, so old outputs are not reused
 # (pretrain 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config).
 # (shards 2 / pretrain 3: labelled 1,024-token segments in ArrayRecord shards, mixtures of
-# labelled components packed with document-bounded attention.)
-VERSIONS = {"tokenizer": 1, "shards": 2, "labels": 1, "pretrain": 3, "encoder": 1, "features": 2,
+# labelled components packed with document-bounded attention; shards 3: memory-mapped index.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 1, "features": 2,
             "align": 1, "sft": 1, "evaluate": 1}
 
 
