@@ -53,6 +53,14 @@ def test_same_pretrain_shared_across_studies():
     assert a == b
 
 
+def test_tokenize_workers_reach_the_shards_steps_without_changing_their_identity():
+    base = {s.hash: s for s in spec.expand(_cfg())[1] if s.kind == "shards"}
+    more = [s for s in spec.expand(_cfg("data.tokenize_workers=2"))[1] if s.kind == "shards"]
+    assert more and {s.hash for s in more} == set(base)
+    assert all(s.options == {"workers": 2} for s in more)
+    assert all(s.options == {"workers": 0} for s in base.values())
+
+
 def test_unknown_source_in_explicit_weights_names_valid_sources():
     with pytest.raises(ValueError, match=r"unknown source\(s\) \['tv_scripts'\]"):
         spec.expand(_cfg("mixtures=({'tv_scripts': 1.0},)"))
@@ -102,3 +110,22 @@ def test_registry_under_concurrent_writers(tmp_path):
     reg = Registry(path)
     rows = reg.rows("study")
     assert len(rows) == 60 and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+
+
+def test_a_corpus_changed_after_planning_is_refused(tmp_path):
+    import json
+
+    from visual_priors.suite import steps
+
+    corpus = tmp_path / "web.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"document {i} about a red box."}) + "\n"
+                              for i in range(50)))
+    (tmp_path / "sources.json").write_text(json.dumps(
+        {"web_crawl": {"format": "jsonl", "paths": ["web.jsonl"]}}))
+    cfg = _cfg(f"data.corpora='{tmp_path / 'sources.json'}'", "mixtures=({'web_crawl': 1.0},)")
+    tokenizer = next(s for s in spec.expand(cfg)[1] if s.kind == "tokenizer")
+    assert tokenizer.fields["corpora"]["web_crawl"]["fingerprint"]
+    with corpus.open("a") as f:
+        f.write(json.dumps({"text": "one more document"}) + "\n")
+    with pytest.raises(ValueError, match="corpus of source 'web_crawl' changed since the study was planned"):
+        steps.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)

@@ -207,6 +207,10 @@ def _start_distributed(args) -> None:
                            mode=args.distributed)
 
 
+# Tokens per world source the data commands build when --tokens is not given.
+WORLD_TOKENS = 200_000
+
+
 def _data_context(args):
     """Profile defaults overridden by flags: what the data commands share."""
     from visual_priors.config import profiles
@@ -222,11 +226,11 @@ def _data_context(args):
         raise ValueError(f"unknown source(s) {unknown}; valid sources: {', '.join(known)}")
     sources = prepare.resolve(names, corpora)
     world = World(seed=args.world_seed)
-    n_tokens = args.tokens if args.tokens is not None else 200_000
     tok, sets = prepare.prepare_segments(
         sources, world, cache_dir=args.cache, vocab_size=args.vocab or d.vocab_size,
         sample_chars=args.sample_chars or min(d.tokenizer_sample_chars, 10_000_000),
-        segment_tokens=args.segment_tokens or d.segment_tokens, n_tokens=n_tokens,
+        segment_tokens=args.segment_tokens or d.segment_tokens,
+        world_tokens=args.tokens or WORLD_TOKENS, corpus_tokens=args.tokens,
         workers=args.workers)
     return world, tok, sets
 
@@ -239,15 +243,12 @@ def _labeller(args, world):
 
 
 def _key_value(text: str) -> tuple[str, object]:
-    import ast
+    from visual_priors.config.loading import parse_value
 
     key, sep, value = text.partition("=")
     if not sep:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+    return key, parse_value(value)
 
 
 def cmd_data_sources(args) -> int:

@@ -48,10 +48,11 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) ->
                 raise KeyError(f"unknown config key {key!r}: {part!r} is not in {where} (valid: {valid})")
             if i < len(parts) - 1:
                 node = node[part]
-        node[parts[-1]] = _parse(raw)
+        node[parts[-1]] = parse_value(raw)
 
 
-def _parse(raw: str):
+def parse_value(raw: str):
+    """A Python literal when `raw` is one (numbers, tuples, booleans...), else the string."""
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):

@@ -24,16 +24,17 @@ def resolve(names: Sequence[str], corpora: dict[str, dict] | None) -> list[sourc
 
 
 def prepare_segments(sources: Sequence[sources_lib.AnySource], world: Any, *, cache_dir: str | Path,
-                     vocab_size: int, sample_chars: int, segment_tokens: int,
-                     n_tokens: int | None, split: str = "train", workers: int = 0,
+                     vocab_size: int, sample_chars: int, segment_tokens: int, world_tokens: int,
+                     corpus_tokens: int | None = None, split: str = "train", workers: int = 0,
                      progress: bool = True) -> tuple[tokenizer_lib.Tokenizer, dict[str, segments_lib.SegmentSet]]:
-    """The tokenizer trained on all the sources and every source's segments of `split`."""
+    """The tokenizer trained on all the sources and every source's segments of `split`: world
+    sources up to `world_tokens` (they are endless), real corpora whole unless `corpus_tokens`."""
     cache_dir = Path(cache_dir)
     tok = tokenizer_lib.build_tokenizer(sources, world, vocab_size, cache_dir / "tokenizers",
                                         sample_chars=sample_chars)
     sets = {}
     for source in sources:
-        budget = n_tokens if isinstance(source, sources_lib.Source) else (n_tokens or None)
+        budget = world_tokens if isinstance(source, sources_lib.Source) else corpus_tokens
         sets[source.name] = segments_lib.build_segments(
             source, world, tok, cache_dir / "segments", split=split, segment_tokens=segment_tokens,
             n_tokens=budget, workers=workers, progress=progress)

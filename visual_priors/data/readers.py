@@ -15,6 +15,7 @@ record, so a bad shard of a large corpus is found without bisecting it.
 
 from __future__ import annotations
 
+import abc
 import functools
 import glob
 import gzip
@@ -68,7 +69,7 @@ def _files_digest(params: Mapping[str, Any], files: Sequence[Path], root: Path) 
     return h.hexdigest()[:16]
 
 
-class DocumentReader:
+class DocumentReader(abc.ABC):
     """The documents of one corpus, in a deterministic order.
 
     `documents()` skips empty and whitespace-only texts, and fails with "empty source" when
@@ -84,20 +85,21 @@ class DocumentReader:
         self._description = description
 
     @property
+    @abc.abstractmethod
     def fingerprint(self) -> str:
         """16 hex chars identifying the text this reader yields."""
-        raise NotImplementedError
 
     @property
     def description(self) -> str:
         return self._description or self._describe()
 
+    @abc.abstractmethod
     def _describe(self) -> str:
-        raise NotImplementedError
+        """One line saying what is read."""
 
+    @abc.abstractmethod
     def _texts(self) -> Iterator[tuple[str, Any]]:
         """(where, value of text_field) per record; `where` names the file and line/record."""
-        raise NotImplementedError
 
     def documents(self) -> Iterator[str]:
         count = 0
@@ -198,8 +200,9 @@ class _FileReader(DocumentReader):
         for path in self.paths:
             yield from self._file_texts(path)
 
+    @abc.abstractmethod
     def _file_texts(self, path: Path) -> Iterator[tuple[str, Any]]:
-        raise NotImplementedError
+        """(where, value of text_field) per record of one file."""
 
 
 def _open_bytes(path: Path) -> io.BufferedIOBase:

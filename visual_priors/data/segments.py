@@ -98,7 +98,7 @@ def _encode_block(block: _Block, source: AnySource, world: Any, tokenizer: Token
         writer.close()
     return {"shard": block.shard, "lengths": np.asarray(lengths, np.int32),
             "documents": np.asarray(docs, np.int64),
-            "truth": names_to_bits([t for t in truth]) if truth else np.zeros((0, len(LABELS)), bool),
+            "truth": names_to_bits(truth),
             "known": np.asarray(known, bool), "n_docs": block.count, "n_chars": n_chars}
 
 

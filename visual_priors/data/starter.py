@@ -394,9 +394,16 @@ def _safe_member(dest: Path, name: str) -> Path:
     return target
 
 
-def _check_unpacked_size(archive: Path, total: int) -> None:
+def _extract(archive: Path, dest: Path, entries: list[tuple[str, int, Any]]) -> None:
+    """Copies (name, size, open) entries under dest, after checking their total size."""
+    total = sum(size for _, size, _ in entries)
     if total > MAX_UNPACKED_BYTES:
         raise _PackageError(f"{archive.name} unpacks to {total} bytes, over {MAX_UNPACKED_BYTES}")
+    for name, _, open_member in entries:
+        target = _safe_member(dest, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
 
 
 def unpack(archive: Path, dest: Path) -> Path:
@@ -406,25 +413,16 @@ def unpack(archive: Path, dest: Path) -> Path:
     try:
         if name.endswith((".whl", ".zip")):
             with zipfile.ZipFile(archive) as zf:
-                members = [m for m in zf.infolist() if not m.is_dir()]
-                _check_unpacked_size(archive, sum(m.file_size for m in members))
-                for m in members:
-                    target = _safe_member(dest, m.filename)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(m) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
+                _extract(archive, dest, [(m.filename, m.file_size, lambda m=m: zf.open(m))
+                                         for m in zf.infolist() if not m.is_dir()])
         elif name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
             with tarfile.open(archive) as tf:
                 members = tf.getmembers()
                 for m in members:
                     _safe_member(dest, m.name)  # every name is checked, links included
-                files = [m for m in members if m.isfile()]  # links and devices are skipped
-                _check_unpacked_size(archive, sum(m.size for m in files))
-                for m in files:
-                    target = _safe_member(dest, m.name)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with tf.extractfile(m) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
+                # Links and devices are skipped.
+                _extract(archive, dest, [(m.name, m.size, lambda m=m: tf.extractfile(m))
+                                         for m in members if m.isfile()])
         else:
             raise _PackageError(f"{archive.name}: not a wheel, zip or tar archive")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:

@@ -33,6 +33,8 @@ class Step:
     kind: str
     fields: dict
     inputs: tuple[Step, ...] = ()
+    # How to run it, not what it makes (e.g. worker processes): not part of the identity.
+    options: dict = dataclasses.field(default_factory=dict)
 
     @cached_property
     def hash(self) -> str:
@@ -107,12 +109,13 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                    "vocab_size": cfg.data.vocab_size,
                                    "sample_chars": cfg.data.tokenizer_sample_chars})
     segment_tokens = cfg.data.segment_tokens
+    workers = {"workers": cfg.data.tokenize_workers}
     shards = {src: Step("shards", {**origin(src), "source": src, "split": "train",
                                    "tokens": cfg.data.shard_tokens, "segment_tokens": segment_tokens},
-                        (tokenizer,)) for src in all_sources}
+                        (tokenizer,), workers) for src in all_sources}
     heldout = {src: Step("shards", {**origin(src), "source": src, "split": "test",
                                     "tokens": cfg.data.heldout_tokens, "segment_tokens": segment_tokens},
-                         (tokenizer,)) for src in all_sources}
+                         (tokenizer,), workers) for src in all_sources}
     labels = {src: Step("labels", {"labeller": _plain(cfg.data.labeller)}, (shards[src], tokenizer))
               for src in all_sources}
     encoder = Step("encoder", {"world": world, "seed": cfg.seed, **_plain(cfg.encoder)}, (tokenizer,))

@@ -82,8 +82,8 @@ def run_tokenizer(step, out: Path, locate: Locate) -> dict:
     f = step.fields
     corpora = f.get("corpora", {})
     sources = [_resolve(name, corpora.get(name)) for name in f["sources"]]
-    tok = tokenizer_lib.build_tokenizer(sources, _world(f) if "world" in f else None,
-                                        f["vocab_size"], out, sample_chars=f["sample_chars"])
+    tok = tokenizer_lib.build_tokenizer(sources, _world(f), f["vocab_size"], out,
+                                        sample_chars=f["sample_chars"])
     return {"path": Path(tok.path).name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}
 
 
@@ -95,7 +95,7 @@ def run_shards(step, out: Path, locate: Locate) -> dict:
     segs = segments_lib.build_segments(
         source, world, _tokenizer(step, locate), out, split=f["split"],
         segment_tokens=f["segment_tokens"], n_tokens=f["tokens"] or None,
-        workers=f.get("workers", 0))
+        workers=step.options.get("workers", 0))
     return {"path": str(segs.path.relative_to(out)), "tokens": segs.n_tokens, "segments": len(segs),
             "documents": segs.meta["n_documents"]}
 
@@ -124,14 +124,12 @@ def run_labels(step, out: Path, locate: Locate) -> dict:
 
 def _pool(step, locate: Locate) -> pipeline.SegmentPool:
     """The training segments of a pretrain step's sources with their labels."""
-    labels = {}
+    segs, bits = {}, {}
     for lab in step.inputs_of("labels"):
+        shards = lab.input("shards")
         out = locate(lab)
-        labels[lab.input("shards").hash] = np.load(out / json.loads((out / "result.json").read_text())["path"])
-    segs = {s.fields["source"]: _segments(s, locate) for s in step.inputs_of("shards")
-            if s.fields["split"] == "train"}
-    bits = {s.fields["source"]: labels[s.hash] for s in step.inputs_of("shards")
-            if s.fields["split"] == "train"}
+        segs[shards.fields["source"]] = _segments(shards, locate)
+        bits[shards.fields["source"]] = np.load(out / json.loads((out / "result.json").read_text())["path"])
     return pipeline.SegmentPool(segs, bits)
 
 
