@@ -32,6 +32,9 @@ setup(
         "array-record>=0.5,<1",
         # Parquet corpora.
         "pyarrow>=14,<30",
+        # The starter corpus prepares sdist metadata in this environment (no build isolation,
+        # so nothing is fetched); bdist_wheel is part of setuptools from 70.1 on.
+        "setuptools>=70.1",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
