@@ -128,22 +128,31 @@ class ViT(nnx.Module):
         x = images.reshape(b, s // p, p, s // p, p, c).transpose(0, 1, 3, 2, 4, 5)
         return x.reshape(b, (s // p) ** 2, p * p * c)
 
-    def hidden_states(self, images: jax.Array) -> list[jax.Array]:
-        """Residual stream after the patch embedding and after each block (depth + 1)."""
+    def hidden_states(self, images: jax.Array, keep: jax.Array | None = None) -> list[jax.Array]:
+        """Residual stream after the patch embedding and after each block (depth + 1).
+
+        ``keep`` (int [B, K] patch indices) passes only those patches (with their position
+        embeddings, and the class token if any) through the blocks: masked autoencoding.
+        """
         x = self.patch_embed(self.patchify(to_float_images(images, self.dtype)))
+        pos = self.pos_embed[...].astype(x.dtype)
+        first = 1 if self.cls is not None else 0
+        x = x + pos[first:][None]
+        if keep is not None:
+            x = jnp.take_along_axis(x, keep[..., None], axis=1)
         if self.cls is not None:
-            cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
-            x = jnp.concatenate([cls, x], axis=1)
-        x = x + self.pos_embed[...].astype(x.dtype)[None]
+            cls = self.cls[...].astype(x.dtype) + pos[:1]
+            x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])), x], axis=1)
         states = [x]
         for block in self.blocks:
             x = block(x)
             states.append(x)
         return states
 
-    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-        """``tokens`` [B, N, width] from ``feature_layer``; ``pooled`` [B, width] from the last."""
-        states = self.hidden_states(images)
+    def __call__(self, images: jax.Array, keep: jax.Array | None = None) -> dict[str, jax.Array]:
+        """``tokens`` [B, N, width] from ``feature_layer``; ``pooled`` [B, width] from the last.
+        With ``keep`` (see ``hidden_states``) N is the number of kept patches."""
+        states = self.hidden_states(images, keep)
         first = 1 if self.cls is not None else 0
         tokens = states[self.cfg.feature_layer][:, first:]
         final = self.final_norm(states[-1])
