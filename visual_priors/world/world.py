@@ -107,6 +107,22 @@ class World:
         """Scene `index` of a split; a scene's split is fixed by its content, so the two never meet."""
         return self._sample_scene(self._rand(split, "scene", index), split)
 
+    def kind_image(self, split: str, index: int, *, with_scene: bool = False):
+        """A kind-labelled image: one object alone on the ground plane, so its label is never
+        ambiguous -> (uint8 image, kind index), plus the Scene when `with_scene`.
+
+        Kinds go round-robin over `index` (balanced classes for probes), every kind included:
+        held-out kinds hide facts, not looks. Position, depth and colour (the kind's own colour
+        three times in four) come from the stream "kind_image", so no other content changes;
+        the split is settled as for every scene, so train and test images never coincide.
+        """
+        r = self._rand(split, "kind_image", index)
+        kind = self.kinds[index % len(self.kinds)]
+        scene = assign_split(r, random_objects_scene(r, self.kinds, self.image_size, 1, pool=[kind]),
+                             split)
+        image = self.render(scene)
+        return (image, kind.index, scene) if with_scene else (image, kind.index)
+
     def scene_split(self, scene: Scene) -> str:
         return scene_split(scene)
 
