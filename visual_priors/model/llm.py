@@ -68,15 +68,40 @@ class Attention(nnx.Module):
         # Residual-branch outputs scaled down with depth (GPT-2) so early training is stable.
         self.o = Dense(h * hd, d, ("heads", "embed"), kernel_init=_init(0.02 / math.sqrt(2 * cfg.n_layers)), **kw)
 
-    def __call__(self, x, sin, cos, mask):
+    def _qkv(self, x, sin, cos):
         b, length, _ = x.shape
         h, kv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         q = apply_rope(self.q(x).reshape(b, length, h, hd), sin, cos)
         k = apply_rope(self.k(x).reshape(b, length, kv, hd), sin, cos)
         v = self.v(x).reshape(b, length, kv, hd)
         q = with_logical_constraint(q, ("batch", "length", "heads", None))
+        return q, k, v
+
+    def __call__(self, x, sin, cos, mask):
+        b, length, _ = x.shape
+        q, k, v = self._qkv(x, sin, cos)
         out = masked_softmax_attention(q, k, v, mask, self.dtype)
-        return self.o(out.reshape(b, length, h * hd))
+        return self.o(out.reshape(b, length, -1))
+
+    def cached(self, x, sin, cos, positions, cache, layer):
+        """Attention of ``x`` [B, L, D] through a KV cache (see ``Llama.init_cache``).
+
+        Each token's key/value is first written at cache column ``positions`` [B, L] (its RoPE
+        position) of layer ``layer``; each query then reads the columns up to its own, so columns
+        past it (stale or never written) are masked. Returns the output and the updated cache.
+        """
+        b, length, _ = x.shape
+        q, k, v = self._qkv(x, sin, cos)
+        rows = jnp.arange(b)[:, None]
+        # Scatter into the whole stacked cache, not a per-layer copy, so XLA updates it in place.
+        cache = {
+            "k": cache["k"].at[layer, rows, positions].set(k.astype(cache["k"].dtype)),
+            "v": cache["v"].at[layer, rows, positions].set(v.astype(cache["v"].dtype)),
+        }
+        columns = jnp.arange(cache["k"].shape[2])
+        mask = (columns[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, L, M]
+        out = masked_softmax_attention(q, cache["k"][layer], cache["v"][layer], mask, self.dtype)
+        return self.o(out.reshape(b, length, -1)), cache
 
 
 class MLP(nnx.Module):
@@ -105,6 +130,13 @@ class Block(nnx.Module):
         x = x + self.attn(self.attn_norm(x), sin, cos, mask)
         x = x + self.mlp(self.mlp_norm(x))
         return with_logical_constraint(x, _ACT)
+
+    def cached(self, x, sin, cos, positions, cache, layer):
+        """``__call__`` with attention through the KV cache (``Attention.cached``)."""
+        attn, cache = self.attn.cached(self.attn_norm(x), sin, cos, positions, cache, layer)
+        x = x + attn
+        x = x + self.mlp(self.mlp_norm(x))
+        return with_logical_constraint(x, _ACT), cache
 
 
 # What a rematerialised block keeps from its forward pass: "full" keeps nothing but the block
@@ -177,18 +209,21 @@ class Llama(nnx.Module):
         x = jnp.take(table, tokens, axis=0).astype(self.dtype)
         return with_logical_constraint(x, _ACT)
 
+    def _embed_with_prefix(self, tokens, prefix):
+        """Embeddings [B, P+T, D] of ``prefix`` [B, P, D] (optional) followed by ``tokens``, and P."""
+        x = self.embed(tokens)
+        if prefix is None:
+            return x, 0
+        if prefix.shape[0] != x.shape[0] or prefix.shape[-1] != x.shape[-1]:
+            raise ValueError(f"prefix {prefix.shape} does not fit token embeddings {x.shape}")
+        return jnp.concatenate([prefix.astype(self.dtype), x], axis=1), prefix.shape[1]
+
     def _inputs(self, tokens, prefix, mask, segment_ids=None, positions=None):
         if prefix is not None and (segment_ids is not None or positions is not None):
             raise ValueError(
                 "segment_ids/positions (packed rows) cannot be combined with a prefix (image tokens)"
             )
-        x = self.embed(tokens)
-        n_prefix = 0
-        if prefix is not None:
-            if prefix.shape[0] != x.shape[0] or prefix.shape[-1] != x.shape[-1]:
-                raise ValueError(f"prefix {prefix.shape} does not fit token embeddings {x.shape}")
-            n_prefix = prefix.shape[1]
-            x = jnp.concatenate([prefix.astype(self.dtype), x], axis=1)
+        x, n_prefix = self._embed_with_prefix(tokens, prefix)
         b, length, _ = x.shape
         allowed = jnp.tril(jnp.ones((length, length), dtype=bool))[None]
         if mask is not None:
@@ -306,6 +341,50 @@ class Llama(nnx.Module):
         """
         x, sin, cos, allowed = self._inputs(tokens, prefix, mask, segment_ids, positions)
         return self._blocks(x, sin, cos, allowed)
+
+    # Incremental decoding. The cache holds every layer's keys and values, stacked:
+    # {"k", "v"} each [n_layers, B, max_len, n_kv_heads, head_dim] in the compute dtype, and a
+    # token's entries sit at the column equal to its RoPE position (so a row's positions are
+    # exactly those of an unpadded run of that row; see ``visual_priors.model.generate``).
+
+    def init_cache(self, batch: int, max_len: int) -> dict:
+        """An empty KV cache for ``batch`` rows of up to ``max_len`` positions."""
+        cfg = self.cfg
+        shape = (cfg.n_layers, batch, max_len, cfg.n_kv_heads, cfg.head_dim)
+        return {"k": jnp.zeros(shape, self.dtype), "v": jnp.zeros(shape, self.dtype)}
+
+    def forward_cached(
+        self, tokens: jax.Array, positions: jax.Array, cache: dict, *, prefix: jax.Array | None = None
+    ) -> tuple[jax.Array, dict]:
+        """Run ``prefix`` [B, P, D] (optional) + ``tokens`` [B, T] through the blocks with a cache.
+
+        ``positions`` (int [B, P+T]) are the RoPE positions of those inputs and the cache columns
+        their keys/values are written to; each input attends to cache columns up to its own
+        position, i.e. to everything written there before plus the inputs of this call at or
+        before it. A prefill is a call with positions 0..P+T-1; a decode step passes one token
+        per row at that row's next position. Positions must be below the cache's ``max_len``
+        (JAX drops out-of-range writes). Returns the final residual stream [B, P+T, D] (feed it
+        to ``logits``) and the updated cache. Remat does not apply: this is inference only.
+        """
+        x, _ = self._embed_with_prefix(tokens, prefix)
+        positions = jnp.asarray(positions)
+        if positions.shape != x.shape[:2]:
+            raise ValueError(f"positions {positions.shape} must be [B, P+T] = {x.shape[:2]}")
+        sin, cos = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_theta)
+        x = with_logical_constraint(x, _ACT)
+        if self.scan_layers:
+            graphdef, stacked = nnx.split(self.layers)
+
+            def body(carry, xs):
+                h, cache = carry
+                layer_state, layer = xs
+                return nnx.merge(graphdef, layer_state).cached(h, sin, cos, positions, cache, layer), None
+
+            (x, cache), _ = jax.lax.scan(body, (x, cache), (stacked, jnp.arange(self.cfg.n_layers)))
+        else:
+            for layer, block in enumerate(self.layers):
+                x, cache = block.cached(x, sin, cos, positions, cache, layer)
+        return x, cache
 
 
 def _param_count(model: nnx.Module) -> int:
