@@ -8,7 +8,7 @@ import time
 import pytest
 
 from visual_priors import cli
-from visual_priors.suite import executor, steps
+from visual_priors.suite import executor, runners
 
 MICRO = [
     "--set", "scales=('t1',)", "--set", "tokens.t1=40000",
@@ -40,6 +40,9 @@ def test_micro_study_writes_report_with_every_category(micro_root):
         assert set(r["categories"]) == {"general", "knowledge", "ocr_chart", "vision_centric"}
         assert 0.0 <= r["overall"] <= 1.0 and r["flops"] > 0
         assert set(r["mle"]) >= {"0-30", "30-60", "60-100", "overall"}
+        gen = r["generated"]  # greedy answers through the KV cache, parsed to options
+        assert 0.0 <= gen["overall"] <= 1.0 and 0.0 <= gen["unparsed"] <= 1.0
+        assert set(gen["categories"]) == set(r["categories"]) and gen["examples"]
 
 
 def test_pretraining_logged_falling_loss_and_source_counts(micro_root):
@@ -70,8 +73,8 @@ def test_failed_step_keeps_finished_steps(micro_root, monkeypatch, capsys):
     def broken(step, out, locate):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setitem(steps.RUNNERS, "evaluate", broken)
-    monkeypatch.setattr(executor, "RUNNERS", steps.RUNNERS)
+    monkeypatch.setitem(runners.RUNNERS, "evaluate", broken)
+    monkeypatch.setattr(executor, "RUNNERS", runners.RUNNERS)
     before = {p.name for p in micro_root.iterdir()}
     assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 1
     out = capsys.readouterr().out
@@ -97,3 +100,32 @@ def test_scales_command_prints_counts(capsys):
     out = capsys.readouterr().out
     for name in ("340M", "1B", "3B", "7B", "13B", "t1", "t5"):
         assert name in out
+
+
+def test_encoder_study_with_sft_sets_and_blind_tuning(micro_root, capsys):
+    """Two more local encoders and two SFT sets on the micro study's t1-mix0 LLM: the LLM is
+    reused, every (encoder, SFT set) pair is adapted and evaluated, and the SFT sets differ in
+    what they trained on as their names say."""
+    extra = [*MICRO, "--set", "mixtures=('mix0',)", "--set", "encoders=('mae', 'supervised')",
+             "--set", "sft_sets=('full', 'reasoning0+blind')", "--set", "encoder.probe.train=200",
+             "--set", "encoder.probe.test=100"]
+    assert cli.main(["suite", "run", "experiments/encoders.py", "--root", str(micro_root), *extra]) == 0
+    out = capsys.readouterr().out
+    assert "] pretrain-" not in out and "] encoder-" in out  # the LLM is reused, encoders are new
+    results = {r["run"]: r for r in json.loads((micro_root / "encoders" / "results.json").read_text())}
+    assert sorted(results) == ["t1-mix0-mae-full", "t1-mix0-mae-reasoning0+blind",
+                               "t1-mix0-supervised-full", "t1-mix0-supervised-reasoning0+blind"]
+    for r in results.values():
+        assert 0.0 <= r["encoder_probe"] <= 1.0 and set(r["categories"]) == {
+            "general", "knowledge", "ocr_chart", "vision_centric"}
+    html = (micro_root / "encoders" / "report.html").read_text()
+    assert "<h2>Encoders</h2>" in html and "supervised" in html
+    sft = {json.loads(p.read_text())["step"]: json.loads(p.read_text())
+           for p in micro_root.glob("sft-*/result.json")}
+    ablated = [r for r in sft.values() if "blind" in r]
+    full = [r for r in sft.values() if "blind" not in r and r["available"] == 256]
+    assert len(ablated) == 2 and full
+    for r in ablated:
+        assert r["by_label"]["reasoning"] == 0 and r["by_label"]["perception"] > 0
+        assert r["blind"]["steps"] > 0 and r["flops"] > r["train"]["flops"]
+    assert all(r["by_label"]["reasoning"] > 0 for r in full)

@@ -115,7 +115,7 @@ def test_registry_under_concurrent_writers(tmp_path):
 def test_a_corpus_changed_after_planning_is_refused(tmp_path):
     import json
 
-    from visual_priors.suite import steps
+    from visual_priors.suite import runners
 
     corpus = tmp_path / "web.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"document {i} about a red box."}) + "\n"
@@ -128,4 +128,4 @@ def test_a_corpus_changed_after_planning_is_refused(tmp_path):
     with corpus.open("a") as f:
         f.write(json.dumps({"text": "one more document"}) + "\n")
     with pytest.raises(ValueError, match="corpus of source 'web_crawl' changed since the study was planned"):
-        steps.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)
+        runners.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)

@@ -8,6 +8,7 @@
     visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
+    visual-priors encoders [--root runs] | encoders import SRC OUT_DIR [--arch A]  (vision encoders)
     visual-priors plan-memory --scale 7B --mesh fsdp=8 [--devices 8]        (per-device memory of a train step)
     visual-priors data sources | fetch-starter | label | distill | mixture   (text data; see `data -h`)
 """
@@ -251,6 +252,43 @@ def _key_value(text: str) -> tuple[str, object]:
     return key, parse_value(value)
 
 
+def cmd_encoders(args) -> int:
+    """Every vision encoder a study can name, and those already made under --root."""
+    from visual_priors.config.stages import LOCAL_ENCODERS
+    from visual_priors.model.convert import hf_vision, torchvision_cnn
+
+    print("local (trained on world images; name them in cfg.encoders):")
+    for name, (what, stands_for) in LOCAL_ENCODERS.items():
+        print(f"  {name:<12} {what} (stands in for {stands_for})")
+    print("imported Hugging Face families (imported_encoders.<name>.path = checkpoint directory):")
+    for name in hf_vision.FAMILIES:
+        print(f"  {name:<12} {hf_vision.DESCRIPTIONS[name]}")
+    print("imported CNNs (imported_encoders.<name>.path = .pth file, .arch = one of these):")
+    for name, what in torchvision_cnn.ARCHS:
+        print(f"  {name:<22} {what}")
+    made = sorted(Path(args.root).glob("encoder-*/result.json"))
+    if made:
+        print(f"made under {args.root}:")
+        print(f"  {'step':<22} {'encoder':<14} {'kind probe':>10} {'tokens':>6} {'width':>5}")
+    for path in made:
+        r = json.loads(path.read_text())
+        spec = json.loads((path.parent / "spec.json").read_text())["fields"]
+        name = spec.get("objective") or r.get("family") or spec.get("kind", "?")
+        probe = f"{100 * r['probe_accuracy']:.1f}%" if "probe_accuracy" in r else "-"
+        print(f"  {path.parent.name:<22} {name:<14} {probe:>10} {r.get('patch_tokens', r.get('feature_tokens', '-')):>6} "
+              f"{r.get('feature_dim', '-'):>5}")
+    return 0
+
+
+def cmd_encoders_import(args) -> int:
+    from visual_priors.model import encoders
+
+    meta = encoders.import_encoder({"path": args.source, "arch": args.arch or ""}, args.dest)
+    print(f"{args.dest}: {meta['kind']} {meta.get('family') or meta.get('arch')}, "
+          f"{meta['config']['image_size']} px input")
+    return 0
+
+
 def cmd_data_sources(args) -> int:
     from visual_priors.data import sources as sources_lib
 
@@ -427,6 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="CKPT_DIR", help="holds params/ and metadata.json")
     p.add_argument("dest", metavar="HF_DIR")
     p.set_defaults(func=cmd_convert)
+    enc = sub.add_parser("encoders", help="vision encoders: list what is available, import a checkpoint")
+    enc.add_argument("--root", default="runs", help="where finished encoder steps are listed from")
+    enc.set_defaults(func=cmd_encoders)
+    enc_sub = enc.add_subparsers(dest="encoders_command")
+    p = enc_sub.add_parser("import", help="a public checkpoint -> the project's frozen-encoder format")
+    p.add_argument("source", metavar="SRC", help="Hugging Face directory, or a torchvision .pth with --arch")
+    p.add_argument("dest", metavar="OUT_DIR")
+    p.add_argument("--arch", help="CNN architecture of a .pth file (see `visual-priors encoders`)")
+    p.set_defaults(func=cmd_encoders_import)
     p = sub.add_parser("plan-memory", help="per-device memory of one train step, from the compiled program")
     p.add_argument("--scale", required=True, help="a paper or tiny scale, e.g. 7B")
     p.add_argument("--mesh", type=_mesh_arg, default={"fsdp": -1},

@@ -279,6 +279,26 @@ def _chance_section(results, cats) -> str:
 # Entry point
 
 
+def _encoder_section(results, cats) -> str:
+    """Per-category accuracy of the same LLMs under each encoder, with each encoder's kind-probe
+    accuracy; empty unless the study compares encoders."""
+    encoders = sorted({r.get("encoder") for r in results if r.get("encoder")})
+    if len(encoders) < 2:
+        return ""
+    probe = {r["encoder"]: r.get("encoder_probe") for r in results if r.get("encoder")}
+    head = ["encoder", "kind probe", "LLM (scale / text mixture)"] + [
+        _e(curves.category_label(c)) for c in cats] + ["overall"]
+    rows = []
+    key = lambda r: (curves.natural_key(str(r.get("scale"))), str(r.get("text_mixture")), r["encoder"])
+    for r in sorted((r for r in results if r.get("encoder")), key=key):
+        rows.append([_e(r["encoder"]), _pct(probe.get(r["encoder"])),
+                     _e(f"{r.get('scale')} / {r.get('text_mixture')}")]
+                    + [_pct(r.get("categories", {}).get(c)) for c in cats] + [_pct(r.get("overall"))])
+    return ("<h2>Encoders</h2>\n<p>The same pre-trained LLMs adapted with each vision encoder. "
+            "Kind probe: linear-probe accuracy of the encoder's features on held-out world images. "
+            "Accuracy in %.</p>\n" + _table(head, rows, left=3))
+
+
 def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *, study: str,
                  title: str | None = None, n_boot: int = curves.N_BOOT, seed: int = 0) -> Path:
     """Write report.html, its PNG plots, results.json and fits.json into out_dir.
@@ -321,6 +341,7 @@ mixtures: {_e(", ".join(mixtures))}</p>
 <p class="meta">Data: <a href="results.json">results.json</a> &middot; fits:
 <a href="fits.json">fits.json</a>. Plots are the PNG files beside this page.</p>
 {_runs_section(results, cats)}
+{_encoder_section(results, cats)}
 {curve_html}
 {comparison_html}
 {mle_html}

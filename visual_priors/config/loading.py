@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
-from visual_priors.config import mixtures, scales
+from visual_priors.config import mixtures, scales, stages
 from visual_priors.data import sources as sources_lib
 
 
@@ -67,6 +67,10 @@ def validate_study(cfg: ml_collections.ConfigDict) -> None:
     known = sources_lib.known_sources(corpora)
     for name in cfg.mixtures:
         mixtures.parse(name, known_sources=known, default_pool=cfg.data.get("pool"))
+    if "encoders" in cfg:
+        stages.validate_encoders(cfg.encoders, cfg.imported_encoders)
+        for name in cfg.sft_sets:
+            stages.parse_sft_set(name)
     missing = [s for s in cfg.scales if s not in cfg.tokens]
     if missing:
         raise ValueError(f"study {cfg.study!r} gives no token budget for scales {missing}")

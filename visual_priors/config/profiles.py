@@ -72,12 +72,34 @@ def get(profile: str) -> ml_collections.ConfigDict:
         dtype="float32" if tiny else "bfloat16", param_dtype="float32",
         remat="none" if tiny else "full", scan_layers=not tiny))
 
+    # Vision encoders the runs use, by name: a local objective trained on world images
+    # (contrastive, mae, supervised: config/stages.py) or a key of `imported_encoders`.
+    cfg.encoders = ("contrastive",)
+    # Public checkpoints, by the name `encoders` uses: {"path": Hugging Face directory or
+    # torchvision .pth file, "arch": "" for Hugging Face (detected) or a CNN arch}.
+    # Paper: e.g. --set imported_encoders.metaclip.path=/ckpt/metaclip-b16-fullcc2.5b
+    # --set encoders="('metaclip',)".
+    cfg.imported_encoders = ml_collections.ConfigDict()
+    if not tiny:
+        for name in ("metaclip", "dinov2", "mae_h"):
+            cfg.imported_encoders[name] = ml_collections.ConfigDict({"path": "", "arch": ""})
+
+    # Training of the local encoders (every objective) and the kind probe that checks them.
     cfg.encoder = ml_collections.ConfigDict()
-    cfg.encoder.kind = "clip"
+    cfg.encoder.vit = "tiny" if tiny else "small"
     cfg.encoder.steps = 300 if tiny else 20000
     cfg.encoder.batch_size = 64 if tiny else 1024
     cfg.encoder.text_len = 24
     cfg.encoder.optim = _optim(1e-3, warmup_frac=0.05, weight_decay=0.05)
+    cfg.encoder.probe = ml_collections.ConfigDict(dict(train=2000 if tiny else 10000,
+                                                       test=1000 if tiny else 5000))
+
+    # Frozen features: which layer (penultimate, as LLaVA) and how many visual tokens per image
+    # (the encoder's patch grid resized bilinearly to a square grid: 24 x 24 in the paper).
+    cfg.features = ml_collections.ConfigDict()
+    cfg.features.layer = -2
+    cfg.features.tokens = 16 if tiny else 576
+    cfg.features.dtype = "float32" if tiny else "float16"  # as cached on disk
 
     cfg.align = ml_collections.ConfigDict()
     cfg.align.examples = 3000 if tiny else 1_000_000
@@ -90,6 +112,9 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.sft.batch_size = 32 if tiny else 512
     cfg.sft.text_len = 96 if tiny else 2048
     cfg.sft.optim = _optim(2e-3 if tiny else 4e-5, warmup_frac=0.03, weight_decay=0.0)
+    # SFT sets the runs use (config/stages.py): "full", "perception50", "reasoning0", ...,
+    # each optionally "+blind" (a first pass of stage 2 with the images withheld).
+    cfg.sft_sets = ("full",)
 
     cfg.eval = ml_collections.ConfigDict()
     # Held-out world questions per benchmark family and per MLE size bin.
@@ -97,6 +122,9 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.eval.mle_per_bin = 60 if tiny else 500
     cfg.eval.text_len = 96 if tiny else 512
     cfg.eval.perplexity_windows = 32 if tiny else 1000
+    # Greedy free-form answers (KV cache) parsed back to an option, beside likelihood scoring;
+    # 0 turns generation off.
+    cfg.eval.answer_tokens = 12 if tiny else 64
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),

@@ -19,7 +19,7 @@ import ml_collections
 
 from visual_priors.suite import spec as spec_lib
 from visual_priors.suite.registry import Registry
-from visual_priors.suite.steps import RUNNERS
+from visual_priors.suite.runners import RUNNERS
 from visual_priors.train.loop import Preempted
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,20 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
         if not is_done(root, step):
             continue
         res = json.loads((output_dir(root, step) / "result.json").read_text())
+        encoder_step = step.input("features").input("encoder")
+        probe = None
+        if is_done(root, encoder_step):
+            probe = json.loads((output_dir(root, encoder_step) / "result.json").read_text()).get("probe_accuracy")
+        # Curves are fitted per series: the text mixture, split further by whatever else the
+        # study varies (encoder, SFT set), so runs that differ in those are never pooled.
+        series = run.mixture
+        if len(set(cfg.encoders)) > 1:
+            series += f" / {run.encoder}"
+        if len(set(cfg.sft_sets)) > 1:
+            series += f" / {run.sft_set}"
         results[run.name] = {"run": run.name, "study": cfg.study, "scale": run.scale,
-                             "mixture": run.mixture, **res}
+                             "mixture": series, "text_mixture": run.mixture, "encoder": run.encoder,
+                             "encoder_probe": probe, "sft_set": run.sft_set, **res}
     return results
 
 

@@ -15,8 +15,9 @@ from functools import cached_property
 
 import ml_collections
 
-from visual_priors.config import mixtures
+from visual_priors.config import mixtures, stages as stages_lib
 from visual_priors.data import sources as sources_lib
+from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
 
 HASH_LEN = 12
@@ -24,8 +25,10 @@ HASH_LEN = 12
 # (pretrain 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config).
 # (shards 2 / pretrain 3: labelled 1,024-token segments in ArrayRecord shards, mixtures of
 # labelled components packed with document-bounded attention; shards 3: memory-mapped index.)
-VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 1, "features": 2,
-            "align": 1, "sft": 1, "evaluate": 1}
+# (encoder 2: three local objectives or an imported checkpoint, saved as a bare frozen encoder;
+# features 3: chosen layer resized to a fixed token count; align/sft/evaluate 2: SFT sets.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 2, "features": 3,
+            "align": 2, "sft": 2, "evaluate": 2}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -81,6 +84,8 @@ class Run:
     mixture: str
     tokens: int
     steps: dict[str, Step]  # kind -> the run's own step of that kind
+    encoder: str = "contrastive"
+    sft_set: str = "full"
 
 
 def study_mixtures(cfg: ml_collections.ConfigDict) -> tuple[list[mixtures.Mixture], dict[str, dict]]:
@@ -118,9 +123,13 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                          (tokenizer,), workers) for src in all_sources}
     labels = {src: Step("labels", {"labeller": _plain(cfg.data.labeller)}, (shards[src], tokenizer))
               for src in all_sources}
-    encoder = Step("encoder", {"world": world, "seed": cfg.seed, **_plain(cfg.encoder)}, (tokenizer,))
-    features = Step("features", {"align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
-                                 "eval": _plain(cfg.eval)}, (encoder,))
+    stages_lib.validate_encoders(cfg.encoders, cfg.imported_encoders)
+    sft_sets = [stages_lib.parse_sft_set(name) for name in cfg.sft_sets]
+    features = {name: Step("features", {
+        "world": world, "layer": cfg.features.layer, "tokens": cfg.features.tokens,
+        "dtype": cfg.features.dtype, "align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
+        "eval": _plain(cfg.eval)}, (_encoder_step(cfg, name, world, tokenizer),))
+        for name in cfg.encoders}
 
     runs = []
     for mixture in mixes:
@@ -137,14 +146,39 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 "perplexity_windows": cfg.eval.perplexity_windows},
                 (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
                  *(heldout[s] for s in all_sources)))
-            align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)},
-                         (pretrain, features, tokenizer))
-            sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft)},
-                       (pretrain, align, features, tokenizer))
-            evaluate = Step("evaluate", _plain(cfg.eval), (pretrain, sft, features, tokenizer))
-            runs.append(Run(f"{scale}-{mixture.name}", scale, mixture.name, tokens,
-                            {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}))
+            for encoder in cfg.encoders:
+                feats = features[encoder]
+                align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)}, (pretrain, feats, tokenizer))
+                for sft_set in sft_sets:
+                    sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft), "set": sft_set.spec()},
+                               (pretrain, align, feats, tokenizer))
+                    evaluate = Step("evaluate", _plain(cfg.eval), (pretrain, sft, feats, tokenizer))
+                    # Names grow only along the axes the study varies.
+                    name = f"{scale}-{mixture.name}"
+                    if len(cfg.encoders) > 1:
+                        name += f"-{encoder}"
+                    if len(sft_sets) > 1:
+                        name += f"-{sft_set.name}"
+                    runs.append(Run(name, scale, mixture.name, tokens,
+                                    {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate},
+                                    encoder=encoder, sft_set=sft_set.name))
     return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+def _encoder_step(cfg, name: str, world: dict, tokenizer: Step) -> Step:
+    """A local encoder trained on the world, or a public checkpoint imported (identified by its
+    content); either way the step's output is a frozen encoder plus its kind-probe accuracy."""
+    probe = _plain(cfg.encoder.probe)
+    if name in stages_lib.LOCAL_ENCODERS:
+        fields = {"world": world, "seed": cfg.seed, "objective": name, "vit": cfg.encoder.vit,
+                  "steps": cfg.encoder.steps, "batch_size": cfg.encoder.batch_size,
+                  "optim": _plain(cfg.encoder.optim), "probe": probe}
+        if name == "contrastive":  # captions are tokenised: the tokenizer is an input
+            return Step("encoder", {**fields, "text_len": cfg.encoder.text_len}, (tokenizer,))
+        return Step("encoder", fields)
+    spec = _plain(cfg.imported_encoders[name])
+    return Step("encoder", {"world": world, "import": {**spec, "fingerprint": encoders_lib.fingerprint(
+        spec["path"])}, "probe": probe})
 
 
 def topological(targets: list[Step]) -> list[Step]:

@@ -3,6 +3,11 @@
 Per token, a dense decoder costs 6 N for the weight matmuls (forward 2N, backward 4N) plus
 attention scores and values, 12 * layers * seq * d_model for full attention, counted at half for
 causal attention. A frozen part contributes its forward pass only (2 N per token).
+
+A multimodal stage counts the frozen encoder forward-only (once per image, where it runs: the
+features step, since stages read cached features), the connector forward and backward, and the
+LLM forward and backward: 6 N when it trains (stage 2), 4 N when it is frozen but gradients must
+still flow back through it to the connector (stage 1: activation gradients, no weight gradients).
 """
 
 from __future__ import annotations
@@ -38,6 +43,43 @@ def forward_flops_per_token(cfg, seq_len: int) -> float:
 
 def pretrain_flops(cfg, tokens: int, seq_len: int) -> float:
     return train_flops_per_token(cfg, seq_len) * float(tokens)
+
+
+def mllm_train_flops(cfg, connector_params: int, n_visual: int, text_positions: int, *,
+                     train_llm: bool) -> float:
+    """Training FLOPs of one example: ``n_visual`` image tokens (0 for text-only) before
+    ``text_positions`` text positions, through a connector of ``connector_params`` weights."""
+    length = n_visual + text_positions
+    weight_passes = 6.0 if train_llm else 4.0  # forward, activation grads, (weight grads)
+    llm = (weight_passes * decoder_matmul_params(cfg) + attention_flops_per_token(cfg, length)) * length
+    return llm + 6.0 * connector_params * n_visual
+
+
+def vit_forward_flops(cfg, image_size: int | None = None) -> float:
+    """Forward FLOPs of one image through a ViT (``visual_priors.model.vision``) up to its
+    feature layer (later blocks never run when only features are wanted): patch embedding and
+    blocks with non-causal attention; norms, softmax and activations left out."""
+    side = (image_size or cfg.image_size) // cfg.patch_size
+    patches = side * side
+    tokens = patches + int(cfg.get("pool", "mean") == "cls") + int(cfg.get("registers", 0))
+    w, mlp = cfg.width, cfg.mlp_dim
+    mlp_mats = 3 if cfg.get("mlp", "gelu") == "swiglu" else 2
+    per_token = 4 * w * w + mlp_mats * w * mlp
+    blocks = cfg.get("feature_layer", -1) % (cfg.depth + 1)  # index into the depth + 1 states
+    matmuls = 2.0 * (patches * cfg.patch_size ** 2 * 3 * w + blocks * tokens * per_token)
+    attention = blocks * 4.0 * tokens * tokens * w  # scores and values
+    return matmuls + attention
+
+
+def compiled_forward_flops(fn, *args) -> float:
+    """FLOPs of ``fn(*args)`` by XLA's cost analysis of the lowered program (any module, e.g. a
+    CNN, whose formula would otherwise be written by hand)."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per device program
+        cost = cost[0]
+    return float(cost["flops"])
 
 
 # Dense datasheet peaks per chip, TFLOP/s, for bf16 and for float32 matmuls (TF32 on NVIDIA).

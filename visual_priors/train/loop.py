@@ -50,6 +50,7 @@ class TrainResult:
     elapsed_s: float
     resumed_from: int | None
     losses: list[float]
+    flops: float = 0.0  # training FLOPs of the whole run, when the loss or caller counts them
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -68,6 +69,9 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
     loss_fn(model, batch) -> (scalar loss, aux) where aux["tokens"] counts the tokens the step
     trained on. `data` yields dicts of numpy arrays; if it has get_state/set_state, its position
     is checkpointed so a resumed run sees exactly the batches it would have seen.
+
+    A loss whose aux also holds ``flops`` (the step's training FLOPs, for stages whose cost per
+    token varies: image and text-only batches) is measured by that instead of `flops_per_token`.
 
     Checkpoints every `ckpt_every` steps keep the latest `keep` plus every `keep_every`-th step
     for good; `metadata` must match on restore (scale, vocabulary, dtype...), while the mesh may
@@ -114,20 +118,18 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
         if ckpt is None:
             return
         data_state = data.get_state() if hasattr(data, "get_state") else None
-        totals = {"tokens": tokens_total, "first_loss": first_loss}
+        totals = {"tokens": tokens_total, "first_loss": first_loss, "flops": flops_total}
         ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, totals,
                   force=force)
 
     stop_requested = []
     previous_handlers = _install_stop_handlers(stop_requested)
     writer = MetricsWriter(workdir / "metrics.jsonl", tensorboard=tensorboard)
-    if flops_per_token and peak_flops is None:
-        peak_flops, peak_source = flops_lib.peak_flops_per_device()
-        log.info("%s: MFU against %.1f TFLOP/s per device (%s)", desc, peak_flops / 1e12, peak_source)
     losses: list[float] = []
     tokens_total, first_loss = int(totals.get("tokens", 0)), totals.get("first_loss")
+    flops_total = float(totals.get("flops", 0.0))
     t_start = time.perf_counter()
-    t_window, tokens_window = t_start, 0
+    t_window, tokens_window, flops_window = t_start, 0, 0.0
     tokens_before = tokens_total
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, leave=False,
                dynamic_ncols=True)
@@ -144,6 +146,9 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                 tokens = int(aux["tokens"])
                 tokens_total += tokens
                 tokens_window += tokens
+                step_flops = float(aux["flops"]) if "flops" in aux else tokens * (flops_per_token or 0.0)
+                flops_window += step_flops
+                flops_total += step_flops
                 if losses and loss > 2.0 * float(np.mean(losses[-20:])) and step > 20:
                     log.warning("%s: loss spike at step %d: %.4f (recent mean %.4f)",
                                 desc, step + 1, loss, float(np.mean(losses[-20:])))
@@ -156,14 +161,18 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                     tps = tokens_window / max(now - t_window, 1e-9)
                     record = {"step": step + 1, "loss": loss, "lr": float(lr_schedule(step)),
                               "tokens": tokens_total, "tokens_per_s": tps}
-                    if flops_per_token:
-                        per_device = tps * flops_per_token / mesh.size
-                        record["tflops_per_s"] = tps * flops_per_token / 1e12
-                        record["tflops_per_s_per_device"] = per_device / 1e12
-                        record["mfu"] = per_device / peak_flops
+                    if flops_window:
+                        if peak_flops is None:
+                            peak_flops, peak_source = flops_lib.peak_flops_per_device()
+                            log.info("%s: MFU against %.1f TFLOP/s per device (%s)", desc,
+                                     peak_flops / 1e12, peak_source)
+                        fps = flops_window / max(now - t_window, 1e-9)
+                        record["tflops_per_s"] = fps / 1e12
+                        record["tflops_per_s_per_device"] = fps / mesh.size / 1e12
+                        record["mfu"] = fps / mesh.size / peak_flops
                     writer.write(record)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
-                    t_window, tokens_window = now, 0
+                    t_window, tokens_window, flops_window = now, 0, 0.0
                 if ckpt is not None and (step + 1) % ckpt_every == 0 and step + 1 < steps:
                     save(step + 1)
                 if stop_requested:
@@ -182,7 +191,7 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
     return TrainResult(steps=steps, first_loss=first_loss if first_loss is not None else float("nan"),
                        final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
                        tokens=tokens_total, tokens_per_s=(tokens_total - tokens_before) / max(elapsed, 1e-9),
-                       elapsed_s=elapsed, resumed_from=resumed_from, losses=losses)
+                       elapsed_s=elapsed, resumed_from=resumed_from, losses=losses, flops=flops_total)
 
 
 def _shardings(tree):

@@ -1,0 +1,141 @@
+"""The two adaptation stages that turn a pre-trained LLM into an MLLM (LLaVA-1.5's recipe).
+
+Stage 1 (align) trains the connector alone on image-caption pairs; stage 2 (sft) trains the
+connector and the LLM on instructions, text-only and with images. Both read cached features of
+the frozen encoder, train one epoch, and put the loss on answer tokens only. Freeze rules decide
+what trains; frozen parameters are split off before differentiation (no gradient, no optimizer
+state). Stage 2 can use a filtered SFT set (the SFT-data ablation) and the blind-tuning recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from visual_priors.data import multimodal
+from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
+from visual_priors.model.scoring import masked_nll
+from visual_priors.suite import steps
+from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of
+from visual_priors.suite.vision_steps import load_features
+from visual_priors.train import flops, loop
+
+ALIGN_RULES = (("connector/.*", True),)                       # everything else frozen
+SFT_RULES = (("connector/.*", True), ("llm/.*", True))         # the encoder is not in the model
+
+
+def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int, *,
+               load_pretrained: bool = True) -> mllm_lib.MLLM:
+    """The pre-trained LLM (or a blank one to be overwritten) with a fresh connector."""
+    scale = pretrain_step.fields["scale"]
+    cfg = steps.llm_config(scale, tok)
+    llm = (steps.load_llm(locate(pretrain_step), scale, tok) if load_pretrained
+           else llm_lib.Llama(cfg, rngs=nnx.Rngs(0)))
+    conn = connector_lib.Connector(feature_dim, cfg.d_model, rngs=nnx.Rngs(seed))
+    return mllm_lib.MLLM(llm, conn)
+
+
+def load_mllm(pretrain_step, connector_dir: Path, locate: Locate, tok, feature_dim: int) -> mllm_lib.MLLM:
+    model = build_mllm(pretrain_step, locate, tok, feature_dim, 0)
+    restore_module(model.connector, connector_dir, {"kind": "connector"})
+    return model
+
+
+def mllm_loss(model: mllm_lib.MLLM, *, train_llm: bool):
+    """Answer-token loss with the step's training FLOPs (image and text batches differ)."""
+    conn_params = model.connector.in_dim * model.connector.out_dim + model.connector.out_dim ** 2
+    llm_cfg = model.llm.cfg
+
+    def loss_fn(model, batch):
+        tokens = batch["tokens"]
+        loss, count = masked_nll(model, tokens, batch["mask"], batch.get("feats"))
+        n_visual = batch["feats"].shape[1] if "feats" in batch else 0
+        per_example = flops.mllm_train_flops(llm_cfg, conn_params, n_visual, tokens.shape[1] - 1,
+                                             train_llm=train_llm)
+        return loss, {"tokens": count, "flops": jnp.asarray(per_example * tokens.shape[0], jnp.float32)}
+
+    return loss_fn
+
+
+def encode_examples(examples: list[dict], tok, text_len: int) -> tuple[np.ndarray, np.ndarray]:
+    enc = [multimodal.encode_example(tok, e["prompt"], e["answer"], text_len) for e in examples]
+    return np.stack([e[0] for e in enc]), np.stack([e[1] for e in enc])
+
+
+def select_sft(examples: list[dict], keep: dict, seed: int) -> list[dict]:
+    """The SFT set: of each label's image examples keep the first round(share * n) of a seeded
+    shuffle; text-only and unlabelled examples are all kept. Order is preserved."""
+    rng = np.random.default_rng(seed)
+    dropped = set()
+    for label, share in sorted(keep.items()):
+        idx = [i for i, e in enumerate(examples) if e.get("label") == label]
+        n_keep = int(round(share * len(idx)))
+        dropped.update(np.asarray(idx)[rng.permutation(len(idx))[n_keep:]].tolist())
+    return [e for i, e in enumerate(examples) if i not in dropped]
+
+
+def _batches(tokens, mask, feats, rows, f) -> multimodal.ExampleBatches:
+    return multimodal.ExampleBatches(tokens, mask, feats, np.asarray(rows), f["batch_size"], f["seed"])
+
+
+def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """Stage 1: the connector alone learns to turn image features into caption-predicting tokens."""
+    f = step.fields
+    tok = tokenizer_of(step, locate)
+    feat_dir = locate(step.input("features"))
+    feats = load_features(feat_dir, "align")
+    examples = json.loads((feat_dir / "align.json").read_text())[: f["examples"]]
+    tokens, mask = encode_examples(examples, tok, f["text_len"])
+    data = _batches(tokens, mask, feats, [e["row"] for e in examples], f)
+    model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
+    result = loop.run(model, mllm_loss(model, train_llm=False), data, steps=len(data),
+                      optim_cfg=as_config(f["optim"]), freeze_rules=ALIGN_RULES, mesh=mesh,
+                      workdir=out / "work", ckpt_every=100, desc="align", metadata={"kind": "align"})
+    save_module(model.connector, out / "connector", {"kind": "connector"})
+    return {"train": result.to_dict(), "examples": len(examples), "flops": result.flops}
+
+
+def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """Stage 2: connector and LLM tuned on instructions, text-only and with images; with
+    ``set.blind`` a first pass over the same examples with every image withheld."""
+    f = step.fields
+    sft_set = f["set"]
+    tok = tokenizer_of(step, locate)
+    feat_dir = locate(step.input("features"))
+    feats = load_features(feat_dir, "sft")
+    available = json.loads((feat_dir / "sft.json").read_text())[: f["examples"]]
+    examples = select_sft(available, sft_set["keep"], f["seed"])
+    tokens, mask = encode_examples(examples, tok, f["text_len"])
+    rows = np.array([e["row"] for e in examples])
+    model = load_mllm(step.input("pretrain"), locate(step.input("align")) / "connector", locate, tok,
+                      feats.shape[-1])
+    loss_fn = mllm_loss(model, train_llm=True)
+    result = {"examples": len(examples), "available": len(available),
+              "image_examples": int((rows >= 0).sum()),
+              "by_label": {str(k): sum(e.get("label") == k for e in examples)
+                           for k in ("perception", "reasoning", None)}}
+    total_flops = 0.0
+    if sft_set["blind"]:
+        blind_dir = out / "blind" / "mllm"
+        if blind_dir.exists():  # finished before an interruption: not run twice
+            restore_module(model, blind_dir, {"kind": "mllm"})
+            result["blind"] = json.loads((out / "blind" / "result.json").read_text())
+        else:
+            withheld = _batches(tokens, mask, None, np.full(len(rows), -1), f)
+            blind = loop.run(model, loss_fn, withheld, steps=len(withheld), optim_cfg=as_config(f["optim"]), freeze_rules=SFT_RULES, mesh=mesh,
+                             workdir=out / "blind" / "work", ckpt_every=100, desc="sft blind",
+                             metadata={"kind": "sft-blind"})
+            result["blind"] = blind.to_dict()
+            save_module(model, blind_dir, {"kind": "mllm"})
+            (out / "blind" / "result.json").write_text(json.dumps(result["blind"]))
+        total_flops += result["blind"]["flops"]
+    data = _batches(tokens, mask, feats, rows, f)
+    train = loop.run(model, loss_fn, data, steps=len(data), optim_cfg=as_config(f["optim"]),
+                     freeze_rules=SFT_RULES, mesh=mesh, workdir=out / "work", ckpt_every=100,
+                     desc="sft", metadata={"kind": "sft"})
+    save_module(model, out / "mllm", {"kind": "mllm"})
+    return {**result, "train": train.to_dict(), "flops": total_flops + train.flops}

@@ -1,0 +1,137 @@
+"""Vision steps: make a frozen encoder (train one on the world or import a public checkpoint)
+and encode, once, every image the multimodal stages and the evaluation will read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from visual_priors.config import stages
+from visual_priors.eval import probe as probe_lib
+from visual_priors.model import encoders, visual_tokens
+from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
+from visual_priors.train import encoders as train_encoders, flops
+from visual_priors.world import BENCHMARK_CATEGORY, BENCHMARKS, SIZE_BINS
+
+ALIGN_PROMPT = "Describe the image."
+# Stage-1 pairs are drawn after the local encoders' own training scenes.
+ALIGN_OFFSET = 100_000
+ENCODE_BATCH = 256
+
+
+def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
+    """A frozen encoder at `out/encoder` and how well a linear probe reads kinds from it."""
+    f = step.fields
+    world = world_of(f)
+    if "import" in f:
+        spec = f["import"]
+        now = encoders.fingerprint(spec["path"])
+        if now != spec["fingerprint"]:
+            raise ValueError(f"encoder checkpoint {spec['path']} changed since the study was planned "
+                             f"(fingerprint {now}, planned {spec['fingerprint']}); plan the study again")
+        meta = encoders.import_encoder(spec, out / "encoder")
+        encoder = encoders.load_frozen(out / "encoder")
+        result = {"imported": spec["path"], "family": meta.get("family") or meta.get("arch"),
+                  "probe": probe_lib.kind_probe(encoder, world, n_train=f["probe"]["train"],
+                                                n_test=f["probe"]["test"])}
+    else:
+        tok = tokenizer_of(step, locate) if f["objective"] == "contrastive" else None
+        # Trains, then probes with f["probe"]'s sizes.
+        encoder, result = train_encoders.train_local_encoder(f["objective"], world, f, out / "work",
+                                                             tokenizer=tok, mesh=mesh)
+        encoders.save_frozen(encoder, out / "encoder", "vit", encoder.cfg, objective=f["objective"])
+    probe = result.pop("probe")
+    check = visual_tokens.check_encoder(encoder, world.image_size, encoder.num_tokens(world.image_size))
+    return {**result, "probe": probe, "probe_accuracy": probe["accuracy"],
+            "patch_tokens": check.patch_tokens, "feature_dim": check.width,
+            "input_size": check.input_size,
+            "forward_flops_per_image": encoder_forward_flops(encoder, world.image_size)}
+
+
+def encoder_forward_flops(encoder, image_size: int) -> float:
+    """One image's forward FLOPs: the ViT formula, or XLA's count for any other module."""
+    if hasattr(encoder, "blocks"):
+        return flops.vit_forward_flops(encoder.cfg)
+    images = jnp.zeros((1, image_size, image_size, 3), jnp.uint8)
+    return flops.compiled_forward_flops(lambda x: encoder(x)["tokens"], images)
+
+
+class FeatureWriter:
+    """Encodes images in batches into a memory-mapped .npy of [n, tokens, width]."""
+
+    def __init__(self, encoder, n_tokens: int, dtype: str):
+        self.encoder, self.n_tokens, self.dtype = encoder, n_tokens, np.dtype(dtype)
+        self._encode = nnx.jit(lambda m, x: visual_tokens.visual_tokens(m, x, n_tokens))
+        self.images = 0
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self._encode(self.encoder, jnp.asarray(images)), np.float32)
+
+    def write(self, path: Path, images: list[np.ndarray], width: int, desc: str) -> None:
+        feats = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype,
+                                          shape=(len(images), self.n_tokens, width))
+        for i in tqdm(range(0, len(images), ENCODE_BATCH), desc=desc, leave=False):
+            feats[i:i + ENCODE_BATCH] = self.encode(np.stack(images[i:i + ENCODE_BATCH])).astype(self.dtype)
+        feats.flush()
+        del feats
+        self.images += len(images)
+
+
+def run_features(step, out: Path, locate: Locate) -> dict:
+    """Encode every image the runs will use once: the encoder is frozen, so features are shared
+    by every LLM, stage and evaluation that uses this encoder."""
+    f = step.fields
+    world = world_of(f)
+    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", f["layer"])
+    check = visual_tokens.check_encoder(encoder, world.image_size, f["tokens"])
+    writer = FeatureWriter(encoder, f["tokens"], f["dtype"])
+
+    # Stage 1: image-caption pairs.
+    pairs = [world.caption_pair("train", ALIGN_OFFSET + i)
+             for i in tqdm(range(f["align"]), desc="align images", leave=False)]
+    writer.write(out / "align.npy", [p[0] for p in pairs], check.width, "encode align")
+    (out / "align.json").write_text(json.dumps(
+        [{"prompt": ALIGN_PROMPT, "answer": caption, "row": i} for i, (_, caption) in enumerate(pairs)]))
+
+    # Stage 2: instruction examples; text-only ones get feature row -1. Each image example
+    # carries its perception / reasoning label for the SFT-data ablation.
+    images, sft = [], []
+    for i in tqdm(range(f["sft"]), desc="sft examples", leave=False):
+        ex = world.instruction("train", i)
+        row = -1
+        if ex.image is not None:
+            row = len(images)
+            images.append(ex.image)
+        sft.append({"prompt": ex.prompt, "answer": ex.answer, "row": row, "source": ex.source,
+                    "label": stages.sft_label(BENCHMARK_CATEGORY.get(ex.source), ex.source, row >= 0)})
+    writer.write(out / "sft.npy", images, check.width, "encode sft")
+    (out / "sft.json").write_text(json.dumps(sft))
+
+    # Evaluation: held-out scenes of every benchmark and the three MLE size bins.
+    ev = f["eval"]
+    questions = []
+    for benches in BENCHMARKS.values():
+        for bench in benches:
+            questions += [world.question(bench, "test", i) for i in range(ev["questions_per_benchmark"])]
+    for size_bin in SIZE_BINS:
+        questions += [world.mle_question(size_bin, "test", i) for i in range(ev["mle_per_bin"])]
+    writer.write(out / "eval.npy", [q.image for q in questions], check.width, "encode eval")
+    (out / "eval.json").write_text(json.dumps([
+        {"question": q.question, "options": list(q.options), "answer": q.answer,
+         "benchmark": q.benchmark, "category": q.category, "size_bin": q.size_bin} for q in questions]))
+    per_image = encoder_forward_flops(encoder, world.image_size)
+    return {"align": len(pairs), "sft": len(sft), "sft_images": len(images), "eval": len(questions),
+            "check": check.describe(), "tokens": check.visual_tokens, "feature_dim": check.width,
+            "patch_tokens": check.patch_tokens,
+            # The frozen encoder runs forward only, once per image, here.
+            "encoder_flops": per_image * writer.images}
+
+
+def load_features(feat_dir: Path, name: str) -> np.ndarray:
+    """Cached features of an image set ("align", "sft", "eval"), memory-mapped."""
+    return np.load(feat_dir / f"{name}.npy", mmap_mode="r")
