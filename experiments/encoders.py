@@ -27,5 +27,5 @@ def get_config(arg: str = "tiny"):
         cfg.encoders = ("metaclip", "dinov2", "mae_h")
         cfg.scales = ("3B",)
         cfg.tokens = {"3B": 30_000_000_000}
-        cfg.mixtures = tuple(f"category:reasoning={p}" for p in (0.0, 0.25, 0.5, 0.75, 1.0))
+        cfg.mixtures = tuple(f"category:reasoning_combination={p}" for p in (0.0, 0.25, 0.5, 0.75, 1.0))
     return cfg
