@@ -224,3 +224,29 @@ def test_stage_flops_match_the_compiled_gradient(train_llm):
     _, aux = loss_fn(model, batch)
     formula = float(aux["flops"])
     assert 0.85 * counted <= formula <= 1.15 * counted, (formula, counted)
+
+
+# ---------------------------------------------------------------- imported encoders in the suite
+
+
+def test_imported_checkpoint_runs_as_an_encoder_step_and_refuses_changed_weights(tmp_path):
+    pytest.importorskip("torch")
+    t = pytest.importorskip("transformers")
+    hf_dir = tmp_path / "clip"
+    t.CLIPVisionModel(t.CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=48, patch_size=16)
+                      ).save_pretrained(hf_dir)
+    spec = {"path": str(hf_dir), "arch": "", "fingerprint": encoders.fingerprint(hf_dir)}
+    step = Step("encoder", {"world": {"seed": 0, "image_size": 32}, "import": spec,
+                            "probe": {"train": 56, "test": 28}})
+    out = tmp_path / "step"
+    result = vision_steps.run_encoder(step, out, lambda s: tmp_path)
+    # 32 px world images are resized to the checkpoint's 48 px: a 3x3 grid of width 32.
+    assert (result["family"], result["input_size"], result["patch_tokens"], result["feature_dim"]) == \
+        ("clip", 48, 9, 32)
+    assert 0.0 <= result["probe_accuracy"] <= 1.0 and result["forward_flops_per_image"] > 0
+    assert encoders.load_frozen(out / "encoder").cfg.image_size == 48
+    weights = hf_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match="changed since the study was planned"):
+        vision_steps.run_encoder(step, tmp_path / "again", lambda s: tmp_path)
