@@ -129,3 +129,27 @@ def test_a_corpus_changed_after_planning_is_refused(tmp_path):
         f.write(json.dumps({"text": "one more document"}) + "\n")
     with pytest.raises(ValueError, match="corpus of source 'web_crawl' changed since the study was planned"):
         runners.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)
+
+
+def test_scoring_settings_change_only_the_evaluate_steps():
+    base = {s.hash for s in spec.expand(_cfg())[1]}
+    changed = spec.expand(_cfg("eval.answer_tokens=4", "eval.text_len=64"))[1]
+    new = [s for s in changed if s.hash not in base]
+    assert new and {s.kind for s in new} == {"evaluate"}
+    fewer = spec.expand(_cfg("eval.questions_per_benchmark=5"))[1]
+    assert {s.kind for s in fewer if s.hash not in base} == {"features", "align", "sft", "evaluate"}
+
+
+def test_encoders_and_sft_sets_multiply_runs_and_share_the_rest():
+    runs, steps = spec.expand(_cfg("encoders=('contrastive', 'mae')", "sft_sets=('full', 'perception0+blind')"))
+    assert len(runs) == 6 * 2 * 2
+    assert len({r.steps["pretrain"].hash for r in runs}) == 6  # LLMs shared across encoders and sets
+    by_kind = {}
+    for s in steps:
+        by_kind[s.kind] = by_kind.get(s.kind, 0) + 1
+    assert by_kind["encoder"] == 2 and by_kind["features"] == 2 and by_kind["align"] == 12
+    assert by_kind["sft"] == 24 and by_kind["evaluate"] == 24
+    mae = next(s for s in steps if s.kind == "encoder" and s.fields.get("objective") == "mae")
+    assert mae.inputs == ()  # only the contrastive encoder reads captions through the tokenizer
+    with pytest.raises(ValueError, match="unknown encoder 'clip'"):
+        spec.expand(_cfg("encoders=('clip',)"))

@@ -128,7 +128,9 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     features = {name: Step("features", {
         "world": world, "layer": cfg.features.layer, "tokens": cfg.features.tokens,
         "dtype": cfg.features.dtype, "align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
-        "eval": _plain(cfg.eval)}, (_encoder_step(cfg, name, world, tokenizer),))
+        # Only what decides which images are encoded: scoring settings leave features alone.
+        "eval": {k: cfg.eval[k] for k in ("questions_per_benchmark", "mle_per_bin")}},
+        (_encoder_step(cfg, name, world, tokenizer),))
         for name in cfg.encoders}
 
     runs = []
