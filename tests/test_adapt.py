@@ -152,6 +152,42 @@ def test_stage_two_trains_connector_and_llm(tmp_path):
     assert 0 < _opt_elements(tmp_path) - 2 * _size(before) <= 4
 
 
+class _WithEncoder(nnx.Module):
+    """An MLLM that runs its encoder in the graph (no cached features), as a user computing
+    features on the fly would: the freeze rules alone must keep the encoder fixed."""
+
+    def __init__(self, vit, mllm):
+        self.encoder, self.llm, self.connector = vit, mllm.llm, mllm.connector
+
+    def __call__(self, feats, tokens, mask=None):
+        return self.llm(tokens, prefix=self.connector(jax.lax.stop_gradient(feats)), mask=mask)
+
+
+@pytest.mark.parametrize("rules", [adapt_steps.ALIGN_RULES, adapt_steps.SFT_RULES], ids=["align", "sft"])
+def test_an_encoder_inside_the_model_stays_bitwise_frozen_without_optimizer_state(tmp_path, rules):
+    from visual_priors.model.scoring import masked_nll
+
+    model = _WithEncoder(_vit(), _mllm(feature_dim=96))
+    before = _params(model.encoder)
+    trained = _size(_params(model.connector)) + (_size(_params(model.llm)) if len(rules) > 1 else 0)
+    rng = np.random.default_rng(0)
+
+    class Images:
+        def __next__(self):
+            return {"images": rng.integers(0, 255, (4, 32, 32, 3)).astype(np.uint8),
+                    "tokens": rng.integers(1, 64, (4, 13)).astype(np.int32),
+                    "mask": np.ones((4, 13), np.float32)}
+
+    def loss_fn(m, batch):
+        loss, count = masked_nll(m, batch["tokens"], batch["mask"], m.encoder(batch["images"])["tokens"])
+        return loss, {"tokens": count}
+
+    loop.run(model, loss_fn, Images(), steps=2, optim_cfg=ml_config({"lr": 1e-2}), freeze_rules=rules,
+             workdir=tmp_path, ckpt_every=1, progress=False, tensorboard=False)
+    jax.tree.map(np.testing.assert_array_equal, _params(model.encoder), before)
+    assert 0 < _opt_elements(tmp_path) - 2 * trained <= 4
+
+
 def ml_config(d):
     import ml_collections
     return ml_collections.ConfigDict(d)
