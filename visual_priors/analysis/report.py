@@ -136,7 +136,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> str:
     head = ["run", "scale", "mixture", "params", "tokens", "FLOPs", "perplexity", "overall"]
-    head += [_e(curves.category_label(c)) for c in cats] + ["MLE overall"]
+    head += [_e(curves.category_label(c)) for c in cats] + ["MLE overall", "generated overall"]
     order = sorted(results, key=lambda r: (curves.natural_key(str(r.get("mixture"))),
                                            float(r.get("params") or 0),
                                            float(r.get("tokens") or 0), str(r.get("run"))))
@@ -147,9 +147,12 @@ def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> 
                _plain(r.get("perplexity")), _pm(r.get("overall"), curves.category_se(r, OVERALL))]
         row += [_pm(curves.accuracy_of(r, c), curves.category_se(r, c)) for c in cats]
         row.append(_pct((r.get("mle") or {}).get("overall")))
+        row.append(_pct((r.get("generated") or {}).get("overall")))
         rows.append(row)
     return ("<h2>Runs</h2>\n<p class=\"note\">Accuracies in %, ± one binomial standard error. "
-            "Overall is the plain mean over benchmarks.</p>\n" + _table(head, rows, left=3))
+            "Overall is the plain mean over benchmarks, options scored by likelihood; generated "
+            "overall scores greedy free-form answers parsed to an option (unparsable = wrong).</p>\n"
+            + _table(head, rows, left=3))
 
 
 def _fit_table(fits: Sequence[CurveFit]) -> str:
