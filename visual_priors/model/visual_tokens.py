@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 
 class FeatureShapeError(ValueError):
-    pass
+    """An encoder's token grid disagrees with its config or cannot be resized to the asked count."""
 
 
 def square_side(n: int, what: str) -> int:
