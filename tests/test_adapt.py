@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -15,7 +16,7 @@ from visual_priors.model import vision, visual_tokens
 from visual_priors.suite import adapt_steps, vision_steps
 from visual_priors.suite.spec import Step
 from visual_priors.train import flops, loop
-from visual_priors.world import World
+from visual_priors.world import BENCHMARK_CATEGORY, World
 
 
 def _vit(pool="mean"):
@@ -130,7 +131,7 @@ def test_stage_one_trains_the_connector_only_and_holds_no_state_for_the_rest(tmp
     llm_before, conn_before = _params(model.llm), _params(model.connector)
     optim = {"lr": 1e-2, "warmup_frac": 0.06, "weight_decay": 0.0}
     loop.run(model, adapt_steps.mllm_loss(model, train_llm=False), _Batches(), steps=2,
-             optim_cfg=ml_config(optim), freeze_rules=adapt_steps.ALIGN_RULES, workdir=tmp_path,
+             optim_cfg=ml_collections.ConfigDict(optim), freeze_rules=adapt_steps.ALIGN_RULES, workdir=tmp_path,
              ckpt_every=1, progress=False, tensorboard=False)
     jax.tree.map(np.testing.assert_array_equal, _params(model.llm), llm_before)  # bitwise
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(model.connector)),
@@ -144,7 +145,7 @@ def test_stage_two_trains_connector_and_llm(tmp_path):
     before = _params(model)
     optim = {"lr": 1e-3, "warmup_frac": 0.03, "weight_decay": 0.0}
     loop.run(model, adapt_steps.mllm_loss(model, train_llm=True), _Batches(), steps=2,
-             optim_cfg=ml_config(optim), freeze_rules=adapt_steps.SFT_RULES, workdir=tmp_path,
+             optim_cfg=ml_collections.ConfigDict(optim), freeze_rules=adapt_steps.SFT_RULES, workdir=tmp_path,
              ckpt_every=1, progress=False, tensorboard=False)
     after = _params(model)
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
@@ -182,15 +183,10 @@ def test_an_encoder_inside_the_model_stays_bitwise_frozen_without_optimizer_stat
         loss, count = masked_nll(m, batch["tokens"], batch["mask"], m.encoder(batch["images"])["tokens"])
         return loss, {"tokens": count}
 
-    loop.run(model, loss_fn, Images(), steps=2, optim_cfg=ml_config({"lr": 1e-2}), freeze_rules=rules,
+    loop.run(model, loss_fn, Images(), steps=2, optim_cfg=ml_collections.ConfigDict({"lr": 1e-2}), freeze_rules=rules,
              workdir=tmp_path, ckpt_every=1, progress=False, tensorboard=False)
     jax.tree.map(np.testing.assert_array_equal, _params(model.encoder), before)
     assert 0 < _opt_elements(tmp_path) - 2 * trained <= 4
-
-
-def ml_config(d):
-    import ml_collections
-    return ml_collections.ConfigDict(d)
 
 
 # ---------------------------------------------------------------- SFT sets
@@ -221,7 +217,6 @@ def test_world_sft_labels_follow_the_two_clusters():
     seen = {}
     for i in range(300):
         ex = world.instruction("train", i)
-        from visual_priors.world import BENCHMARK_CATEGORY
         label = stages.sft_label(BENCHMARK_CATEGORY.get(ex.source), ex.source, ex.image is not None)
         seen.setdefault(label, set()).add(ex.source)
     assert {"count", "spatial", "science"} <= seen["reasoning"]
@@ -286,3 +281,27 @@ def test_imported_checkpoint_runs_as_an_encoder_step_and_refuses_changed_weights
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ValueError, match="changed since the study was planned"):
         vision_steps.run_encoder(step, tmp_path / "again", lambda s: tmp_path)
+
+
+def test_a_finished_blind_pass_is_restored_not_run_again(tmp_path, monkeypatch):
+    from visual_priors.data import multimodal
+
+    def withheld():
+        rng = np.random.default_rng(0)
+        return multimodal.ExampleBatches(rng.integers(1, 64, (8, 13)).astype(np.int32),
+                                         np.ones((8, 13), np.float32), None, np.full(8, -1), 4, 0)
+
+    model = _mllm()
+    optim = ml_collections.ConfigDict({"lr": 1e-3})
+    loss_fn = adapt_steps.mllm_loss(model, train_llm=True)
+    first = adapt_steps.blind_pass(model, loss_fn, withheld(), optim, tmp_path)
+    assert first["steps"] == 2 and first["flops"] > 0
+    trained = _params(model)
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished blind pass ran again")
+
+    monkeypatch.setattr(adapt_steps.loop, "run", must_not_train)
+    again = _mllm()
+    assert adapt_steps.blind_pass(again, loss_fn, withheld(), optim, tmp_path) == first
+    jax.tree.map(np.testing.assert_array_equal, _params(again), trained)

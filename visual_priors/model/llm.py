@@ -323,8 +323,8 @@ class Llama(nnx.Module):
         only itself. ``positions`` (int [B, T]) are the RoPE positions, normally the index within
         each document; 0..T-1 when None. Neither can be combined with ``prefix``.
         """
-        x, sin, cos, allowed = self._inputs(tokens, prefix, mask, segment_ids, positions)
-        return self.logits(self._blocks(x, sin, cos, allowed)[-1])
+        return self.logits(self.hidden_states(tokens, prefix, mask=mask, segment_ids=segment_ids,
+                                              positions=positions)[-1])
 
     def hidden_states(
         self,

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from visual_priors.data import multimodal
+from visual_priors.data.files import write_atomic
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
 from visual_priors.model.scoring import masked_nll
 from visual_priors.suite import steps
@@ -47,7 +48,7 @@ def load_mllm(pretrain_step, connector_dir: Path, locate: Locate, tok, feature_d
 
 def mllm_loss(model: mllm_lib.MLLM, *, train_llm: bool):
     """Answer-token loss with the step's training FLOPs (image and text batches differ)."""
-    conn_params = model.connector.in_dim * model.connector.out_dim + model.connector.out_dim ** 2
+    conn_params = model.connector.fc1.kernel.size + model.connector.fc2.kernel.size  # matmul weights
     llm_cfg = model.llm.cfg
 
     def loss_fn(model, batch):
@@ -99,6 +100,22 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     return {"train": result.to_dict(), "examples": len(examples), "flops": result.flops}
 
 
+def blind_pass(model, loss_fn, withheld: multimodal.ExampleBatches, optim_cfg, out: Path, mesh=None) -> dict:
+    """Blind tuning's first pass (stage 2 with every image withheld), trained into ``model`` in
+    place. A pass that finished before an interruption is restored, not run again: its result
+    file, written last, marks it complete."""
+    done = out / "result.json"
+    if done.exists():
+        restore_module(model, out / "mllm", {"kind": "mllm"})
+        return json.loads(done.read_text())
+    train = loop.run(model, loss_fn, withheld, steps=len(withheld), optim_cfg=optim_cfg,
+                     freeze_rules=SFT_RULES, mesh=mesh, workdir=out / "work", ckpt_every=100,
+                     desc="sft blind", metadata={"kind": "sft-blind"})
+    save_module(model, out / "mllm", {"kind": "mllm"})
+    write_atomic(done, json.dumps(train.to_dict()).encode())
+    return train.to_dict()
+
+
 def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 2: connector and LLM tuned on instructions, text-only and with images; with
     ``set.blind`` a first pass over the same examples with every image withheld."""
@@ -120,18 +137,8 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
                            for k in ("perception", "reasoning", None)}}
     total_flops = 0.0
     if sft_set["blind"]:
-        blind_dir = out / "blind" / "mllm"
-        if blind_dir.exists():  # finished before an interruption: not run twice
-            restore_module(model, blind_dir, {"kind": "mllm"})
-            result["blind"] = json.loads((out / "blind" / "result.json").read_text())
-        else:
-            withheld = _batches(tokens, mask, None, np.full(len(rows), -1), f)
-            blind = loop.run(model, loss_fn, withheld, steps=len(withheld), optim_cfg=as_config(f["optim"]), freeze_rules=SFT_RULES, mesh=mesh,
-                             workdir=out / "blind" / "work", ckpt_every=100, desc="sft blind",
-                             metadata={"kind": "sft-blind"})
-            result["blind"] = blind.to_dict()
-            save_module(model, blind_dir, {"kind": "mllm"})
-            (out / "blind" / "result.json").write_text(json.dumps(result["blind"]))
+        result["blind"] = blind_pass(model, loss_fn, _batches(tokens, mask, None, np.full(len(rows), -1), f),
+                                     as_config(f["optim"]), out / "blind", mesh)
         total_flops += result["blind"]["flops"]
     data = _batches(tokens, mask, feats, rows, f)
     train = loop.run(model, loss_fn, data, steps=len(data), optim_cfg=as_config(f["optim"]),
