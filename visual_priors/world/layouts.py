@@ -44,9 +44,11 @@ def random_objects_scene(r: Rand, all_kinds: tuple[Kind, ...], image_size: int, 
 
 
 def sign_scene(r: Rand, all_kinds: tuple[Kind, ...], image_size: int, text: str,
-               n_objects: int) -> Scene:
+               n_objects: int, scale: int | None = None) -> Scene:
+    """A sign (on a post, or hanging at the top when wide) beside a few objects; `scale` output
+    pixels per font pixel, `sign_scale` by default."""
     S = image_size
-    scale = sign_scale(S)
+    scale = scale or sign_scale(S)
     bw, bh = board_extent(text, scale)
     free_side = S - bw - 2
     if free_side >= 0.4 * S:
@@ -69,12 +71,13 @@ def sign_scene(r: Rand, all_kinds: tuple[Kind, ...], image_size: int, text: str,
 
 
 def chart_scene(r: Rand, image_size: int, n_bars: int | None = None,
-                values: list[int] | None = None) -> Scene:
+                values: list[int] | None = None, style: str = "bar") -> Scene:
+    """A bar chart, or a line chart whose points carry the colours (style "line")."""
     n = n_bars if n_bars is not None else r.randint(3, 5)
     colours = tuple(r.sample(COLOUR_NAMES, n))
     vals = tuple(values) if values is not None else tuple(r.randint(1, CHART_MAX) for _ in range(n))
     return Scene((), background_tint(r, "chart"), image_size, layout="chart",
-                 chart=Chart(colours, vals, CHART_MAX))
+                 chart=Chart(colours, vals, CHART_MAX, style))
 
 
 def card_scene(r: Rand, image_size: int, text: str) -> Scene:

@@ -27,12 +27,14 @@ import numpy as np
 
 from visual_priors.world.kinds import (COLOUR_NAMES, HABITAT_PHRASE, HABITATS, KIND_CATEGORIES,
                                        MATERIAL_PROPERTY, SHAPES, SIZE_CLASSES, USES, Kind)
-from visual_priors.world.layouts import (CHART_MAX, card_capacity, card_scene, chart_scene,
-                                         diagram_scene, objects_scene, random_objects_scene,
-                                         sign_scene)
+from visual_priors.world.layouts import (CHART_MAX, card_capacity, card_scale, card_scene,
+                                         chart_scene, diagram_scene, objects_scene,
+                                         random_objects_scene, sign_scene)
+from visual_priors.world.render import board_extent
 from visual_priors.world.rng import Rand
 from visual_priors.world.scenes import (PlacedObject, Scene, assign_split, background_tint,
-                                        object_colour, place)
+                                        depth_y, object_colour, place)
+from visual_priors.world.text_base import a
 
 if TYPE_CHECKING:
     from visual_priors.world.world import World
@@ -44,7 +46,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "general": ("attribute", "existence", "perception", "scene"),
     "knowledge": ("science", "reasoning", "diagram", "math"),
     "ocr_chart": ("text", "chart", "ocr"),
-    "vision_centric": ("count", "spatial", "depth", "size", "position"),
+    "vision_centric": ("count", "spatial", "depth", "multiview", "realworld"),
 }
 BENCHMARK_CATEGORY = {b: c for c, bs in BENCHMARKS.items() for b in bs}
 ALL_BENCHMARKS = tuple(b for bs in BENCHMARKS.values() for b in bs)
@@ -53,8 +55,30 @@ COUNTERPARTS = {
     "science": "ScienceQA", "reasoning": "MMMU", "diagram": "AI2D", "math": "MathVista",
     "text": "TextVQA", "chart": "ChartQA", "ocr": "OCRBench",
     "count": "CV-Bench 2D count (COCO)", "spatial": "CV-Bench 2D relation (ADE20K)",
-    "depth": "CV-Bench 3D depth (Omni3D)", "size": "BLINK relative size", "position": "RealWorldQA",
+    "depth": "CV-Bench 3D depth and distance (Omni3D)", "multiview": "BLINK multi-view",
+    "realworld": "RealWorldQA",
 }
+# What each family asks, for reports and the documentation.
+TESTS = {
+    "attribute": "colours and shapes of objects picked out by kind, side or colour",
+    "existence": "yes/no: is a kind there, is the count n, is A left of B, is A this colour",
+    "perception": "which kind is shown, alone or on one side",
+    "scene": "which of four one-slot variations of a two-object caption matches",
+    "science": "a fact (use, habitat, group, legs) of a kind shown or named",
+    "reasoning": "two steps: recognise two kinds and compare their legs; a material's consequence",
+    "diagram": "follow an arrow to an object, then recall a fact about it",
+    "math": "arithmetic over what is seen: total legs, counts after removing or adding",
+    "text": "a number or word written on a sign in a scene",
+    "chart": "bar and line charts: extremes, values, differences",
+    "ocr": "printed words and numbers on a card",
+    "count": "how many objects, of a kind or of a colour",
+    "spatial": "left, right, above or below between two named objects",
+    "depth": "closest or farthest from the camera; nearest to an object on the ground (3D)",
+    "multiview": "two views of the same objects: how the camera moved between them",
+    "realworld": "cluttered scenes: where a kind is, which takes most or least space, counts",
+    "mle": "which of four kinds is present, by the target's pixel share",
+}
+YES_NO = ("Yes", "No")
 SIZE_BINS = ("0-30", "30-60", "60-100")
 # Visible share of the image covered by the MLE target. The small bin starts at 3% so the target
 # still spans a few dozen pixels at 32 px.
@@ -76,6 +100,13 @@ _SIMILAR_DIGITS = {"0": "869", "1": "74", "2": "73", "3": "852", "4": "19", "5":
                    "6": "580", "7": "12", "8": "306", "9": "846"}
 # Largest count a counting scene must hold: six objects still fit a 32 px image at 0.8 scale.
 MAX_COUNT = 6
+# Camera motions of the multi-view family, and how far each one moves the view.
+CAMERA_MOTIONS = ("to the left", "to the right", "forward", "backward")
+PAN, ZOOM = 0.22, 1.4
+# Words on signs (TextVQA-like): short, and several share letters with others.
+SIGN_WORDS = ("STOP", "SHOP", "SHIP", "SLOW", "SNOW", "OPEN", "OVEN", "EXIT", "EDIT", "PARK",
+              "PORK", "MILK", "MILL", "SALE", "SAFE", "CAFE", "BANK", "BAKE", "FOOD", "FOOT",
+              "ROAD", "READ", "WEST", "EAST")
 FACT_VALUE: dict[str, Callable[[Kind], str]] = {
     "habitat": lambda k: HABITAT_PHRASE[k.habitat],
     "use": lambda k: k.use,
@@ -94,17 +125,24 @@ FACT_VALUES = {
 
 @dataclass(frozen=True, eq=False)
 class Question:
-    """A four-option question. `fact_kinds`: indices of the kinds whose facts it relies on."""
+    """A multiple-choice question: four options, or Yes / No for the MME-like family.
+
+    fact_kinds: indices of the kinds whose facts it relies on. query: what is asked, in a form
+    `world.oracle` evaluates on the scene (its own reading, not the generator's answer).
+    views: the two scenes of a multi-view question (`scene` is the first).
+    """
 
     image: np.ndarray | None
     question: str
-    options: tuple[str, str, str, str]
+    options: tuple[str, ...]
     answer: int
     benchmark: str
     category: str
     size_bin: str | None = None
     fact_kinds: tuple[int, ...] = ()
     scene: Scene | None = None
+    query: tuple = ()
+    views: tuple[Scene, ...] = ()
 
     @property
     def answer_text(self) -> str:
@@ -125,15 +163,23 @@ class Draft(NamedTuple):
     answer: str
     distractors: list[str]
     fact_kinds: tuple[int, ...] = ()
+    query: tuple = ()
+    views: tuple[Scene, ...] = ()
 
 
 class Retry(Exception):
     """A sampled scene cannot carry this question; draw another."""
 
 
-def chosen(scene: Scene, question: str, answer: str, options, fact_kinds=()) -> Draft:
+def chosen(scene: Scene, question: str, answer: str, options, fact_kinds=(), query=()) -> Draft:
     """A draft from an option set drawn before its answer."""
-    return Draft(scene, question, answer, [o for o in options if o != answer], tuple(fact_kinds))
+    return Draft(scene, question, answer, [o for o in options if o != answer], tuple(fact_kinds),
+                 tuple(query))
+
+
+def yes_no(scene: Scene, question: str, yes: bool, query: tuple) -> Draft:
+    return Draft(scene, question, YES_NO[0] if yes else YES_NO[1],
+                 [YES_NO[1] if yes else YES_NO[0]], (), query)
 
 
 def settle(build: Callable[[], T], tries: int = 100) -> T:
@@ -206,6 +252,46 @@ def side_of(a: PlacedObject, b: PlacedObject) -> str | None:
     if abs(dy) >= 1.6 * abs(dx) and abs(dy) >= gap:
         return "above" if dy < 0 else "below"
     return None
+
+
+def ground_distance(p: PlacedObject, q: PlacedObject, image_size: int) -> float:
+    """Distance on the ground plane: across (image x) and into the picture (depth), both 0..1."""
+    return math.hypot((p.x - q.x) / image_size, p.depth - q.depth)
+
+
+def camera_moved(scene: Scene, motion: str) -> Scene:
+    """The same objects seen after the camera moved (one of CAMERA_MOTIONS)."""
+    S = scene.image_size
+    objs = []
+    for o in scene.objects:
+        if motion in ("to the left", "to the right"):
+            # A camera moving left sees everything shifted to the right.
+            dx = PAN * S * (1 if motion == "to the left" else -1)
+            objs.append(replace(o, x=round(o.x + dx, 2)))
+            continue
+        k = ZOOM if motion == "forward" else 1 / ZOOM
+        depth = min(1.0, max(0.0, o.depth + (-0.2 if motion == "forward" else 0.2)))
+        size = o.size * k
+        objs.append(replace(o, x=round(S / 2 + (o.x - S / 2) * k, 2), y=round(depth_y(depth, size, S), 2),
+                            size=round(size, 2), depth=round(depth, 4)))
+    return replace(scene, objects=tuple(objs))
+
+
+_RELATION_WORDS = {"to the left": "to the left of", "to the right": "to the right of",
+                   "above": "above", "below": "below"}
+
+
+def phrase(d: tuple) -> str:
+    """A two-object caption (colour A, kind A, relation, colour B, kind B) in words."""
+    return f"a {d[0]} {d[1].name} {_RELATION_WORDS[d[2]]} a {d[3]} {d[4].name}".replace(
+        "a orange", "an orange")
+
+
+def holds(scene: Scene, d: tuple) -> bool:
+    """Whether the scene shows caption d (kinds as Kind objects or indices)."""
+    ka, kb = (k if isinstance(k, int) else k.index for k in (d[1], d[4]))
+    return any(p is not q and (p.colour, p.kind.index, q.colour, q.kind.index) == (d[0], ka, d[3], kb)
+               and side_of(p, q) == d[2] for p in scene.objects for q in scene.objects)
 
 
 def mirrored(scene: Scene) -> Scene:
@@ -305,17 +391,26 @@ class QuestionMaker:
     def finish(self, r: Rand, split: str, benchmark: str, draft: Draft,
                size_bin: str | None = None, image: np.ndarray | None = None) -> Question:
         scene = assign_split(r, draft.scene, split)
-        if len(draft.distractors) != 3 or draft.answer in draft.distractors \
-                or len(set(draft.distractors)) != 3:
+        n = len(draft.distractors)
+        if n not in (1, 3) or draft.answer in draft.distractors or len(set(draft.distractors)) != n:
             raise AssertionError(f"bad options for {benchmark}: {draft}")
-        # A full shuffle: distractors kept in a fixed order would betray the one inserted among them.
-        options = r.shuffle(list(draft.distractors) + [draft.answer])
+        if n == 1:
+            # Yes / No in that order, as MME asks.
+            options = list(YES_NO)
+        else:
+            # A full shuffle: distractors in a fixed order would betray the one inserted among them.
+            options = r.shuffle(list(draft.distractors) + [draft.answer])
         pos = options.index(draft.answer)
+        views = ()
+        if draft.views:
+            # The second view shares the first one's (split-settling) background.
+            views = (scene,) + tuple(replace(v, background=scene.background) for v in draft.views[1:])
+            image = self.w.render_views(views)
         if image is None:
             image = self.w.render(scene)
         category = "mle" if benchmark == "mle" else BENCHMARK_CATEGORY[benchmark]
         return Question(image, draft.question, tuple(options), pos, benchmark, category, size_bin,
-                        tuple(sorted(set(draft.fact_kinds))), scene)
+                        tuple(sorted(set(draft.fact_kinds))), scene, draft.query, views)
 
     def make(self, benchmark: str, r: Rand, split: str, facts: list[Kind]) -> Question:
         gen = getattr(self, "q_" + benchmark, None)
@@ -364,15 +459,22 @@ class QuestionMaker:
         t = r.random()
         if t < 0.5:
             o = r.choice(objs)
+            if sum(x.kind is o.kind for x in objs) != 1:
+                raise Retry
+            # The kind's typical colour is always an option and right one time in four, so
+            # knowing kinds' colours from text does not answer the question.
+            options = [o.kind.colour] + r.sample([c for c in COLOUR_NAMES if c != o.kind.colour], 3)
+            colour = r.choice(options)
+            scene = replace(scene, objects=tuple(replace(x, colour=colour) if x is o else x for x in objs))
             q = r.choice((f"What colour is the {o.kind.name}?", f"Which colour does the {o.kind.name} have?",
                           f"What is the colour of the {o.kind.name} in the image?"))
-            pref = ([o.kind.colour] if o.kind.colour != o.colour else []) + [x.colour for x in objs]
-            return Draft(scene, q, o.colour, pick(r, o.colour, pref, COLOUR_NAMES))
+            return chosen(scene, q, colour, options, query=("colour_of", o.kind.index))
         if t < 0.75:
             ref = r.choice(objs)
             side = r.choice(("left", "right"))
             others = [x for x in objs if x is not ref]
-            if any(abs(x.x - ref.x) < 0.5 * (x.radius + ref.radius) for x in others):
+            if sum(x.kind is ref.kind for x in objs) != 1 or \
+                    any(abs(x.x - ref.x) < 0.5 * (x.radius + ref.radius) for x in others):
                 raise Retry
             hits = [x for x in others if (x.x < ref.x) == (side == "left")]
             if len(hits) != 1:
@@ -380,25 +482,72 @@ class QuestionMaker:
             o = hits[0]
             q = f"What colour is the object to the {side} of the {ref.kind.name}?"
             pref = [ref.colour] + [x.colour for x in objs]
-            return Draft(scene, q, o.colour, pick(r, o.colour, pref, COLOUR_NAMES))
+            return Draft(scene, q, o.colour, pick(r, o.colour, pref, COLOUR_NAMES),
+                         query=("colour_beside", ref.kind.index, side))
         counts = Counter(x.colour for x in objs)
         unique = [x for x in objs if counts[x.colour] == 1]
         if not unique:
             raise Retry
         o = r.choice(unique)
-        q = r.choice((f"What shape is the {o.colour} object?", f"Which shape does the {o.colour} thing have?"))
-        return Draft(scene, q, o.kind.shape, pick(r, o.kind.shape, [x.kind.shape for x in objs], SHAPES))
+        # Repainted in a colour no other object has, drawn uniformly: a kind's typical colour
+        # would tell its shape to anyone who knows kinds from text.
+        colour = r.choice([c for c in COLOUR_NAMES if c not in counts or c == o.colour])
+        scene = replace(scene, objects=tuple(replace(x, colour=colour) if x is o else x for x in objs))
+        q = r.choice((f"What shape is the {colour} object?", f"Which shape does the {colour} thing have?"))
+        return Draft(scene, q, o.kind.shape, pick(r, o.kind.shape, [x.kind.shape for x in objs], SHAPES),
+                     query=("shape_of_colour", colour))
 
     def q_existence(self, r: Rand, facts) -> Draft:
-        group = self.kind_group(r)
-        absent = r.choice(group)
-        shown = [k for k in group if k is not absent]
-        if r.chance(0.5):
-            shown.append(r.choice([k for k in self.kinds if k not in group]))
-        scene = settle(lambda: self.placed(r, r.shuffle(list(shown)), min_sep=0.75))
-        q = r.choice(("Which of these is not in the image?", "Which object does not appear in the picture?",
-                      "Which of the following is missing from the image?"))
-        return chosen(scene, q, absent.name, [k.name for k in group])
+        """MME-style yes/no perception: existence, count, position and colour, each answer drawn
+        first (Yes as often as No) and the scene built to make it true."""
+        yes = r.chance(0.5)
+        t = r.random()
+        if t < 0.35:
+            group = self.kind_group(r, 3)
+            asked = group[0]
+            shown = group[1:1 + r.randint(1, 2)] + ([asked] if yes else [])
+            scene = settle(lambda: self.placed(r, r.shuffle(list(shown)), min_sep=0.75))
+            q = r.choice((f"Is there {a(asked.name)} in the image?",
+                          f"Does the picture show {a(asked.name)}?"))
+            return yes_no(scene, q, yes, ("exists", asked.index))
+        if t < 0.55:
+            m = r.randint(1, MAX_COUNT - 1)
+            n = m if yes else r.choice([v for v in (m - 1, m + 1) if 1 <= v <= MAX_COUNT])
+            scene = self.counted(r, [r.choice(self.kinds) for _ in range(n)],
+                                 size_scale=0.8 if n >= 4 else 0.95)
+            q = f"Are there {m} objects in the image?" if m > 1 else "Is there exactly one object in the image?"
+            return yes_no(scene, q, yes, ("count_is", m))
+        if t < 0.8:
+            rel = r.choice(SPATIAL_OPTIONS)
+            want = rel if yes else OPPOSITE[rel]
+
+            def build() -> tuple[PlacedObject, PlacedObject, Scene]:
+                scene = self.objects(r, 2, min_sep=0.9)
+                if len(scene.objects) < 2:
+                    raise Retry
+                first, second = scene.objects
+                seen = side_of(first, second)
+                if seen == want:
+                    return first, second, scene
+                if seen == OPPOSITE[want]:
+                    return second, first, scene
+                raise Retry
+
+            p, q_obj, scene = settle(build)
+            words = {"to the left": "to the left of", "to the right": "to the right of",
+                     "above": "above", "below": "below"}
+            q = f"Is the {p.kind.name} {words[rel]} the {q_obj.kind.name}?"
+            return yes_no(scene, q, yes, ("side_is", p.kind.index, q_obj.kind.index, rel))
+        c = r.choice(COLOUR_NAMES)
+        k = r.choice(self.kinds)
+        colour = c if yes else r.choice([x for x in COLOUR_NAMES if x != c])
+        rest = r.sample([x for x in self.kinds if x.index != k.index], r.randint(0, 2))
+        scene = settle(lambda: self.placed(r, r.shuffle([k] + rest),
+                                           colours=None, min_sep=0.8))
+        scene = replace(scene, objects=tuple(replace(o, colour=colour) if o.kind is k else o
+                                             for o in scene.objects))
+        q = f"Is the {k.name} {c}?"
+        return yes_no(scene, q, yes, ("colour_is", k.index, c))
 
     def q_perception(self, r: Rand, facts) -> Draft:
         group = self.kind_group(r)
@@ -407,20 +556,21 @@ class QuestionMaker:
             scene = settle(lambda: self.placed(r, [k], size_scale=1.3))
             q = r.choice(("What is the object in the image?", "Which of these is shown in the image?",
                           "What is this object called?", "Name the object in the picture."))
-        else:
-            other = r.choice([x for x in self.kinds if x not in group])
-            left = r.chance(0.5)
+            return chosen(scene, q, k.name, [x.name for x in group], query=("kind_at", "only"))
+        other = r.choice([x for x in self.kinds if x not in group])
+        left = r.chance(0.5)
 
-            def build() -> Scene:
-                scene = self.placed(r, [k, other], min_sep=1.0)
-                a, b = sorted(scene.objects, key=lambda x: x.x)
-                if b.x - a.x < 0.3 * self.S:
-                    raise Retry
-                return scene if (a.kind is k) == left else mirrored(scene)
+        def build() -> Scene:
+            scene = self.placed(r, [k, other], min_sep=1.0)
+            a_, b_ = sorted(scene.objects, key=lambda x: x.x)
+            if b_.x - a_.x < 0.3 * self.S:
+                raise Retry
+            return scene if (a_.kind is k) == left else mirrored(scene)
 
-            scene = settle(build)
-            q = f"What is the object on the {'left' if left else 'right'}?"
-        return chosen(scene, q, k.name, [x.name for x in group])
+        scene = settle(build)
+        side = "left" if left else "right"
+        q = f"What is the object on the {side}?"
+        return chosen(scene, q, k.name, [x.name for x in group], query=("kind_at", side))
 
     def q_scene(self, r: Rand, facts) -> Draft:
         # A hidden hub description; the options are four one-slot variations of it, and the
@@ -455,48 +605,44 @@ class QuestionMaker:
             return scene
 
         scene = settle(build)
-
-        def holds(d: tuple) -> bool:
-            return any(a is not b and (a.colour, a.kind.index, b.colour, b.kind.index) ==
-                       (d[0], d[1].index, d[3], d[4].index) and side_of(a, b) == d[2]
-                       for a in scene.objects for b in scene.objects)
-
-        if not holds(ans) or any(holds(v) for v in variants if v is not ans):
+        if not holds(scene, ans) or any(holds(scene, v) for v in variants if v is not ans):
             raise Retry
-        words = {"to the left": "to the left of", "to the right": "to the right of",
-                 "above": "above", "below": "below"}
-
-        def phrase(d: tuple) -> str:
-            return f"a {d[0]} {d[1].name} {words[d[2]]} a {d[3]} {d[4].name}".replace(
-                "a orange", "an orange")
-
         q = r.choice(("Which description matches the image?", "Which caption best describes the picture?"))
-        return chosen(scene, q, phrase(ans), [phrase(v) for v in variants])
+        triples = tuple((phrase(v), (v[0], v[1].index, v[2], v[3], v[4].index)) for v in variants)
+        return chosen(scene, q, phrase(ans), [phrase(v) for v in variants],
+                      query=("describes", triples))
 
     # ------------------------------------------------------------------ knowledge
 
-    def _referred(self, r: Rand, k: Kind) -> tuple[Scene, str]:
-        """A scene showing kind k, and how to refer to it without naming it."""
+    def _referred(self, r: Rand, k: Kind, named: float = 0.0) -> tuple[Scene, str, tuple]:
+        """A scene showing kind k, how to refer to it, and that reference as the oracle reads it.
+
+        With probability `named` the question names the kind (as ScienceQA's questions often do),
+        so its text facts alone answer it; otherwise the image must be read to know which kind."""
+        if r.chance(named):
+            scene = settle(lambda: self.placed(r, [k], size_scale=1.25))
+            return scene, f"the {k.name} in the image", ("named", k.index)
         if r.chance(0.65):
             scene = settle(lambda: self.placed(r, [k], size_scale=1.25))
-            return scene, r.choice(("the object in the image", "the thing shown", "this object"))
+            return scene, r.choice(("the object in the image", "the thing shown", "this object")), ("only",)
         other = r.choice([x for x in self.kinds if x.index != k.index])
 
         def build() -> Scene:
             scene = self.placed(r, r.shuffle([k, other]), min_sep=1.0)
-            a, b = sorted(scene.objects, key=lambda x: x.x)
-            if b.x - a.x < 0.3 * self.S:
+            a_, b_ = sorted(scene.objects, key=lambda x: x.x)
+            if b_.x - a_.x < 0.3 * self.S:
                 raise Retry
             return scene
 
         scene = settle(build)
-        left = min(scene.objects, key=lambda x: x.x).kind.index == k.index
-        return scene, f"the object on the {'left' if left else 'right'}"
+        side = "left" if min(scene.objects, key=lambda x: x.x).kind.index == k.index else "right"
+        return scene, f"the object on the {side}", ("side", side)
 
     def q_science(self, r: Rand, facts) -> Draft:
         fact, k, ans, wrong = self.fact_choice(r, facts)
-        scene, ref = self._referred(r, k)
-        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,))
+        scene, ref, where = self._referred(r, k, named=0.5)
+        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,),
+                     ("fact", fact, where))
 
     def q_reasoning(self, r: Rand, facts) -> Draft:
         if r.chance(0.4):
@@ -515,29 +661,31 @@ class QuestionMaker:
 
             def build() -> Scene:
                 scene = self.placed(r, [more, fewer], min_sep=1.0)
-                a, b = sorted(scene.objects, key=lambda x: x.x)
-                if b.x - a.x < 0.3 * self.S:
+                a_, b_ = sorted(scene.objects, key=lambda x: x.x)
+                if b_.x - a_.x < 0.3 * self.S:
                     raise Retry
-                return scene if a.kind is left_kind else mirrored(scene)
+                return scene if a_.kind is left_kind else mirrored(scene)
 
             scene = settle(build)
             q = r.choice(("Which of the two objects in the image has more legs?",
                           "Comparing the two things shown, which one has more legs?"))
-            return chosen(scene, q, LEG_COMPARISON[outcome], LEG_COMPARISON, (more.index, fewer.index))
+            return chosen(scene, q, LEG_COMPARISON[outcome], LEG_COMPARISON, (more.index, fewer.index),
+                          ("legs_compare",))
         fact, k, ans, wrong = self.fact_choice(r, facts, ("material",))
-        scene, ref = self._referred(r, k)
-        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,))
+        scene, ref, where = self._referred(r, k, named=0.3)
+        return Draft(scene, self.fact_wording(r, fact, k, ref), ans, wrong, (k.index,),
+                     ("fact", fact, where))
 
     def q_diagram(self, r: Rand, facts) -> Draft:
         fact, target, ans, wrong = self.fact_choice(r, facts)
-        a, b = r.sample([x for x in self.kinds if x.index != target.index], 2)
+        a_, b_ = r.sample([x for x in self.kinds if x.index != target.index], 2)
         hop = r.randint(0, 1)
-        chain = [a, target, b] if hop == 0 else [b, a, target]
+        chain = [a_, target, b_] if hop == 0 else [b_, a_, target]
         scene = diagram_scene(r, chain, self.S)
         source = chain[hop]
         q = self.fact_wording(r, fact, target, "that object")
         q = f"In the diagram, the arrow from the {source.name} points to another object. {q}"
-        return Draft(scene, q, ans, wrong, (target.index,))
+        return Draft(scene, q, ans, wrong, (target.index,), ("fact", fact, ("arrow_from", source.index)))
 
     def q_math(self, r: Rand, facts) -> Draft:
         t = r.random()
@@ -558,7 +706,7 @@ class QuestionMaker:
                 q = r.choice(("How many legs do the animals in the image have altogether?",
                               "Counting every leg, how many legs do the animals shown have in total?"))
                 return chosen(scene, q, str(total), [str(v) for v in values],
-                              tuple(k.index for k in herd))
+                              tuple(k.index for k in herd), ("legs_total",))
         if t < 0.75:
             values = window(r, 0, MAX_COUNT - 1)
             left = r.choice(values)
@@ -568,7 +716,7 @@ class QuestionMaker:
             colours = [c] * (n - left) + [r.choice(palette[1:]) for _ in range(left)]
             scene = self.counted(r, [r.choice(self.kinds) for _ in range(n)], colours, size_scale=0.8)
             q = f"If all the {c} objects were taken away, how many objects would be left?"
-            return chosen(scene, q, str(left), [str(v) for v in values])
+            return chosen(scene, q, str(left), [str(v) for v in values], query=("left_without", c))
         main = r.choice(self.kinds)
         have_values = window(r, 1, MAX_COUNT - 1)
         have = r.choice(have_values)
@@ -577,50 +725,71 @@ class QuestionMaker:
         scene = self.counted(r, [main] * have + rest, size_scale=0.8)
         extra = r.randint(1, 4)
         q = f"If {extra} more {main.plural if extra > 1 else main.name} were added, how many {main.plural} would there be?"
-        return chosen(scene, q, str(have + extra), [str(v + extra) for v in have_values])
+        return chosen(scene, q, str(have + extra), [str(v + extra) for v in have_values],
+                      query=("count_plus", main.index, extra))
 
     # ------------------------------------------------------------------ OCR and charts
 
     def q_text(self, r: Rand, facts) -> Draft:
+        q_forms = ("What does the sign say?", "What is written on the sign?",
+                   "Which {} appears on the sign?")
+        if r.chance(0.4):
+            # A word on the sign, in the smaller print that a word needs to fit.
+            scale = card_scale(self.S)
+            words = [w for w in SIGN_WORDS if board_extent(w, scale)[0] <= self.S - 2]
+            options = r.sample(words, 4)
+            word = r.choice(options)
+            scene = sign_scene(r, self.kinds, self.S, word, r.randint(0, 2), scale=scale)
+            q = r.choice(q_forms).format("word")
+            return chosen(scene, q, word, options, query=("sign_text",))
         options = confusable_numbers(r, 1 if r.chance(0.55) else 2)
         number = r.choice(options)
         scene = sign_scene(r, self.kinds, self.S, number, r.randint(0, 2))
-        q = r.choice(("What number is written on the sign?", "What does the sign say?",
-                      "Which number appears on the sign?"))
-        return chosen(scene, q, number, options)
+        q = r.choice(q_forms).format("number")
+        return chosen(scene, q, number, options, query=("sign_text",))
 
     def q_chart(self, r: Rand, facts) -> Draft:
+        style = r.choice(("bar", "line"))
+        item = "bar" if style == "bar" else "point"
         t = r.random()
         n = r.randint(3, 5)
         values = [r.randint(1, CHART_MAX) for _ in range(n)]
         if t < 0.5:
-            scene = chart_scene(r, self.S, n, values)
+            scene = chart_scene(r, self.S, n, values, style=style)
             colours = list(scene.chart.colours)
             tallest = t < 0.35
             best = max(values) if tallest else min(values)
             if values.count(best) != 1:
                 raise Retry
             ans = colours[values.index(best)]
-            q = "Which bar is the tallest?" if tallest else "Which bar is the shortest?"
-            q = r.choice((q, q.replace("Which bar is", "What colour is the bar that is")))
-            return Draft(scene, q, ans, pick(r, ans, colours, COLOUR_NAMES))
+            if style == "bar":
+                q = "Which bar is the tallest?" if tallest else "Which bar is the shortest?"
+                q = r.choice((q, q.replace("Which bar is", "What colour is the bar that is")))
+            else:
+                q = "Which point of the line is the highest?" if tallest else \
+                    "Which point of the line is the lowest?"
+                q = r.choice((q, q.replace("Which point", "What colour is the point")))
+            return Draft(scene, q, ans, pick(r, ans, colours, COLOUR_NAMES),
+                         query=("chart_extreme", "max" if tallest else "min"))
         if t < 0.85:
             options = window(r, 1, CHART_MAX)
             i = r.randint(0, n - 1)
             values[i] = r.choice(options)
-            scene = chart_scene(r, self.S, n, values)
+            scene = chart_scene(r, self.S, n, values, style=style)
             colour = scene.chart.colours[i]
-            q = r.choice((f"What is the value of the {colour} bar?", f"How high does the {colour} bar reach?"))
-            return chosen(scene, q, str(values[i]), [str(v) for v in options])
+            q = r.choice((f"What is the value of the {colour} {item}?", f"How high does the {colour} {item} reach?"))
+            return chosen(scene, q, str(values[i]), [str(v) for v in options],
+                          query=("chart_value", colour))
         options = window(r, 1, CHART_MAX - 1)
         d = r.choice(options)
         i, j = r.sample(range(n), 2)
         values[j] = r.randint(1, CHART_MAX - d)
         values[i] = values[j] + d
-        scene = chart_scene(r, self.S, n, values)
+        scene = chart_scene(r, self.S, n, values, style=style)
         colours = scene.chart.colours
-        q = f"How much taller is the {colours[i]} bar than the {colours[j]} bar?"
-        return chosen(scene, q, str(d), [str(v) for v in options])
+        q = f"How much higher is the {colours[i]} {item} than the {colours[j]} {item}?"
+        return chosen(scene, q, str(d), [str(v) for v in options],
+                      query=("chart_diff", colours[i], colours[j]))
 
     def q_ocr(self, r: Rand, facts) -> Draft:
         cap = card_capacity(self.S)
@@ -636,13 +805,13 @@ class QuestionMaker:
             scene = card_scene(r, self.S, word)
             q = r.choice(("What word is printed on the card?", "Read the word in the image.",
                           "Which word is written in the image?"))
-            return chosen(scene, q, word, options)
+            return chosen(scene, q, word, options, query=("card_text",))
         options = confusable_numbers(r, r.randint(3, max(3, min(4, cap))))
         number = r.choice(options)
         scene = card_scene(r, self.S, number)
         q = r.choice(("What number is printed on the label?", "Read the number in the image.",
                       "Which number is written in the image?"))
-        return chosen(scene, q, number, options)
+        return chosen(scene, q, number, options, query=("card_text",))
 
     # ------------------------------------------------------------------ vision-centric
 
@@ -654,7 +823,7 @@ class QuestionMaker:
             scene = self.counted(r, [r.choice(self.kinds) for _ in range(n)],
                                  size_scale=0.8 if n >= 4 else 0.95)
             q = r.choice(("How many objects are in the image?", "How many things can you count in the picture?"))
-            return chosen(scene, q, str(n), [str(v) for v in options])
+            return chosen(scene, q, str(n), [str(v) for v in options], query=("count_all",))
         options = window(r, 1, MAX_COUNT - 1)
         have = r.choice(options)
         room = MAX_COUNT - have
@@ -664,7 +833,7 @@ class QuestionMaker:
                     for _ in range(r.randint(0, min(2, room)))]
             scene = self.counted(r, [main] * have + rest, size_scale=0.8)
             q = f"How many {main.plural} are there in the image?"
-            return chosen(scene, q, str(have), [str(v) for v in options])
+            return chosen(scene, q, str(have), [str(v) for v in options], query=("count_kind", main.index))
         c = r.choice(COLOUR_NAMES)
         # At least two objects, so a lone object never answers the colour question by itself.
         n_other = r.randint(1 if have == 1 else 0, min(3, room))
@@ -672,7 +841,7 @@ class QuestionMaker:
         kinds = [r.choice(self.kinds) for _ in colours]
         scene = self.counted(r, kinds, colours, size_scale=0.8 if len(kinds) >= 4 else 0.95)
         q = f"How many {c} objects are in the image?"
-        return chosen(scene, q, str(have), [str(v) for v in options])
+        return chosen(scene, q, str(have), [str(v) for v in options], query=("count_colour", c))
 
     def q_spatial(self, r: Rand, facts) -> Draft:
         rel = r.choice(SPATIAL_OPTIONS)
@@ -681,33 +850,36 @@ class QuestionMaker:
             scene = self.objects(r, r.randint(2, 3), min_sep=0.9)
             if len(scene.objects) < 2:
                 raise Retry
-            a, b = r.sample(list(scene.objects), 2)
-            seen = side_of(a, b)
+            a_, b_ = r.sample(list(scene.objects), 2)
+            seen = side_of(a_, b_)
             if seen == OPPOSITE[rel]:
-                return b, a, scene
+                return b_, a_, scene
             if seen != rel:
                 raise Retry
-            return a, b, scene
+            return a_, b_, scene
 
-        a, b, scene = settle(build)
-        q = r.choice((f"Where is the {a.kind.name} relative to the {b.kind.name}?",
-                      f"Is the {a.kind.name} to the left of, to the right of, above or below the {b.kind.name}?"))
-        return chosen(scene, q, rel, SPATIAL_OPTIONS)
+        a_, b_, scene = settle(build)
+        q = r.choice((f"Where is the {a_.kind.name} relative to the {b_.kind.name}?",
+                      f"Is the {a_.kind.name} to the left of, to the right of, above or below the {b_.kind.name}?"))
+        return chosen(scene, q, rel, SPATIAL_OPTIONS, query=("side", a_.kind.index, b_.kind.index))
 
     def _ranked(self, r: Rand, ok: Callable[[Scene, PlacedObject], bool], min_sep: float,
                 n_shown: tuple[int, int], min_visible: float = 0.5,
                 fits: Callable[[Kind, Kind], bool] = lambda target, k: True,
                 quick: Callable[[Scene, PlacedObject], bool] = lambda scene, o: True,
+                extra: list[Kind] = (),
                 ) -> tuple[Scene, Kind, list[Kind]]:
         """Four random kinds as options, one drawn as the answer; the scene shows it and some
         of the others (those that fits(answer, kind) allows, else one kind from outside the
-        options), redrawn until ok(scene, object of the answer kind)."""
-        group = r.sample(self.kinds, 4)
+        options) plus `extra` kinds from outside the options, redrawn until ok(scene, object of
+        the answer kind)."""
+        group = r.sample([k for k in self.kinds if k not in extra], 4)
         target = r.choice(group)
         allowed = [k for k in group if k is not target and fits(target, k)]
         if not allowed:
-            allowed = r.sample([k for k in self.kinds if k not in group and fits(target, k)], 1)
-        shown = [target] + r.sample(allowed, min(len(allowed), r.randint(*n_shown)))
+            allowed = r.sample([k for k in self.kinds if k not in group and k not in extra
+                                and fits(target, k)], 1)
+        shown = [target] + r.sample(allowed, min(len(allowed), r.randint(*n_shown))) + list(extra)
 
         def build() -> Scene:
             scene = objects_scene(r, r.shuffle(list(shown)), self.S, min_sep=min_sep)
@@ -723,67 +895,113 @@ class QuestionMaker:
         return settle(build, tries=200), target, group
 
     def q_depth(self, r: Rand, facts) -> Draft:
-        closest = r.chance(0.6)
+        """Omni3D-like: relative depth (closest / farthest from the camera) and relative
+        distance on the ground (which object stands nearest another, in 3D)."""
+        if r.chance(0.5):
+            closest = r.chance(0.5)
 
-        def ok(scene: Scene, target: PlacedObject) -> bool:
-            objs = sorted(scene.objects, key=lambda o: o.depth, reverse=not closest)
-            return objs[0] is target and abs(objs[0].depth - objs[1].depth) >= 0.15
+            def ok(scene: Scene, target: PlacedObject) -> bool:
+                objs = sorted(scene.objects, key=lambda o: o.depth, reverse=not closest)
+                return objs[0] is target and abs(objs[0].depth - objs[1].depth) >= 0.15
 
-        scene, target, group = self._ranked(r, ok, 0.55, (2, 3), min_visible=0.35, quick=ok)
-        q = ("Which object is closest to the camera?" if closest else
-             "Which object is farthest from the camera?")
-        return chosen(scene, q, target.name, [k.name for k in group])
+            scene, target, group = self._ranked(r, ok, 0.55, (2, 3), min_visible=0.35, quick=ok)
+            q = ("Which object is closest to the camera?" if closest else
+                 "Which object is farthest from the camera?")
+            return chosen(scene, q, target.name, [k.name for k in group],
+                          query=("depth_extreme", "closest" if closest else "farthest"))
+        ref = r.choice(self.kinds)
 
-    def q_size(self, r: Rand, facts) -> Draft:
-        largest = r.chance(0.6)
+        def near(scene: Scene, target: PlacedObject) -> bool:
+            anchor = next(o for o in scene.objects if o.kind is ref)
+            d = sorted((ground_distance(anchor, o, self.S), o is target) for o in scene.objects if o is not anchor)
+            return d[0][1] and d[0][0] <= 0.7 * d[1][0]
 
-        def ok(scene: Scene, target: PlacedObject) -> bool:
-            mask = self.w.render_mask(scene)
-            area = np.bincount(mask[mask >= 0].ravel(), minlength=len(scene.objects))
-            if (area == 0).any():
-                return False
-            i = scene.objects.index(target)
-            rest = np.delete(area, i)
-            return bool(area[i] >= 1.3 * rest.max() if largest else area[i] * 1.3 <= rest.min())
+        scene, target, group = self._ranked(r, near, 0.7, (2, 2), min_visible=0.35, extra=[ref])
+        q = f"On the ground, which object stands nearest to the {ref.name}?"
+        return chosen(scene, q, target.name, [k.name for k in group], query=("nearest_to", ref.index))
 
-        def fits(target: Kind, k: Kind) -> bool:
-            # A kind of a larger size class can hardly be outsized, so it is left out of the image.
-            rank = SIZE_CLASSES.index
-            return rank(k.size_class) <= rank(target.size_class) if largest else \
-                rank(k.size_class) >= rank(target.size_class)
+    def q_multiview(self, r: Rand, facts) -> Draft:
+        """BLINK-like multi-view: two views of the same objects side by side; which way did the
+        camera move between them?"""
+        motion = r.choice(CAMERA_MOTIONS)
+        S2 = self.S // 2
 
-        def roughly(scene: Scene, target: PlacedObject) -> bool:
-            # Unoccluded glyph areas, with some slack for occlusion.
-            fill = self.w.renderer.fill_fraction
-            area = {id(o): o.size ** 2 * fill(o.kind.shape) for o in scene.objects}
-            rest = [a for i, a in area.items() if i != id(target)]
-            mine = area[id(target)]
-            return mine >= 1.1 * max(rest) if largest else mine * 1.1 <= min(rest)
-
-        scene, target, group = self._ranked(r, ok, 0.7, (1, 3), fits=fits, quick=roughly)
-        q = ("Which object takes up the most space in the image?" if largest else
-             "Which object takes up the least space in the image?")
-        return chosen(scene, q, target.name, [k.name for k in group])
-
-    def q_position(self, r: Rand, facts) -> Draft:
-        S = self.S
-        quadrant = r.choice(QUADRANTS)
-        top, left = quadrant.startswith("top"), quadrant.endswith("left")
-        lo, hi = 0.38 * S, 0.62 * S
-        region = (0.0 if left else hi, 0.0 if top else hi, lo if left else float(S), lo if top else float(S))
-        kinds = r.sample(self.kinds, r.randint(1, 3))
-
-        def build() -> Scene:
-            target = place(r, kinds[:1], S, region=region, size_scale=0.85)
-            if not target:
+        def build() -> tuple[Scene, Scene]:
+            kinds = r.sample(self.kinds, r.randint(2, 3))
+            first = objects_scene(r, kinds, S2, min_sep=1.0, size_scale=1.1,
+                                  region=(0.2 * S2, 0.0, 0.8 * S2, float(S2)))
+            if len(first.objects) != len(kinds):
                 raise Retry
-            rest = place(r, kinds[1:], S, min_sep=0.9, existing=target)
-            return Scene(tuple(target + rest), background_tint(r, "scene"), S)
+            second = camera_moved(first, motion)
+            for view in (first, second):
+                for o in view.objects:
+                    if o.x - o.radius < 0 or o.x + o.radius > S2 or o.y - o.radius < 0 \
+                            or o.y + o.radius > S2:
+                        raise Retry
+            return first, second
 
-        scene = settle(build)
-        q = r.choice((f"In which part of the image is the {kinds[0].name}?",
-                      f"Where in the picture is the {kinds[0].name}?"))
-        return chosen(scene, q, quadrant, QUADRANTS)
+        first, second = settle(build)
+        q = r.choice(("The two pictures show the same objects; the right one was taken after the "
+                      "camera moved. Which way did the camera move?",
+                      "Between the left view and the right view, how did the camera move?"))
+        draft = chosen(first, q, motion, CAMERA_MOTIONS, query=("camera_motion",))
+        return draft._replace(views=(first, second))
+
+    def q_realworld(self, r: Rand, facts) -> Draft:
+        """RealWorldQA-like: cluttered scenes of many, partly hidden objects."""
+        t = r.random()
+        if t < 0.4:
+            S = self.S
+            quadrant = r.choice(QUADRANTS)
+            top, left = quadrant.startswith("top"), quadrant.endswith("left")
+            lo, hi = 0.38 * S, 0.62 * S
+            region = (0.0 if left else hi, 0.0 if top else hi, lo if left else float(S), lo if top else float(S))
+            kinds = r.sample(self.kinds, r.randint(4, 6))
+
+            def build() -> Scene:
+                target = place(r, kinds[:1], S, region=region, size_scale=0.85)
+                if not target:
+                    raise Retry
+                rest = place(r, kinds[1:], S, min_sep=0.6, existing=target, size_scale=0.8)
+                scene = Scene(tuple(target + rest), background_tint(r, "scene"), S)
+                if self.w.renderer.visibility(scene)[0] < 0.6:
+                    raise Retry
+                return scene
+
+            scene = settle(build)
+            q = r.choice((f"In which part of the image is the {kinds[0].name}?",
+                          f"Where in the picture is the {kinds[0].name}?"))
+            return chosen(scene, q, quadrant, QUADRANTS, query=("quadrant", kinds[0].index))
+        if t < 0.75:
+            largest = r.chance(0.5)
+
+            def ok(scene: Scene, target: PlacedObject) -> bool:
+                area = self.w.object_shares(scene)
+                if (area == 0).any():
+                    return False
+                i = scene.objects.index(target)
+                rest = np.delete(area, i)
+                return bool(area[i] >= 1.3 * rest.max() if largest else area[i] * 1.3 <= rest.min())
+
+            def fits(target: Kind, k: Kind) -> bool:
+                # A kind of a larger size class can hardly be outsized, so it is left out.
+                rank = SIZE_CLASSES.index
+                return rank(k.size_class) <= rank(target.size_class) if largest else \
+                    rank(k.size_class) >= rank(target.size_class)
+
+            scene, target, group = self._ranked(r, ok, 0.6, (2, 3), min_visible=0.3, fits=fits)
+            q = ("Which object takes up the most space in the image?" if largest else
+                 "Which object takes up the least space in the image?")
+            return chosen(scene, q, target.name, [k.name for k in group],
+                          query=("area_extreme", "most" if largest else "least"))
+        options = window(r, 1, 4)
+        have = r.choice(options)
+        main = r.choice(self.kinds)
+        rest = r.sample([k for k in self.kinds if k.index != main.index], MAX_COUNT + 1 - have)
+        scene = settle(lambda: self.placed(r, r.shuffle([main] * have + rest), min_visible=0.4,
+                                           min_sep=0.7, size_scale=0.7))
+        q = f"How many {main.plural} can you see in this busy scene?"
+        return chosen(scene, q, str(have), [str(v) for v in options], query=("count_kind", main.index))
 
     # ------------------------------------------------------------------ MLE-Bench
 
@@ -841,6 +1059,6 @@ class QuestionMaker:
             share = float((mask == 0).mean())
             if not (lo <= share < hi or (hi == 1.0 and share >= lo)):
                 continue
-            draft = chosen(scene, q, target.name, [k.name for k in group])
+            draft = chosen(scene, q, target.name, [k.name for k in group], query=("present",))
             return self.finish(r, split, "mle", draft, size_bin, image)
         return None

@@ -252,11 +252,21 @@ class Renderer:
             canvas[y:y + line, left:right] = GRID
         n = len(chart.values)
         slot = (right - left) / n
-        for i, (colour, value) in enumerate(zip(chart.colours, chart.values)):
-            xa = int(round(left + slot * (i + 0.2)))
-            xb = int(round(left + slot * (i + 0.8)))
-            ya = int(round(bottom - value * unit))
-            canvas[ya:bottom, xa:xb] = COLOURS[colour]
+        if chart.style == "line":
+            points = [(left + slot * (i + 0.5), bottom - v * unit) for i, v in enumerate(chart.values)]
+            img = Image.fromarray(canvas)
+            ImageDraw.Draw(img).line(points, fill=INK, width=max(1, int(round(0.02 * H))))
+            canvas[:] = np.asarray(img)
+            half = int(round(0.2 * slot))
+            for (x, y), colour in zip(points, chart.colours):
+                x, y = int(round(x)), int(round(y))
+                canvas[max(0, y - half):y + half, x - half:x + half] = COLOURS[colour]
+        else:
+            for i, (colour, value) in enumerate(zip(chart.colours, chart.values)):
+                xa = int(round(left + slot * (i + 0.2)))
+                xb = int(round(left + slot * (i + 0.8)))
+                ya = int(round(bottom - value * unit))
+                canvas[ya:bottom, xa:xb] = COLOURS[colour]
         canvas[top:bottom + line, left - line:left] = INK
         canvas[bottom:bottom + line, left - line:right] = INK
 

@@ -50,6 +50,7 @@ class Chart:
     colours: tuple[str, ...]
     values: tuple[int, ...]
     max_value: int = 7
+    style: str = "bar"  # or "line": coloured points joined by a line
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Scene:
                                                round(self.sign.y, 2), self.sign.scale, self.sign.post)
         chart = None if self.chart is None else (self.chart.colours, self.chart.values,
                                                  self.chart.max_value)
+        if self.chart is not None and self.chart.style != "bar":  # bar charts keep their old keys
+            chart += (self.chart.style,)
         return (self.layout, self.image_size, self.background, objs, sign, chart, self.arrows)
 
     @property

@@ -17,7 +17,9 @@ from visual_priors.world.scenes import Scene, assign_split, scene_split
 from visual_priors.world.text_base import Document
 
 # Changes whenever generated content changes, so cached outputs derived from the world are not reused.
-VERSION = 2
+VERSION = 3
+# Around the two views of a multi-view image.
+VIEW_FRAME = (128, 128, 128)
 
 
 class World:
@@ -35,6 +37,7 @@ class World:
         self.seed = int(seed)
         self.image_size = int(image_size)
         self.renderer = Renderer(self.image_size)
+        self._half: Renderer | None = None  # draws the views of multi-view questions
         self.kinds: tuple[Kind, ...] = make_kinds(self.seed, n_kinds)
         self._heldout = heldout_indices(self.seed, self.kinds)
         self.heldout_kinds: list[Kind] = [k for k in self.kinds if k.index in self._heldout]
@@ -129,6 +132,17 @@ class World:
     def render(self, scene: Scene) -> np.ndarray:
         """uint8 [image_size, image_size, 3]."""
         return self.renderer.render(scene)
+
+    def render_views(self, views: tuple[Scene, ...]) -> np.ndarray:
+        """Two half-size views side by side on a neutral frame: uint8 [image_size, image_size, 3]."""
+        S, half = self.image_size, self.image_size // 2
+        if self._half is None:
+            self._half = Renderer(half)
+        image = np.full((S, S, 3), VIEW_FRAME, np.uint8)
+        top = (S - half) // 2
+        for i, view in enumerate(views[:2]):
+            image[top:top + half, i * half:(i + 1) * half] = self._half.render(view)
+        return image
 
     def render_mask(self, scene: Scene) -> np.ndarray:
         """int16 [image_size, image_size]: index of the object seen at each pixel, -1 background,
