@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ from visual_priors.data.labelling import (ALL_LABELS, LABELS, Labeller, get_labe
                                           with_combinations)
 from visual_priors.data.labelling import report
 from visual_priors.world import GENRES, World
+
+from chat_server import ChatServer
 
 BASE = {name: j for j, name in enumerate(LABELS)}
 
@@ -172,60 +173,17 @@ def _answer(text: str) -> dict:
             "visual_attribute": "red" in text, "visual_relationship": "left of" in text}
 
 
-class FakeServer:
-    """An OpenAI-compatible /v1/chat/completions endpoint on localhost. `script` is a list of
-    responses to give first, each "ok", "bad" (unparseable answer), "garbage" (non-JSON body)
-    or an HTTP status; afterwards it answers correctly."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        self.script: list = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.requests.append(body)
-                    outer.headers.append(dict(self.headers))
-                    step = outer.script.pop(0) if outer.script else "ok"
-                if self.path != "/v1/chat/completions":
-                    step = 404
-                if isinstance(step, int):
-                    payload = json.dumps({"error": {"message": f"injected {step}"}}).encode()
-                    self.send_response(step)
-                    if step == 429:
-                        self.send_header("Retry-After", "0")
-                else:
-                    text = body["messages"][-1]["content"]
-                    content = {"ok": "<think>easy</think>\n" + json.dumps(_answer(text)),
-                               "bad": "I think it is about code.", "garbage": None}[step]
-                    payload = (b"<html>oops" if step == "garbage" else json.dumps(
-                        {"choices": [{"message": {"role": "assistant", "content": content}}]}).encode())
-                    self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _respond(step: str, body: dict) -> str | None:
+    """The fake model's reply for a script step: "ok", "bad" (unparseable answer) or "garbage"
+    (a non-JSON body)."""
+    text = body["messages"][-1]["content"]
+    return {"ok": "<think>easy</think>\n" + json.dumps(_answer(text)),
+            "bad": "I think it is about code.", "garbage": None}[step]
 
 
 @pytest.fixture
 def server():
-    s = FakeServer()
+    s = ChatServer(_respond)
     yield s
     s.close()
 
