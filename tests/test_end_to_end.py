@@ -17,6 +17,7 @@ MICRO = [
     "--set", "encoder.steps=20", "--set", "encoder.batch_size=32",
     "--set", "align.examples=128", "--set", "sft.examples=256",
     "--set", "eval.questions_per_benchmark=8", "--set", "eval.mle_per_bin=8",
+    "--set", "eval.language.n_per_task=12", "--set", "eval.judge.questions_per_benchmark=2",
 ]
 
 
@@ -43,6 +44,17 @@ def test_micro_study_writes_report_with_every_category(micro_root):
         gen = r["generated"]  # greedy answers through the KV cache, parsed to options
         assert 0.0 <= gen["overall"] <= 1.0 and 0.0 <= gen["unparsed"] <= 1.0
         assert set(gen["categories"]) == set(r["categories"]) and gen["examples"]
+        # Every family scored, with its chance level (1/2 for the yes/no family) and blind score.
+        assert len(r["benchmarks"]) == 16 and r["chance_benchmarks"]["existence"] == 0.5
+        assert set(r["blind_benchmarks"]) == set(r["benchmarks"])
+        lang = r["language"]
+        assert lang["perplexity"]["wikitext"] > 1 and lang["perplexity"]["lambada"] > 1
+        assert set(lang["tasks"]) >= {"world_facts", "world_yesno"} and 0 <= lang["avg_acc"] <= 1
+        judge = r["judge"]
+        assert judge["judge"] == "rules" and judge["n"] == 2 * 9
+        assert set(judge["by_category"]) == {"knowledge", "vision_centric"}
+    for section in ("Benchmarks", "Language", "Reasoning traces"):
+        assert f"<h2>{section}</h2>" in html
 
 
 def test_pretraining_logged_falling_loss_and_source_counts(micro_root):
@@ -129,3 +141,59 @@ def test_encoder_study_with_sft_sets_and_blind_tuning(micro_root, capsys):
         assert r["by_label"]["reasoning"] == 0 and r["by_label"]["perception"] > 0
         assert r["blind"]["steps"] > 0 and r["flops"] > r["train"]["flops"]
     assert all(r["by_label"]["reasoning"] > 0 for r in full)
+
+
+def _real_fixtures(root):
+    """A tiny MME (parquet, Hugging Face layout) and MLE-Bench (data.jsonl) on disk."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    def png(colour):
+        out = io.BytesIO()
+        Image.new("RGB", (40, 30), colour).save(out, format="PNG")
+        return out.getvalue()
+
+    mme = root / "MME" / "data" / "test-00000-of-00001.parquet"
+    mme.parent.mkdir(parents=True)
+    rows = []
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        for q, a in (("Is the picture red?", "Yes" if i == 0 else "No"),
+                     ("Is the picture blue?", "No" if i == 0 else "Yes")):
+            rows.append({"question_id": f"color/{i}.png", "category": "color", "question": q,
+                         "answer": a, "image": {"bytes": png(colour), "path": f"{i}.png"}})
+    pq.write_table(pa.Table.from_pylist(rows), mme)
+    mle = root / "MLE"
+    (mle / "images").mkdir(parents=True)
+    lines = []
+    for k, sub in enumerate(["existence_0-30", "existence_30-60", "existence_60-100"]):
+        (mle / "images" / f"{k}.png").write_bytes(png((10 * k, 0, 0)))
+        lines.append(json.dumps({"image": f"images/{k}.png", "question": "Which of the following appears "
+                                 "in this image?", "choices": ["cat", "dog", "car", "tree"], "answer": "dog",
+                                 "answer_text": "dog", "sub_task": sub}))
+    (mle / "data.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "MME", mle / "data.jsonl"
+
+
+def test_evaluate_reads_real_benchmark_files_without_retraining(micro_root, tmp_path, capsys):
+    mme, mle = _real_fixtures(tmp_path)
+    before = {p.name for p in micro_root.iterdir()}
+    capsys.readouterr()
+    code = cli.main(["evaluate", "experiments/quickstart.py", "--root", str(micro_root), *MICRO,
+                     "--run", "t1-mix0", "--benchmark", f"mme={mme}", "--benchmark", f"mle_bench={mle}"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    new = {p.name.split("-")[0] for p in micro_root.iterdir()} - {n.split("-")[0] for n in before}
+    assert new == {"real_features"}  # plus one new evaluate step; nothing is retrained
+    assert not [p for p in micro_root.iterdir() if p.name not in before and p.name.startswith(("align", "sft"))]
+    res = json.loads(next(p for p in micro_root.glob("evaluate-*/result.json")
+                          if "real" in json.loads(p.read_text())).read_text())
+    scores = res["real"]["scores"]
+    assert set(scores) == {"mme", "mle_bench"} and scores["mme"]["n"] == 4
+    assert 0 <= scores["mme"]["score"] <= 100 and set(scores["mle_bench"]) >= {"0-30", "overall", "macro"}
+    assert res["real"]["categories"] == {"general": scores["mme"]["score"] / 100}
+    # Only one category of real files: the world's families stay the run's scores.
+    assert len(res["benchmarks"]) == 16
+    assert "== t1-mix0" in printed and "real: mle_bench" in printed

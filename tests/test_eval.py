@@ -49,6 +49,36 @@ def test_no_answer():
     assert parse_answer("I cannot tell", OPTIONS) is None
 
 
+# (output, options, expected index or None): the paper's three steps, in order, on outputs that
+# trip simpler parsers.
+TRICKY = [
+    ("The correct answer is (B) dark red", OPTIONS, 1),          # letter beats the option text
+    ("Answer: B. red", OPTIONS, 1),                               # letter beats "red"
+    ("answer is: D", OPTIONS, 3),
+    ("(C)", OPTIONS, 2),
+    ("It must be green (D).", OPTIONS, 3),                        # letter at the end
+    ("D)", OPTIONS, 3),
+    ("E", OPTIONS, None),                                         # a letter past the options
+    ("Answer: I", ["a", "b", "c", "d", "e", "f", "g", "h", "i"], 8),  # nine options
+    ("I am not sure, maybe red", OPTIONS, 0),                     # "I" is no letter here
+    ("A red apple", OPTIONS, 0),                                  # leading article, then text
+    ("RED", OPTIONS, 0),                                          # exact, case-insensitive
+    ("dark red.", OPTIONS, 1),
+    ("between red and dark red, dark red", OPTIONS, 1),           # longest substring
+    ("It is neither blue nor green", OPTIONS, 3),                 # longest substring, even here
+    ("Yes", ["Yes", "No"], 0),
+    ("No, it is not.", ["Yes", "No"], 1),
+    ("", OPTIONS, None),
+    ("Answer: (B)", OPTIONS, 1),
+    ("The answer is B because it is red", OPTIONS, 1),
+]
+
+
+@pytest.mark.parametrize("text,options,want", TRICKY)
+def test_parser_table(text, options, want):
+    assert parse_answer(text, options) == want
+
+
 def test_overall_is_mean_over_benchmarks_not_categories():
     acc = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}
     cat = {"a": "general", "b": "general", "c": "general", "d": "knowledge"}

@@ -5,6 +5,8 @@
     visual-priors suite run    experiments/quickstart.py[:tiny] [--root runs] [--set key=value ...]
     visual-priors suite status [--root runs] [--study NAME] [--format json]
     visual-priors pretrain | adapt | evaluate CONFIG [--run NAME ...]   (one stage of chosen runs)
+    visual-priors evaluate CONFIG [--benchmark NAME=PATH] [--lm-task NAME=PATH] [--judge-url U --judge-model M]
+    visual-priors benchmarks                                              (world families, real loaders)
     visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
@@ -26,6 +28,8 @@ from pathlib import Path
 def _load(args):
     from visual_priors.config import loading
 
+    if getattr(args, "config_object", None) is not None:
+        return args.config_object
     return loading.load(args.config, args.set)
 
 
@@ -82,6 +86,58 @@ def _run_stage(args, stage: str) -> int:
         print("interrupted: finished steps are kept; run the same command again to resume",
               file=sys.stderr)
         return 130
+    return 0
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"error: {flag} wants NAME=PATH, got {v!r}")
+        out[name] = path
+    return out
+
+
+def cmd_evaluate(args) -> int:
+    """The evaluate stage with the command line's benchmark files, lm-eval tasks and judge, then
+    each chosen run's results printed."""
+    from visual_priors.suite import spec as spec_lib
+    from visual_priors.suite.executor import collect
+
+    cfg = _load(args)
+    with cfg.unlocked():
+        cfg.eval.benchmarks.update(_pairs(args.benchmark, "--benchmark"))
+        cfg.eval.language.paths.update(_pairs(args.lm_task, "--lm-task"))
+        if args.judge_url:
+            if not args.judge_model:
+                raise SystemExit("error: --judge-url needs --judge-model")
+            cfg.eval.judge.url, cfg.eval.judge.model = args.judge_url, args.judge_model
+    args.config_object = cfg
+    code = _run_stage(args, "evaluate")
+    if code:
+        return code
+    runs, _ = spec_lib.expand(cfg)
+    chosen = [r for r in runs if not args.run or r.name in args.run]
+    from visual_priors.analysis.report import battery_text
+    for name, res in collect(cfg, Path(args.root), chosen).items():
+        print(battery_text(name, res))
+    return 0
+
+
+def cmd_benchmarks(args) -> int:
+    from visual_priors.eval import real
+    from visual_priors.world import BENCHMARKS, COUNTERPARTS
+    from visual_priors.world.questions import TESTS
+
+    print("world families (embedded default; train and test splits from disjoint scenes):")
+    for cat, benches in BENCHMARKS.items():
+        for b in benches:
+            print(f"  {cat:<15} {b:<11} like {COUNTERPARTS[b]:<40} {TESTS[b]}")
+    print(f"  {'mle':<15} {'mle':<11} like {'MLE-Bench':<40} {TESTS['mle']}")
+    print("real benchmark loaders (visual-priors evaluate CONFIG --benchmark NAME=PATH):")
+    for name, b in sorted(real.REGISTRY.items(), key=lambda kv: (kv[1].category, kv[0])):
+        print(f"  {b.category:<15} {name:<15} {b.title}")
     return 0
 
 
@@ -440,11 +496,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, stage, text in (("pretrain", "pretrain", "pre-train the LLMs of chosen runs"),
                               ("adapt", "sft", "align and instruction-tune chosen runs"),
-                              ("evaluate", "evaluate", "evaluate chosen runs and report")):
+                              ("evaluate", "evaluate", "run the full evaluation battery on chosen runs' "
+                                                       "checkpoints, print it and report")):
         p = sub.add_parser(name, help=text)
         _add_config(p)
         p.add_argument("--run", action="append", help="run name, e.g. t1-mix0 (repeatable; default all)")
         p.set_defaults(func=lambda a, s=stage: _run_stage(a, s))
+    p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
+                   help="a real benchmark file or folder (see `visual-priors benchmarks`; repeatable)")
+    p.add_argument("--lm-task", action="append", default=[], metavar="NAME=PATH",
+                   help="an lm-evaluation-harness task's local copy, e.g. piqa=/data/piqa (repeatable)")
+    p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for the reasoning judge")
+    p.add_argument("--judge-model", default=None, help="the judge's model name at --judge-url")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmarks", help="the world's benchmark families and the real benchmark loaders")
+    p.set_defaults(func=cmd_benchmarks)
 
     p = sub.add_parser("analyze", help="fit accuracy-vs-compute curves of a study's finished runs")
     _add_config(p)

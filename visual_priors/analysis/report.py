@@ -278,6 +278,115 @@ def _chance_section(results, cats) -> str:
             + _table(head, rows, left=3))
 
 
+def _ordered_runs(results) -> list:
+    return sorted(results, key=lambda r: (curves.natural_key(str(r.get("scale"))), str(r.get("mixture")),
+                                          str(r.get("run"))))
+
+
+def _benchmark_section(results) -> str:
+    """Every benchmark's accuracy per run, beside its chance level and the blind baseline of the
+    largest run: the table the category scores are means of."""
+    runs = _ordered_runs([r for r in results if r.get("benchmarks")])
+    if not runs:
+        return ""
+    top = runs[-1]
+    bmap = top.get("benchmark_category") or {}
+    chance = top.get("chance_benchmarks") or {}
+    blind = top.get("blind_benchmarks") or {}
+    head = ["category", "benchmark", "chance", f"blind ({_e(top.get('run'))})"] + [_e(r.get("run")) for r in runs]
+    rows = []
+    for b in sorted(bmap, key=lambda b: (bmap[b], b)):
+        rows.append([_e(curves.category_label(bmap[b])), _e(b), _pct(chance.get(b)), _pct(blind.get(b))]
+                    + [_pct((r.get("benchmarks") or {}).get(b)) for r in runs])
+    return ("<h2>Benchmarks</h2>\n<p>Accuracy in % per benchmark (options scored by likelihood); "
+            "a category is the mean of its benchmarks. Blind: the same model with the image "
+            "withheld.</p>\n" + _table(head, rows, left=2))
+
+
+def _language_section(results) -> str:
+    runs = [r for r in _ordered_runs(results) if r.get("language")]
+    if not runs:
+        return ""
+    tasks = sorted({t for r in runs for t in (r["language"].get("tasks") or {})})
+    head = ["run", "WikiText ppl", "LAMBADA ppl", "LAMBADA acc", "mean ppl", "avg acc"]
+    head += [f"{_e(t)} acc / acc_norm" for t in tasks]
+    rows = []
+    for r in runs:
+        lang = r["language"]
+        ppl = lang.get("perplexity") or {}
+        row = [_e(r.get("run")), _plain(ppl.get("wikitext")), _plain(ppl.get("lambada")),
+               _pct(lang.get("lambada_acc")), _plain(ppl.get("mean")), _pct(lang.get("avg_acc"))]
+        for t in tasks:
+            m = (lang.get("tasks") or {}).get(t) or {}
+            row.append(f"{_pct(m.get('acc'))} / {_pct(m.get('acc_norm'))}")
+        rows.append(row)
+    return ("<h2>Language</h2>\n<p>The pre-trained LLM of each run: perplexity on held-out "
+            "WikiText-like and LAMBADA-like text, LAMBADA last-word accuracy, and zero-shot "
+            "multiple choice by log-likelihood (acc; acc_norm divides by the continuation's "
+            "bytes). Accuracy in %.</p>\n" + _table(head, rows))
+
+
+def _judge_section(results) -> str:
+    runs = [r for r in _ordered_runs(results) if r.get("judge")]
+    if not runs:
+        return ""
+    cats = sorted({c for r in runs for c in (r["judge"].get("by_category") or {})})
+    head = ["run", "judge", "traces", "logical soundness (% coherent)", "depth (words)"]
+    head += [f"{_e(curves.category_label(c))} soundness / depth" for c in cats]
+    rows = []
+    for r in runs:
+        j = r["judge"]
+        row = [_e(r.get("run")), _e(j.get("judge")), _count(j.get("n")), _plain(j.get("soundness"), 3),
+               _plain(j.get("depth"), 3)]
+        for c in cats:
+            m = (j.get("by_category") or {}).get(c) or {}
+            row.append(f"{_plain(m.get('soundness'), 3)} / {_plain(m.get('depth'), 3)}")
+        rows.append(row)
+    return ("<h2>Reasoning traces</h2>\n<p>Answers with an explanation to Knowledge and "
+            "Vision-Centric questions, judged for logical soundness and depth (App. A.2 of the "
+            "paper).</p>\n" + _table(head, rows, left=2))
+
+
+def _real_section(results) -> str:
+    runs = [r for r in _ordered_runs(results) if r.get("real")]
+    if not runs:
+        return ""
+    names = sorted({b for r in runs for b in (r["real"].get("scores") or {})})
+    head = ["run"] + [_e(n) for n in names] + ["overall"]
+    rows = [[_e(r.get("run"))] + [_plain(((r["real"].get("scores") or {}).get(n) or {}).get("score"), 3)
+                                  for n in names] + [_pct(r["real"].get("overall"))] for r in runs]
+    return ("<h2>Real benchmarks</h2>\n<p>Each benchmark's own metric on 0-100 (MME perception / "
+            "20, OCRBench / 10, VQA accuracy for TextVQA, relaxed accuracy for ChartQA).</p>\n"
+            + _table(head, rows))
+
+
+def battery_text(name: str, result: Mapping[str, Any]) -> str:
+    """One run's evaluation battery as plain text, for the terminal."""
+    pct = lambda v: "—" if not _finite(v) else f"{100 * float(v):.1f}"
+    lines = [f"== {name}: overall {pct(result.get('overall'))}% (chance "
+             f"{pct(curves.chance_of(result, OVERALL))}%, blind {pct(result.get('blind_overall'))}%)"]
+    for c, v in (result.get("categories") or {}).items():
+        lines.append(f"  {curves.category_label(c):<16} {pct(v):>5}%   blind {pct((result.get('blind') or {}).get(c)):>5}%")
+    bench = result.get("benchmarks") or {}
+    lines.append("  benchmarks: " + ", ".join(f"{b} {pct(v)}" for b, v in sorted(bench.items())))
+    mle = result.get("mle") or {}
+    if mle:
+        lines.append("  MLE-Bench: " + ", ".join(f"{k} {pct(v)}" for k, v in mle.items()))
+    lang = result.get("language") or {}
+    if lang:
+        ppl = lang.get("perplexity") or {}
+        lines.append(f"  language: ppl WikiText {_plain(ppl.get('wikitext'))}, LAMBADA "
+                     f"{_plain(ppl.get('lambada'))}; avg acc {pct(lang.get('avg_acc'))}%")
+    judge = result.get("judge") or {}
+    if judge:
+        lines.append(f"  judge ({judge.get('judge')}): soundness {_plain(judge.get('soundness'), 3)}%, "
+                     f"depth {_plain(judge.get('depth'), 3)} words over {judge.get('n')} traces")
+    if result.get("real"):
+        lines.append("  real: " + ", ".join(f"{b} {_plain(s.get('score'), 3)}"
+                                            for b, s in sorted(result["real"]["scores"].items())))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
@@ -347,8 +456,12 @@ mixtures: {_e(", ".join(mixtures))}</p>
 {_encoder_section(results, cats)}
 {curve_html}
 {comparison_html}
+{_benchmark_section(results)}
 {mle_html}
 {_chance_section(results, cats)}
+{_language_section(results)}
+{_judge_section(results)}
+{_real_section(results)}
 </body>
 </html>
 """

@@ -125,6 +125,20 @@ def get(profile: str) -> ml_collections.ConfigDict:
     # Greedy free-form answers (KV cache) parsed back to an option, beside likelihood scoring;
     # 0 turns generation off.
     cfg.eval.answer_tokens = 12 if tiny else 64
+    # Real benchmark files, name -> local path (`visual-priors benchmarks` lists the names):
+    # scored beside the world's families, and in their place once all four categories are given.
+    cfg.eval.benchmarks = ml_collections.ConfigDict()
+    # Language ability of each pre-trained LLM: perplexity on WikiText- and LAMBADA-like world
+    # text and zero-shot multiple choice on world tasks, plus every lm-eval task given a path
+    # (piqa, hellaswag, winogrande, arc_easy, arc_challenge, copa, sciq, openbookqa, boolq).
+    cfg.eval.language = ml_collections.ConfigDict(dict(
+        tasks=("wikitext", "lambada", "world_facts", "world_physical", "world_continuation",
+               "world_yesno"),
+        n_per_task=100 if tiny else 1000, seq_len=128 if tiny else 2048, paths={}))
+    # Reasoning traces on Knowledge and Vision-Centric questions, judged by the world's rules, or
+    # by an LLM over an OpenAI-compatible endpoint when `url` and `model` are set.
+    cfg.eval.judge = ml_collections.ConfigDict(dict(
+        questions_per_benchmark=8 if tiny else 100, max_tokens=32 if tiny else 256, url="", model=""))
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 PROMPT_TEMPLATE = "USER: {prompt}\nASSISTANT:"
-LETTERS = "ABCD"
+LETTERS = "ABCDEFGHIJ"
 
 
 def question_prompt(question: str, options: Sequence[str]) -> str:

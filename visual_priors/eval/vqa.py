@@ -19,10 +19,10 @@ from visual_priors.model.scoring import token_logprobs
 
 _LETTER_PATTERNS = [
     # the letter itself must be upper case: "the answer is a dax" names no option letter
-    re.compile(r"(?i:answer\s*(?:is|:)?)\s*\(?([A-D])\)?(?![A-Za-z])"),
-    re.compile(r"^\s*\(([A-D])\)"),
-    re.compile(r"\(([A-D])\)\s*\.?\s*$"),
-    re.compile(r"^\s*([A-D])\s*[.)]?\s*$"),
+    re.compile(r"(?i:answer\s*(?:is)?\s*:?)\s*\(?([A-J])\)?(?![A-Za-z])"),
+    re.compile(r"^\s*\(([A-J])\)"),
+    re.compile(r"\(([A-J])\)\s*\.?\s*$"),
+    re.compile(r"^\s*([A-J])\s*[.)]?\s*$"),
 ]
 
 
@@ -67,11 +67,26 @@ def _option_logprob(model, tokens, mask, feats):
 
 def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text_len: int,
                   batch_questions: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Summed and per-token log-likelihood of every option: two [Q, n_options] arrays.
+    """Summed and per-token log-likelihood of every option: two [Q, max options] arrays, -inf
+    where a question has fewer options (yes/no questions beside four-option ones).
 
     feats: [Q, N, Dv] image features row-aligned with questions, or None for the blind baseline.
+    Questions are scored in groups of equal option count, so each group keeps one compiled shape.
     """
-    n_opt = len(questions[0].options)
+    width = max(len(q.options) for q in questions)
+    sums = np.full((len(questions), width), -np.inf, np.float32)
+    per_token = np.full((len(questions), width), -np.inf, np.float32)
+    for n_opt in sorted({len(q.options) for q in questions}):
+        rows = np.array([i for i, q in enumerate(questions) if len(q.options) == n_opt])
+        group = [questions[i] for i in rows]
+        s, t = _score_group(model, tokenizer, group, None if feats is None else feats,
+                            rows, n_opt, text_len, batch_questions)
+        sums[rows, :n_opt], per_token[rows, :n_opt] = s, t
+    return sums, per_token
+
+
+def _score_group(model, tokenizer, questions, feats, rows, n_opt: int, text_len: int,
+                 batch_questions: int) -> tuple[np.ndarray, np.ndarray]:
     encoded = [encode_choices(tokenizer, q.question, q.options, text_len) for q in questions]
     tokens = np.stack([e[0] for e in encoded])
     masks = np.stack([e[1] for e in encoded])
@@ -83,7 +98,7 @@ def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text
         mk = _pad_rows(masks[start:stop], pad).reshape(-1, text_len + 1)
         fb = None
         if feats is not None:
-            fb = np.repeat(_pad_rows(feats[start:stop], pad), n_opt, axis=0)
+            fb = np.repeat(_pad_rows(np.asarray(feats[rows[start:stop]]), pad), n_opt, axis=0)
         s, c = _option_logprob(model, jnp.asarray(tk), jnp.asarray(mk), None if fb is None else jnp.asarray(fb))
         s, c = np.asarray(s).reshape(batch_questions, n_opt), np.asarray(c).reshape(batch_questions, n_opt)
         sums.append(s[: stop - start])

@@ -10,17 +10,16 @@ planning time on multi-gigabyte files yet changed by any re-download of other we
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import ml_collections
 from flax import nnx
 
+from visual_priors.data import files as files_lib
 from visual_priors.model import vision
 from visual_priors.model.params_io import load_params, save_params
 
-_EDGE = 1 << 20  # bytes read from each end of a weight file for its fingerprint
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
@@ -32,16 +31,7 @@ def fingerprint(path: str | Path) -> str:
                    and (p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".json")))
     if not files:
         raise FileNotFoundError(f"no weights ({', '.join(WEIGHT_SUFFIXES)}) under {path}")
-    h = hashlib.sha256()
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{size}".encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(_EDGE))
-            if size > 2 * _EDGE:
-                fh.seek(-_EDGE, 2)
-                h.update(fh.read())
-    return h.hexdigest()[:16]
+    return files_lib.fingerprint(path, files)
 
 
 def save_frozen(module, path: str | Path, kind: str, config, **metadata) -> None:

@@ -1,29 +1,52 @@
-"""The evaluate step: option scoring by likelihood on held-out questions, with the image and
-without it (the blind baseline), per benchmark, category and MLE-Bench size bin; and, with
-``eval.answer_tokens``, free-form greedy answers parsed back to an option (the paper's parser)."""
+"""The evaluate step and the language step.
+
+evaluate: the world's sixteen benchmark families and MLE-Bench on held-out scenes, options
+scored by likelihood with the image and without it (the blind baseline); free-form greedy
+answers parsed back to an option (the paper's parser) with ``eval.answer_tokens``; the real
+benchmark files a study names, each with its own metric; reasoning traces on Knowledge and
+Vision-Centric questions, judged by the world's rules or an LLM; and the language results of
+the run's LLM. language: the language battery of one pre-trained LLM, shared by every run that
+adapts it.
+"""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from visual_priors.data import multimodal
-from visual_priors.eval import mle_bench, vqa
+from visual_priors.eval import judge as judge_lib, language, mle_bench, real, vqa
 from visual_priors.model import generate
 from visual_priors.suite.adapt_steps import build_mllm
-from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of
+from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of, world_of
+from visual_priors.suite.steps import load_llm
 from visual_priors.suite.vision_steps import load_features
 
+# Categories whose questions the judge reads reasoning traces on (the paper's App. A.2).
+JUDGED = ("knowledge", "vision_centric")
+REAL_CATEGORIES = ("general", "knowledge", "ocr_chart", "vision_centric")
 
-def _questions(feat_dir: Path):
-    return [SimpleNamespace(**q) for q in json.loads((feat_dir / "eval.json").read_text())]
+
+def _questions(feat_dir: Path, name: str = "eval"):
+    return [SimpleNamespace(**q) for q in json.loads((feat_dir / f"{name}.json").read_text())]
+
+
+def run_language(step, out: Path, locate: Locate) -> dict:
+    """Perplexity and zero-shot accuracy of the pre-trained LLM (language.run_battery)."""
+    f = step.fields
+    tok = tokenizer_of(step, locate)
+    pre = step.input("pretrain")
+    model = load_llm(locate(pre), pre.fields["scale"], tok)
+    tasks = tuple(f["tasks"]) + tuple(t for t in sorted(f.get("paths") or {}) if t not in f["tasks"])
+    return language.run_battery(model, tok, world=world_of(f), tasks=tasks, n_per_task=f["n_per_task"],
+                                seq_len=f["seq_len"], paths=f.get("paths") or {})
 
 
 def run_evaluate(step, out: Path, locate: Locate) -> dict:
-    """Option scoring by likelihood on held-out questions, with and without the image."""
     f = step.fields
     tok = tokenizer_of(step, locate)
     feat_dir = locate(step.input("features"))
@@ -44,23 +67,39 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     bench_acc = vqa.accuracy_by(vq, pred[vqa_idx], "benchmark")
     bench_cat = {q.benchmark: q.category for q in vq}
     summary = vqa.summarize(bench_acc, bench_cat)
-    blind = vqa.summarize(vqa.accuracy_by(vq, blind_pred[vqa_idx], "benchmark"), bench_cat)
+    blind_acc = vqa.accuracy_by(vq, blind_pred[vqa_idx], "benchmark")
+    blind = vqa.summarize(blind_acc, bench_cat)
     mq = [questions[i] for i in mle_idx]
     mle_acc = vqa.accuracy_by(mq, pred[mle_idx], "size_bin")
     counts = {b: sum(q.size_bin == b for q in mq) for b in mle_acc}
     pre = result_of(pre_step, locate)
     n_questions = {b: sum(q.benchmark == b for q in vq) for b in bench_acc}
+    chance = {b: float(np.mean([1 / len(q.options) for q in vq if q.benchmark == b])) for b in bench_acc}
     result = {
         "scale": pre["scale"], "params": pre["params"], "tokens": pre["tokens"], "flops": pre["flops"],
         "benchmarks": bench_acc, "benchmark_category": bench_cat, "categories": summary["categories"],
         "overall": summary["overall"], "blind": blind["categories"], "blind_overall": blind["overall"],
-        "chance": 1.0 / len(questions[0].options), "mle": mle_bench.summarize(mle_acc, counts),
+        "blind_benchmarks": blind_acc, "chance_benchmarks": chance,
+        # Per category: the yes/no family's chance is 1/2, the others' 1/4.
+        "chance": {**(cs := vqa.summarize(chance, bench_cat))["categories"], "overall": cs["overall"]},
+        "mle": mle_bench.summarize(mle_acc, counts),
         "perplexity": pre["perplexity_mean"], "final_loss": pre["train"]["final_loss"],
-        "n_questions": n_questions,
+        "n_questions": n_questions, "language": result_of(step.input("language"), locate),
     }
     if f.get("answer_tokens"):
         result["generated"] = _generated(model, tok, vq, np.asarray(feats)[vqa_idx], bench_cat,
                                          f["answer_tokens"])
+    judge_cfg = f.get("judge") or {}
+    if judge_cfg.get("questions_per_benchmark"):
+        result["judge"] = _judged(model, tok, vq, np.asarray(feats)[vqa_idx], judge_cfg, step, locate)
+    for real_step in step.inputs_of("real_features"):
+        result["real"] = _real(model, tok, locate(real_step), f, real_step.fields["benchmarks"])
+        # Real files for every category replace the world's families as the run's scores.
+        if set(REAL_CATEGORIES) <= set(result["real"]["categories"]):
+            world_scores = {k: result[k] for k in ("benchmarks", "benchmark_category", "categories",
+                                                   "overall")}
+            result.update({k: result["real"][k] for k in world_scores})
+            result["world"] = world_scores
     return result
 
 
@@ -76,4 +115,63 @@ def _generated(model, tok, questions, feats, bench_cat: dict, max_new_tokens: in
             "unparsed": float(np.mean([p is None for p in picked])),
             "examples": [{"question": q.question, "answer": t} for q, t in zip(questions[:5], texts)]}
 
+
+def _judged(model, tok, questions, feats, cfg: dict, step, locate: Locate) -> dict:
+    """Answers with an explanation to the first questions of every Knowledge and Vision-Centric
+    family, judged for logical soundness (% coherent) and depth (words per trace)."""
+    per_bench: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(questions):
+        if q.category in JUDGED and len(per_bench[q.benchmark]) < cfg["questions_per_benchmark"]:
+            per_bench[q.benchmark].append(i)
+    rows = [i for b in sorted(per_bench) for i in per_bench[b]]
+    chosen = [questions[i] for i in rows]
+    prompts = [judge_lib.explain_prompt(q.question, q.options) for q in chosen]
+    texts = generate.answer(model, tok, prompts, feats[rows], max_new_tokens=cfg["max_tokens"], batch_size=64)
+    traces = [judge_lib.Trace(question=q.question, options=tuple(q.options), answer=q.answer, text=t,
+                              benchmark=q.benchmark, category=q.category, evidence=q.evidence)
+              for q, t in zip(chosen, texts)]
+    if cfg.get("url"):
+        judge = judge_lib.LLMReasoningJudge(cfg["url"], cfg["model"])
+    else:
+        world = world_of(step.input("features").fields)
+        judge = judge_lib.RuleJudge(judge_lib.world_vocabulary(world))
+    out = judge_lib.summarize(traces, judge.judge(traces))
+    out["judge"] = "llm:" + cfg["model"] if cfg.get("url") else "rules"
+    out["examples"] = [{"question": t.question, "trace": t.text} for t in traces[:3]]
+    return out
+
+
+def _real(model, tok, feat_dir: Path, f: dict, files: dict) -> dict:
+    """Every real benchmark file: multiple-choice items scored by likelihood over options (and
+    by parsed greedy answers when generation is on), open-ended ones by greedy answers under the
+    benchmark's own metric. Category score = mean of its benchmarks, overall = mean of all."""
+    items = _questions(feat_dir, "real")
+    feats = np.asarray(load_features(feat_dir, "real"))
+    width = feats.shape[1:]
+    item_feats = np.stack([feats[it.row] if it.row >= 0 else np.zeros(width, feats.dtype) for it in items])
+    mc = [i for i, it in enumerate(items) if it.options]
+    open_ = [i for i, it in enumerate(items) if not it.options]
+    pred: list = [None] * len(items)
+    if mc:
+        sums, _ = vqa.score_options(model, tok, [items[i] for i in mc], item_feats[mc], text_len=f["text_len"])
+        for i, p in zip(mc, sums.argmax(1)):
+            pred[i] = int(p)
+    if open_:
+        prompts = [items[i].question for i in open_]
+        texts = generate.answer(model, tok, prompts, item_feats[open_],
+                                max_new_tokens=max(f.get("answer_tokens") or 0, 16), batch_size=32)
+        for i, t in zip(open_, texts):
+            pred[i] = t.strip()
+    scores, categories = {}, {}
+    for name in sorted({it.benchmark for it in items}):
+        idx = [i for i, it in enumerate(items) if it.benchmark == name]
+        bench = real.get(name)
+        loaded = bench.load(Path(files[name]["path"]))
+        scores[name] = bench.score(loaded, [pred[i] for i in idx])
+        categories[name] = bench.category
+    vq = {b: s["score"] / 100 for b, s in scores.items() if categories[b] != "mle"}
+    summary = vqa.summarize(vq, {b: categories[b] for b in vq})
+    return {"scores": scores, "benchmarks": vq, "benchmark_category": {b: categories[b] for b in vq},
+            "categories": summary["categories"], "overall": summary["overall"],
+            "mle": scores.get("mle_bench")}
 

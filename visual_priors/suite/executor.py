@@ -175,6 +175,6 @@ def _describe(step, owner) -> str:
         return f"({f['source']}, {f['split']}, {f['tokens']:,} tokens)"
     if step.kind == "labels":
         return f"({step.input('shards').fields['source']}, {f['labeller']['name']})"
-    if step.kind in ("pretrain", "align", "sft", "evaluate"):
+    if step.kind in ("pretrain", "align", "sft", "evaluate", "language"):
         return f"({owner.get(step.hash, '')})"
     return ""

@@ -13,10 +13,12 @@ import hashlib
 import json
 from functools import cached_property
 
+from pathlib import Path
+
 import ml_collections
 
 from visual_priors.config import mixtures, stages as stages_lib
-from visual_priors.data import sources as sources_lib
+from visual_priors.data import files as files_lib, sources as sources_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
 
@@ -27,8 +29,10 @@ HASH_LEN = 12
 # labelled components packed with document-bounded attention; shards 3: memory-mapped index.)
 # (encoder 2: three local objectives or an imported checkpoint, saved as a bare frozen encoder;
 # features 3: chosen layer resized to a fixed token count; align/sft/evaluate 2: SFT sets.)
-VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 2, "features": 3,
-            "align": 2, "sft": 2, "evaluate": 2}
+# (features 4 / evaluate 3: sixteen world families with yes/no and multi-view questions, real
+# benchmark files, the reasoning judge; language 1: the language battery of each LLM.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 2, "features": 4,
+            "align": 2, "sft": 2, "evaluate": 3, "language": 1, "real_features": 1}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -132,6 +136,12 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         "eval": {k: cfg.eval[k] for k in ("questions_per_benchmark", "mle_per_bin")}},
         (_encoder_step(cfg, name, world, tokenizer),))
         for name in cfg.encoders}
+    # Real benchmark images get their own step, so adding files retrains nothing.
+    bench_files = real_benchmarks(cfg)
+    real_features = {name: Step("real_features", {
+        "image_size": world["image_size"], "layer": cfg.features.layer, "tokens": cfg.features.tokens,
+        "dtype": cfg.features.dtype, "benchmarks": bench_files}, (feats.input("encoder"),))
+        for name, feats in features.items()} if bench_files else {}
 
     runs = []
     for mixture in mixes:
@@ -148,13 +158,18 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 "perplexity_windows": cfg.eval.perplexity_windows},
                 (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
                  *(heldout[s] for s in all_sources)))
+            # Language ability belongs to the LLM: one step, shared by every encoder and SFT set.
+            language = Step("language", {"world": world, **_plain(cfg.eval.language)}, (pretrain, tokenizer))
             for encoder in cfg.encoders:
                 feats = features[encoder]
                 align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)}, (pretrain, feats, tokenizer))
                 for sft_set in sft_sets:
                     sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft), "set": sft_set.spec()},
                                (pretrain, align, feats, tokenizer))
-                    evaluate = Step("evaluate", _plain(cfg.eval), (pretrain, sft, feats, tokenizer))
+                    evaluate = Step("evaluate", {k: v for k, v in _plain(cfg.eval).items()
+                                                 if k not in ("language", "benchmarks")},
+                                    (pretrain, sft, feats, tokenizer, language)
+                                    + ((real_features[encoder],) if real_features else ()))
                     # Names grow only along the axes the study varies.
                     name = f"{scale}-{mixture.name}"
                     if len(cfg.encoders) > 1:
@@ -165,6 +180,21 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                     {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate},
                                     encoder=encoder, sft_set=sft_set.name))
     return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+def real_benchmarks(cfg) -> dict:
+    """The real benchmark files a study names, each with its registry entry checked and a
+    fingerprint of its files, so files changed after planning are noticed."""
+    from visual_priors.eval import real
+    out = {}
+    for name, path in sorted(_plain(cfg.eval.get("benchmarks") or {}).items()):
+        real.get(name)
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"benchmark {name}: {root} does not exist")
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        out[name] = {"path": str(root), "fingerprint": files_lib.fingerprint(root, files)}
+    return out
 
 
 def _encoder_step(cfg, name: str, world: dict, tokenizer: Step) -> Step:

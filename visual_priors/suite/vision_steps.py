@@ -12,7 +12,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.config import stages
-from visual_priors.eval import probe as probe_lib
+from visual_priors.eval import judge, probe as probe_lib
 from visual_priors.model import encoders, visual_tokens
 from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
 from visual_priors.train import encoders as train_encoders, flops
@@ -123,13 +123,53 @@ def run_features(step, out: Path, locate: Locate) -> dict:
     writer.write(out / "eval.npy", [q.image for q in questions], check.width, "encode eval")
     (out / "eval.json").write_text(json.dumps([
         {"question": q.question, "options": list(q.options), "answer": q.answer,
-         "benchmark": q.benchmark, "category": q.category, "size_bin": q.size_bin} for q in questions]))
+         "benchmark": q.benchmark, "category": q.category, "size_bin": q.size_bin,
+         # What the rule-based judge checks reasoning traces against.
+         "evidence": judge.world_evidence(world, q)} for q in questions]))
     per_image = encoder_forward_flops(encoder, world.image_size)
     return {"align": len(pairs), "sft": len(sft), "sft_images": len(images), "eval": len(questions),
             "check": check.describe(), "tokens": check.visual_tokens, "feature_dim": check.width,
             "patch_tokens": check.patch_tokens,
             # The frozen encoder runs forward only, once per image, here.
             "encoder_flops": per_image * writer.images}
+
+
+def run_real_features(step, out: Path, locate: Locate) -> dict:
+    """Encode the images of the real benchmark files a study names (resized to the world's
+    image size, the size the encoder's own preprocessing starts from) into real.npy, their
+    questions into real.json. Refuses files changed since the study was planned."""
+    from PIL import Image
+
+    from visual_priors.data import files as files_lib
+    from visual_priors.eval import real
+    items, images = [], []
+    f = step.fields
+    image_size = f["image_size"]
+    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", f["layer"])
+    check = visual_tokens.check_encoder(encoder, image_size, f["tokens"])
+    writer = FeatureWriter(encoder, f["tokens"], f["dtype"])
+    for name, spec in sorted(f["benchmarks"].items()):
+        root = Path(spec["path"])
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        if files_lib.fingerprint(root, files) != spec["fingerprint"]:
+            raise ValueError(f"benchmark {name}: files under {root} changed since the study was planned; "
+                             f"plan it again")
+        for item in real.get(name).load(root):
+            row = -1
+            if item.image is not None:
+                row = len(images)
+                im = Image.fromarray(real.decode_image(item.image)).resize((image_size, image_size),
+                                                                          Image.BICUBIC)
+                images.append(np.asarray(im))
+            items.append({"benchmark": name, "qid": item.qid, "question": item.question,
+                          "options": list(item.options), "answer": item.answer,
+                          "answers": list(item.answers), "subtask": item.subtask, "pair": item.pair,
+                          "row": row})
+    writer.write(out / "real.npy", images, check.width, "encode real benchmarks")
+    (out / "real.json").write_text(json.dumps(items))
+    counts = {name: sum(it["benchmark"] == name for it in items) for name in f["benchmarks"]}
+    return {"items": counts, "images": len(images), "check": check.describe(),
+            "encoder_flops": encoder_forward_flops(encoder, image_size) * writer.images}
 
 
 def load_features(feat_dir: Path, name: str) -> np.ndarray:
