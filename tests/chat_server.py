@@ -57,3 +57,24 @@ class ChatServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class Sleeps:
+    """A recording stand-in for time.sleep; `hook` runs after each call."""
+
+    def __init__(self, hook=None):
+        self.calls: list[float] = []
+        self.hook = hook
+
+    def __call__(self, s: float) -> None:
+        self.calls.append(s)
+        if self.hook is not None:
+            self.hook()
+
+
+def assert_exponential_backoff(calls: list[float], n: int) -> None:
+    """n waits, retry k waiting between 2**(k-1)/2 and 2**(k-1) seconds (equal jitter, back-off
+    base 1 s); a 429's Retry-After of 0 is below the back-off and changes nothing."""
+    assert len(calls) == n
+    for k, s in enumerate(calls, start=1):
+        assert 2 ** (k - 1) / 2 <= s <= 2 ** (k - 1)

@@ -14,7 +14,7 @@ from visual_priors.eval.judge import (PROMPT_VERSION, RUBRIC, JudgeError, LLMRea
                                       split_answer, summarize, trace_of, trace_words,
                                       world_trace, world_vocabulary)
 
-from chat_server import ChatServer
+from chat_server import ChatServer, Sleeps, assert_exponential_backoff
 
 # ----------------------------------------------------------------------- prompts
 
@@ -78,14 +78,6 @@ def server():
     s.close()
 
 
-class Sleeps:
-    def __init__(self):
-        self.calls: list[float] = []
-
-    def __call__(self, s: float) -> None:
-        self.calls.append(s)
-
-
 def _judge(server, tmp_path, **kw):
     kw.setdefault("sleep", Sleeps())
     return LLMReasoningJudge(server.url, "judge-1", cache_dir=tmp_path / "cache", concurrency=4,
@@ -139,10 +131,7 @@ def test_llm_judge_retries_http_errors_and_malformed_answers(server, tmp_path):
     judge = _judge(server, tmp_path, sleep=sleeps, max_retries=5, backoff_base=1.0, seed=0)
     assert judge.judge(TRACES[:1])[0].coherent
     assert len(server.requests) == 6
-    # Exponential back-off with equal jitter (the 429's Retry-After of 0 is below it).
-    assert len(sleeps.calls) == 5
-    for k, s in enumerate(sleeps.calls, start=1):
-        assert 2 ** (k - 1) / 2 <= s <= 2 ** (k - 1)
+    assert_exponential_backoff(sleeps.calls, 5)
 
 
 def test_llm_judge_clear_error_after_max_retries(server, tmp_path):

@@ -15,7 +15,7 @@ from visual_priors.data.labelling import (ALL_LABELS, LABELS, Labeller, get_labe
 from visual_priors.data.labelling import report
 from visual_priors.world import GENRES, World
 
-from chat_server import ChatServer
+from chat_server import ChatServer, Sleeps, assert_exponential_backoff
 
 BASE = {name: j for j, name in enumerate(LABELS)}
 
@@ -188,17 +188,6 @@ def server():
     s.close()
 
 
-class Sleeps:
-    def __init__(self, hook=None):
-        self.calls: list[float] = []
-        self.hook = hook
-
-    def __call__(self, s: float) -> None:
-        self.calls.append(s)
-        if self.hook is not None:
-            self.hook()
-
-
 def _llm(server, tmp_path, **kw):
     kw.setdefault("sleep", Sleeps())
     return get_labeller("llm", url=server.url, model="judge-1", cache_dir=tmp_path / "cache",
@@ -237,11 +226,7 @@ def test_llm_retries_then_succeeds(server, tmp_path):
     bits = lab.label([TEXTS[3]])
     assert np.array_equal(bits[0], [_answer(TEXTS[3])[n] for n in LABELS])
     assert len(server.requests) == 5
-    # Exponential back-off with jitter: retry k waits between 2**(k-1)/2 and 2**(k-1) seconds,
-    # except after the 429 whose Retry-After (0) is below the back-off.
-    assert len(sleeps.calls) == 4
-    for k, s in enumerate(sleeps.calls, start=1):
-        assert 2 ** (k - 1) / 2 <= s <= 2 ** (k - 1)
+    assert_exponential_backoff(sleeps.calls, 4)
 
 
 def test_llm_clear_error_after_max_retries(server, tmp_path):

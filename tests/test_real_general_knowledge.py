@@ -473,3 +473,18 @@ def test_directory_without_the_split_is_an_error(tmp_path):
     write(tmp_path / "data" / "test-00000-of-00001.parquet", [mathvista_row("1", "free_form", "integer", "1")])
     with pytest.raises(BenchmarkFileError, match="testmini"):
         get("mathvista").load(tmp_path)
+
+
+def test_item_records_round_trip_through_json(tmp_path):
+    """The evaluate step scores items rebuilt from real.json, not from the files again."""
+    import dataclasses
+    import json
+
+    from visual_priors.eval.real import item_from_record, item_record
+
+    items = get("mme").load(write(tmp_path / "MME" / "data" / "test-00000-of-00001.parquet", mme_rows()))
+    back = [item_from_record(json.loads(json.dumps(item_record(it)))) for it in items]
+    assert back == [dataclasses.replace(it, image=None, images=()) for it in items]
+    assert [b.meta for b in back] == [it.meta for it in items]
+    preds = ["Yes", "No", "No", "No", "Yes", "No"]
+    assert get("mme").score(back, preds) == get("mme").score(items, preds)

@@ -28,8 +28,6 @@ from pathlib import Path
 def _load(args):
     from visual_priors.config import loading
 
-    if getattr(args, "config_object", None) is not None:
-        return args.config_object
     return loading.load(args.config, args.set)
 
 
@@ -72,13 +70,13 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _run_stage(args, stage: str) -> int:
+def _run_stage(args, stage: str, cfg=None) -> int:
     from visual_priors.suite.executor import StudyFailed, run_study
     from visual_priors.train.loop import Preempted
 
     try:
-        run_study(_load(args), args.root, stage=stage, only=getattr(args, "run", None) or None,
-                  report=stage == "evaluate")
+        run_study(cfg if cfg is not None else _load(args), args.root, stage=stage,
+                  only=getattr(args, "run", None) or None, report=stage == "evaluate")
     except StudyFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -113,8 +111,7 @@ def cmd_evaluate(args) -> int:
             if not args.judge_model:
                 raise SystemExit("error: --judge-url needs --judge-model")
             cfg.eval.judge.url, cfg.eval.judge.model = args.judge_url, args.judge_model
-    args.config_object = cfg
-    code = _run_stage(args, "evaluate")
+    code = _run_stage(args, "evaluate", cfg)
     if code:
         return code
     runs, _ = spec_lib.expand(cfg)

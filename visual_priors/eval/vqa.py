@@ -79,8 +79,7 @@ def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text
     for n_opt in sorted({len(q.options) for q in questions}):
         rows = np.array([i for i, q in enumerate(questions) if len(q.options) == n_opt])
         group = [questions[i] for i in rows]
-        s, t = _score_group(model, tokenizer, group, None if feats is None else feats,
-                            rows, n_opt, text_len, batch_questions)
+        s, t = _score_group(model, tokenizer, group, feats, rows, n_opt, text_len, batch_questions)
         sums[rows, :n_opt], per_token[rows, :n_opt] = s, t
     return sums, per_token
 

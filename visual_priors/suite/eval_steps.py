@@ -75,13 +75,14 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     pre = result_of(pre_step, locate)
     n_questions = {b: sum(q.benchmark == b for q in vq) for b in bench_acc}
     chance = {b: float(np.mean([1 / len(q.options) for q in vq if q.benchmark == b])) for b in bench_acc}
+    chance_summary = vqa.summarize(chance, bench_cat)
     result = {
         "scale": pre["scale"], "params": pre["params"], "tokens": pre["tokens"], "flops": pre["flops"],
         "benchmarks": bench_acc, "benchmark_category": bench_cat, "categories": summary["categories"],
         "overall": summary["overall"], "blind": blind["categories"], "blind_overall": blind["overall"],
         "blind_benchmarks": blind_acc, "chance_benchmarks": chance,
         # Per category: the yes/no family's chance is 1/2, the others' 1/4.
-        "chance": {**(cs := vqa.summarize(chance, bench_cat))["categories"], "overall": cs["overall"]},
+        "chance": {**chance_summary["categories"], "overall": chance_summary["overall"]},
         "mle": mle_bench.summarize(mle_acc, counts),
         "perplexity": pre["perplexity_mean"], "final_loss": pre["train"]["final_loss"],
         "n_questions": n_questions, "language": result_of(step.input("language"), locate),
@@ -93,7 +94,7 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     if judge_cfg.get("questions_per_benchmark"):
         result["judge"] = _judged(model, tok, vq, np.asarray(feats)[vqa_idx], judge_cfg, step, locate)
     for real_step in step.inputs_of("real_features"):
-        result["real"] = _real(model, tok, locate(real_step), f, real_step.fields["benchmarks"])
+        result["real"] = _real(model, tok, locate(real_step), f)
         # Real files for every category replace the world's families as the run's scores.
         if set(REAL_CATEGORIES) <= set(result["real"]["categories"]):
             world_scores = {k: result[k] for k in ("benchmarks", "benchmark_category", "categories",
@@ -141,37 +142,38 @@ def _judged(model, tok, questions, feats, cfg: dict, step, locate: Locate) -> di
     return out
 
 
-def _real(model, tok, feat_dir: Path, f: dict, files: dict) -> dict:
-    """Every real benchmark file: multiple-choice items scored by likelihood over options (and
-    by parsed greedy answers when generation is on), open-ended ones by greedy answers under the
-    benchmark's own metric. Category score = mean of its benchmarks, overall = mean of all."""
-    items = _questions(feat_dir, "real")
-    feats = np.asarray(load_features(feat_dir, "real"))
-    width = feats.shape[1:]
-    item_feats = np.stack([feats[it.row] if it.row >= 0 else np.zeros(width, feats.dtype) for it in items])
-    mc = [i for i, it in enumerate(items) if it.options]
-    open_ = [i for i, it in enumerate(items) if not it.options]
+def _real(model, tok, feat_dir: Path, f: dict) -> dict:
+    """Every real benchmark file: multiple-choice items scored by likelihood over options,
+    open-ended ones by greedy answers under the benchmark's own metric; items without an image
+    are scored without one. Category score = mean of its benchmarks, overall = mean of all."""
+    records = json.loads((feat_dir / "real.json").read_text())
+    items = [real.item_from_record({k: v for k, v in r.items() if k != "row"}) for r in records]
+    rows = np.array([r["row"] for r in records])
+    feats = load_features(feat_dir, "real")
     pred: list = [None] * len(items)
-    if mc:
-        sums, _ = vqa.score_options(model, tok, [items[i] for i in mc], item_feats[mc], text_len=f["text_len"])
-        for i, p in zip(mc, sums.argmax(1)):
-            pred[i] = int(p)
-    if open_:
-        prompts = [items[i].question for i in open_]
-        texts = generate.answer(model, tok, prompts, item_feats[open_],
-                                max_new_tokens=max(f.get("answer_tokens") or 0, 16), batch_size=32)
-        for i, t in zip(open_, texts):
-            pred[i] = t.strip()
+    for with_image in (True, False):
+        for choice in (True, False):
+            idx = [i for i, it in enumerate(items) if (rows[i] >= 0) == with_image and bool(it.options) == choice]
+            if not idx:
+                continue
+            group_feats = np.asarray(feats[rows[idx]]) if with_image else None
+            if choice:
+                sums, _ = vqa.score_options(model, tok, [items[i] for i in idx], group_feats,
+                                            text_len=f["text_len"])
+                answers = [int(p) for p in sums.argmax(1)]
+            else:
+                answers = generate.answer(model, tok, [items[i].question for i in idx], group_feats,
+                                          max_new_tokens=max(f.get("answer_tokens") or 0, 16), batch_size=32)
+            for i, a in zip(idx, answers):
+                pred[i] = a
     scores, categories = {}, {}
     for name in sorted({it.benchmark for it in items}):
         idx = [i for i, it in enumerate(items) if it.benchmark == name]
         bench = real.get(name)
-        loaded = bench.load(Path(files[name]["path"]))
-        scores[name] = bench.score(loaded, [pred[i] for i in idx])
+        scores[name] = bench.score([items[i] for i in idx], [pred[i] for i in idx])
         categories[name] = bench.category
     vq = {b: s["score"] / 100 for b, s in scores.items() if categories[b] != "mle"}
     summary = vqa.summarize(vq, {b: categories[b] for b in vq})
     return {"scores": scores, "benchmarks": vq, "benchmark_category": {b: categories[b] for b in vq},
             "categories": summary["categories"], "overall": summary["overall"],
             "mle": scores.get("mle_bench")}
-

@@ -18,7 +18,7 @@ from pathlib import Path
 import ml_collections
 
 from visual_priors.config import mixtures, stages as stages_lib
-from visual_priors.data import files as files_lib, sources as sources_lib
+from visual_priors.data import sources as sources_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
 
@@ -189,11 +189,7 @@ def real_benchmarks(cfg) -> dict:
     out = {}
     for name, path in sorted(_plain(cfg.eval.get("benchmarks") or {}).items()):
         real.get(name)
-        root = Path(path).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"benchmark {name}: {root} does not exist")
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        out[name] = {"path": str(root), "fingerprint": files_lib.fingerprint(root, files)}
+        out[name] = {"path": str(Path(path).expanduser()), "fingerprint": real.fingerprint(path)}
     return out
 
 

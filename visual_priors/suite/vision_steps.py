@@ -140,7 +140,6 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
     questions into real.json. Refuses files changed since the study was planned."""
     from PIL import Image
 
-    from visual_priors.data import files as files_lib
     from visual_priors.eval import real
     items, images = [], []
     f = step.fields
@@ -150,8 +149,7 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
     writer = FeatureWriter(encoder, f["tokens"], f["dtype"])
     for name, spec in sorted(f["benchmarks"].items()):
         root = Path(spec["path"])
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        if files_lib.fingerprint(root, files) != spec["fingerprint"]:
+        if real.fingerprint(root) != spec["fingerprint"]:
             raise ValueError(f"benchmark {name}: files under {root} changed since the study was planned; "
                              f"plan it again")
         for item in real.get(name).load(root):
@@ -161,10 +159,7 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
                 im = Image.fromarray(real.decode_image(item.image)).resize((image_size, image_size),
                                                                           Image.BICUBIC)
                 images.append(np.asarray(im))
-            items.append({"benchmark": name, "qid": item.qid, "question": item.question,
-                          "options": list(item.options), "answer": item.answer,
-                          "answers": list(item.answers), "subtask": item.subtask, "pair": item.pair,
-                          "row": row})
+            items.append({**real.item_record(item), "row": row})
     writer.write(out / "real.npy", images, check.width, "encode real benchmarks")
     (out / "real.json").write_text(json.dumps(items))
     counts = {name: sum(it["benchmark"] == name for it in items) for name in f["benchmarks"]}

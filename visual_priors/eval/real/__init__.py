@@ -21,7 +21,7 @@ import io
 import numbers
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,26 @@ class Item:
     @property
     def multiple_choice(self) -> bool:
         return bool(self.options)
+
+
+def item_record(item: Item) -> dict:
+    """An item without its image bytes, as JSON-ready fields (``item_from_record`` inverts it),
+    so a benchmark loaded once for encoding is scored later without reading its files again."""
+    return {f.name: getattr(item, f.name) for f in fields(Item) if f.name not in ("image", "images")}
+
+
+def item_from_record(record: dict) -> Item:
+    return Item(**{**record, "options": tuple(record["options"]), "answers": tuple(record["answers"])})
+
+
+def fingerprint(path: str | Path) -> str:
+    """Content fingerprint of a benchmark file or of every file under a benchmark folder."""
+    from visual_priors.data import files as files_lib
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"benchmark path {root} does not exist")
+    found = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return files_lib.fingerprint(root, found)
 
 
 def decode_image(data: bytes) -> np.ndarray:
