@@ -24,7 +24,8 @@ MICRO = [
 @pytest.fixture(scope="module")
 def micro_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    code = cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(root), *MICRO])
+    # Two worker processes share the steps through the registry.
+    code = cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(root), *MICRO, "--workers", "2"])
     assert code == 0
     return root
 
@@ -75,7 +76,30 @@ def test_rerun_reuses_every_step(micro_root, capsys):
     assert time.perf_counter() - t0 < 30
     assert cli.main(["suite", "status", "--root", str(micro_root), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and all(r["status"] == "done" for r in rows)
+    assert rows and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+    assert len({r["worker"] for r in rows}) == 2  # both workers ran steps
+
+
+def test_export_writes_every_finished_run_as_parquet_and_csv(micro_root, tmp_path, capsys):
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    results = {r["run"]: r for r in json.loads((micro_root / "quickstart" / "results.json").read_text())}
+    for name in ("all.parquet", "all.csv"):
+        out = tmp_path / name
+        assert cli.main(["suite", "export", "experiments/quickstart.py", "--root", str(micro_root), *MICRO,
+                         "--out", str(out)]) == 0
+        table = (pq.read_table(out) if name.endswith("parquet") else pa_csv.read_csv(out)).to_pylist()
+        assert sorted(row["run"] for row in table) == sorted(results)
+        for row in table:
+            r = results[row["run"]]
+            assert row["categories.knowledge"] == pytest.approx(r["categories"]["knowledge"])
+            assert row["benchmarks.count"] == pytest.approx(r["benchmarks"]["count"])
+            assert row["language.perplexity.wikitext"] == pytest.approx(r["language"]["perplexity"]["wikitext"])
+            assert row["token_budget"] == 40000 and row["study"] == "quickstart"
+    assert cli.main(["suite", "export", "experiments/quickstart.py", "--root", str(micro_root), *MICRO,
+                     "--out", str(tmp_path / "x.xlsx")]) == 1
+    assert ".parquet, .csv" in capsys.readouterr().err
 
 
 def test_failed_step_keeps_finished_steps(micro_root, monkeypatch, capsys):
@@ -88,12 +112,47 @@ def test_failed_step_keeps_finished_steps(micro_root, monkeypatch, capsys):
     monkeypatch.setitem(runners.RUNNERS, "evaluate", broken)
     monkeypatch.setattr(executor, "RUNNERS", runners.RUNNERS)
     before = {p.name for p in micro_root.iterdir()}
-    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 1
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra,
+                     "--retries", "1", "--backoff", "0.05"]) == 1
     out = capsys.readouterr().out
     assert "FAILED: RuntimeError: evaluation exploded" in out
     assert before <= {p.name for p in micro_root.iterdir()}  # nothing finished was lost
+    assert cli.main(["suite", "status", "--root", str(micro_root), "--format", "json"]) == 0
+    failed = [r for r in json.loads(capsys.readouterr().out) if r["status"] == "failed"]
+    assert len(failed) == 2 and all(r["attempts"] == 2 for r in failed)  # tried, then retried once
     assert cli.main(["suite", "status", "--root", str(micro_root)]) == 0
     assert "evaluation exploded" in capsys.readouterr().out
+    # `clean --failed` forgets them and removes their partial outputs; a rerun starts them afresh.
+    assert all((micro_root / f"{r['name']}.partial").is_dir() for r in failed)
+    assert cli.main(["suite", "clean", "--failed", "--root", str(micro_root)]) == 0
+    assert "removed 2 failed steps" in capsys.readouterr().out
+    assert not any((micro_root / f"{r['name']}.partial").exists() for r in failed)
+    assert cli.main(["suite", "status", "--root", str(micro_root), "--format", "json"]) == 0
+    assert not [r for r in json.loads(capsys.readouterr().out) if r["status"] == "failed"]
+
+
+def test_retry_gives_failed_steps_fresh_attempts_and_shows_their_log_tail(micro_root, monkeypatch, capsys):
+    import logging
+
+    extra = [*MICRO, "--set", "eval.text_len=40"]
+    real = runners.RUNNERS["evaluate"]
+
+    def broken(step, out, locate):
+        logging.getLogger("visual_priors.test").warning("scoring %s, about to fail", step.name)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(runners.RUNNERS, "evaluate", broken)
+    monkeypatch.setattr(executor, "RUNNERS", runners.RUNNERS)
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra,
+                     "--retries", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "log tail" in out and "about to fail" in out
+    assert cli.main(["suite", "status", "--root", str(micro_root)]) == 0
+    assert "about to fail" in capsys.readouterr().out
+    monkeypatch.setitem(runners.RUNNERS, "evaluate", real)
+    assert cli.main(["suite", "retry", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 0
+    out = capsys.readouterr().out
+    assert "2 failed steps of quickstart reset" in out and "2 steps run" in out
 
 
 def test_bad_names_fail_with_valid_lists(capsys, tmp_path):
@@ -118,10 +177,11 @@ def test_encoder_study_with_sft_sets_and_blind_tuning(micro_root, capsys):
     """Two more local encoders and two SFT sets on the micro study's t1-mix0 LLM: the LLM is
     reused, every (encoder, SFT set) pair is adapted and evaluated, and the SFT sets differ in
     what they trained on as their names say."""
-    extra = [*MICRO, "--set", "mixtures=('mix0',)", "--set", "encoders=('mae', 'supervised')",
+    extra = [*MICRO, "--set", "study='encoders'", "--set", "mixtures=('mix0',)",
+             "--set", "encoders=('mae', 'supervised')",
              "--set", "sft_sets=('full', 'reasoning0+blind')", "--set", "encoder.probe.train=200",
              "--set", "encoder.probe.test=100"]
-    assert cli.main(["suite", "run", "experiments/encoders.py", "--root", str(micro_root), *extra]) == 0
+    assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 0
     out = capsys.readouterr().out
     assert "] pretrain-" not in out and "] encoder-" in out  # the LLM is reused, encoders are new
     results = {r["run"]: r for r in json.loads((micro_root / "encoders" / "results.json").read_text())}
@@ -197,3 +257,27 @@ def test_evaluate_reads_real_benchmark_files_without_retraining(micro_root, tmp_
     # Only one category of real files: the world's families stay the run's scores.
     assert len(res["benchmarks"]) == 16
     assert "== t1-mix0" in printed and "real: mle_bench" in printed
+
+
+def test_suite_step_runs_one_step_whose_inputs_are_done(micro_root, capsys):
+    from visual_priors.config import loading
+    from visual_priors.suite import spec
+
+    extra = [*MICRO, "--set", "eval.text_len=44"]
+    cfg = loading.load("experiments/quickstart.py", [a for a in extra if a != "--set"])
+    run = next(r for r in spec.expand(cfg)[0] if r.name == "t1-mix0")
+    step = run.steps["evaluate"]
+    assert not (micro_root / step.name).exists()
+    assert cli.main(["suite", "step", "experiments/quickstart.py", step.name, "--root", str(micro_root),
+                     *extra]) == 0
+    assert (micro_root / step.name / "result.json").is_file()
+    assert not (micro_root / f"{run.steps['evaluate'].name}.partial").exists()
+    # A step whose inputs are not finished is refused with their names.
+    fresh = loading.load("experiments/quickstart.py", [a for a in [*extra, "--set", "sft.examples=200"]
+                                                       if a != "--set"])
+    blocked = next(r for r in spec.expand(fresh)[0] if r.name == "t1-mix0").steps["evaluate"]
+    assert cli.main(["suite", "step", "experiments/quickstart.py", blocked.name, "--root", str(micro_root),
+                     *extra, "--set", "sft.examples=200"]) == 2
+    assert "needs unfinished inputs: sft-" in capsys.readouterr().err
+    assert cli.main(["suite", "step", "experiments/quickstart.py", "evaluate-000000000000",
+                     "--root", str(micro_root), *extra]) == 2

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import time
 
 import pytest
 
@@ -76,40 +79,127 @@ def test_planner_counts():
         planner.plan(_cfg(), chip="abacus")
 
 
-def _worker(path, hashes, q):
+class _Step:
+    """A step as the registry sees it: a hash, a kind, a name, inputs."""
+
+    def __init__(self, h, inputs=()):
+        self.hash, self.kind, self.name, self.inputs = h, "pretrain", f"pretrain-{h}", tuple(inputs)
+
+    def spec(self):
+        return {"hash": self.hash, "inputs": [d.hash for d in self.inputs]}
+
+
+def _dag(n_roots=6, fanout=3):
+    """Roots, then steps that each need two of them, then one step that needs all of those."""
+    roots = [_Step(f"r{i}") for i in range(n_roots)]
+    mids = [_Step(f"m{i}-{j}", (roots[i], roots[(i + 1) % n_roots])) for i in range(n_roots) for j in range(fanout)]
+    return roots + mids + [_Step("top", mids)]
+
+
+def _claiming_worker(path, hashes, log_path, work_s, lease_s):
+    """What a worker process does: claim a ready step, 'run' it, record who ran it, finish."""
+    import os
+    import time
+
     reg = Registry(path)
-
-    class S:
-        kind = "pretrain"
-
-        def __init__(self, h):
-            self.hash, self.name = h, f"pretrain-{h}"
-
-        def spec(self):
-            return {"hash": self.hash}
-
-    for h in hashes:
-        s = S(h)
-        reg.register("study", s)
-        reg.start(s)
-        reg.finish(s, f"/out/{h}")
+    me = f"w{os.getpid()}"
+    steps = {h: _Step(h) for h in hashes}
+    while True:
+        claimed = reg.claim(hashes, me, lease_s=lease_s, max_attempts=1)
+        if not claimed:
+            rows = reg.statuses(hashes)
+            if all(r["status"] == "done" for r in rows.values()):
+                break
+            time.sleep(0.02)
+            continue
+        time.sleep(work_s)
+        with open(log_path, "a") as f:
+            f.write(f"{claimed[0]} {me} {time.time()}\n")
+        assert reg.finish(steps[claimed[0]], f"/out/{claimed[0]}", worker=me)
     reg.close()
-    q.put(len(hashes))
 
 
-def test_registry_under_concurrent_writers(tmp_path):
-    path = tmp_path / "registry.sqlite"
-    q = mp.get_context("spawn").Queue()
-    procs = [mp.get_context("spawn").Process(target=_worker, args=(path, [f"{w}-{i}" for i in range(20)], q))
-             for w in range(3)]
+def test_four_workers_run_every_step_once_after_its_inputs(tmp_path):
+    path, log = tmp_path / "registry.sqlite", tmp_path / "ran.txt"
+    dag = _dag()
+    reg = Registry(path)
+    reg.register_many([("study", s, "") for s in dag])
+    reg.close()
+    ctx = mp.get_context("spawn")
+    hashes = [s.hash for s in dag]
+    procs = [ctx.Process(target=_claiming_worker, args=(path, hashes, log, 0.05, 30.0)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
+    lines = [line.split() for line in log.read_text().splitlines()]
+    ran = [h for h, _, _ in lines]
+    assert sorted(ran) == sorted(hashes)  # every step, exactly once
+    assert len({w for _, w, _ in lines}) > 1  # the work was shared
+    when = {h: float(t) for h, _, t in lines}
+    starts = {r["hash"]: r["started"] for r in Registry(path).rows()}
+    for s in dag:  # no step started before each of its inputs had finished
+        assert all(starts[s.hash] >= when[d.hash] - 1e-3 for d in s.inputs)
+
+
+def _claim_and_hang(path, h, lease_s):
+    import time
+
     reg = Registry(path)
-    rows = reg.rows("study")
-    assert len(rows) == 60 and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+    assert reg.claim([h], "doomed", lease_s=lease_s, max_attempts=2) == [h]
+    time.sleep(600)
+
+
+def test_a_killed_workers_step_is_taken_over_when_its_lease_expires(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    step = _Step("a")
+    reg = Registry(path)
+    reg.register("study", step)
+    ctx = mp.get_context("spawn")
+    doomed = ctx.Process(target=_claim_and_hang, args=(path, "a", 1.0))
+    doomed.start()
+    deadline = time.time() + 60
+    while reg.status("a") != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join()
+    assert reg.claim(["a"], "survivor", lease_s=30, max_attempts=2) == []  # the lease still holds
+    time.sleep(1.2)
+    assert reg.claim(["a"], "survivor", lease_s=30, max_attempts=2) == ["a"]
+    assert not reg.finish(step, "/out/a", worker="doomed")  # a late finish of the dead worker is refused
+    assert reg.finish(step, "/out/a", worker="survivor")
+    row = reg.rows()[0]
+    assert row["status"] == "done" and row["attempts"] == 2 and row["worker"] == "survivor"
+
+
+def test_failed_steps_retry_after_back_off_and_block_their_dependants_for_good(tmp_path):
+    reg = Registry(tmp_path / "registry.sqlite")
+    a = _Step("a")
+    b = _Step("b", (a,))
+    reg.register_many([("study", a, ""), ("study", b, "")])
+    t = 1000.0
+    assert reg.claim(["a", "b"], "w", lease_s=10, max_attempts=2, now=t) == ["a"]
+    reg.fail(a, "boom", log_tail="line 1\nline 2", backoff_s=50.0, worker="w")
+    retry_at = reg.statuses(["a"])["a"]["not_before"]
+    assert reg.claim(["a", "b"], "w", lease_s=10, max_attempts=2, now=retry_at - 1) == []  # backing off
+    assert reg.claim(["a", "b"], "w", lease_s=10, max_attempts=2, now=retry_at + 1) == ["a"]
+    reg.fail(a, "boom again", backoff_s=50.0, worker="w")
+    row = reg.statuses(["a"])["a"]
+    assert row["attempts"] == 2 and row["not_before"] - row["ended"] == pytest.approx(100.0)  # doubled
+    assert reg.claim(["a", "b"], "w", lease_s=10, max_attempts=2, now=time.time() + 1e6) == []
+    assert reg.status("b") == "failed" and "inputs failed" in reg.statuses(["b"])["b"]["error"]
+    assert reg.reset(["a", "b"]) == 2 and reg.status("a") == "pending"
+
+
+def test_interrupted_step_is_given_back_without_spending_an_attempt(tmp_path):
+    reg = Registry(tmp_path / "registry.sqlite")
+    a = _Step("a")
+    reg.register("study", a)
+    reg.claim(["a"], "w", lease_s=10, max_attempts=1)
+    reg.release(a, "w", "interrupted: SIGTERM")
+    row = reg.statuses(["a"])["a"]
+    assert row["status"] == "pending" and row["attempts"] == 0
 
 
 def test_a_corpus_changed_after_planning_is_refused(tmp_path):

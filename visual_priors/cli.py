@@ -1,9 +1,14 @@
 """`visual-priors` command line.
 
     visual-priors scales
-    visual-priors suite plan   experiments/quickstart.py[:tiny] [--format json]
+    visual-priors suite plan   experiments/paper.py[:paper] [--profile P] [--chip h100] [--mfu 0.4] [--format json]
     visual-priors suite run    experiments/quickstart.py[:tiny] [--root runs] [--set key=value ...]
+                               [--workers N] [--retries R] [--pack K]
+    visual-priors suite step   CONFIG STEP_NAME [--root runs]           (one step: a cluster work unit)
     visual-priors suite status [--root runs] [--study NAME] [--format json]
+    visual-priors suite retry  CONFIG [--root runs]                     (failed steps again, with fresh attempts)
+    visual-priors suite clean  --failed [--root runs] [--study NAME]    (forget failed steps, delete their partial outputs)
+    visual-priors suite export CONFIG [--root runs] [--out results.parquet|.csv]
     visual-priors pretrain | adapt | evaluate CONFIG [--run NAME ...]   (one stage of chosen runs)
     visual-priors evaluate CONFIG [--benchmark NAME=PATH] [--lm-task NAME=PATH] [--judge-url U --judge-model M]
     visual-priors benchmarks                                              (world families, real loaders)
@@ -28,7 +33,12 @@ from pathlib import Path
 def _load(args):
     from visual_priors.config import loading
 
-    return loading.load(args.config, args.set)
+    spec = args.config
+    if getattr(args, "profile", None):
+        if ":" in spec:
+            raise SystemExit(f"error: {spec} names a profile already; drop it or --profile")
+        spec = f"{spec}:{args.profile}"
+    return loading.load(spec, args.set)
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -36,6 +46,26 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set pretrain.optim.lr=1e-3 (repeatable)")
     p.add_argument("--root", default="runs", help="where step outputs and the registry live (default: runs)")
+    p.add_argument("--profile", help="tiny or paper (the same as CONFIG:profile)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this host, each pinned to its share of the GPUs or CPU cores")
+    p.add_argument("--retries", type=int, default=2, help="times a failed step is tried again (default 2)")
+    p.add_argument("--backoff", type=float, default=10.0,
+                   help="seconds before the first retry, doubling after each (default 10)")
+    p.add_argument("--lease", type=float, default=120.0,
+                   help="seconds a worker's claim on a step lasts unless renewed (default 120)")
+    p.add_argument("--pack", type=int, default=1,
+                   help="train up to K same-shape pre-training runs together in one program (default 1: off)")
+
+
+def _options(args):
+    from visual_priors.suite.executor import Options
+
+    return Options(workers=args.workers, retries=args.retries, backoff_s=args.backoff,
+                   lease_s=args.lease, pack=args.pack)
 
 
 def cmd_scales(args) -> int:
@@ -61,12 +91,18 @@ def cmd_plan(args) -> int:
     if args.format == "json":
         print(json.dumps(p, indent=1))
         return 0
-    print(f"study {p['study']} ({p['profile']}): {p['runs']} runs, {p['steps']} unique steps, "
+    print(f"study {p['study']} ({p['profile']}): {p['runs']} runs, {p['llms']} LLMs, {p['steps']} unique steps, "
           f"{p['shared_steps']} shared by several runs")
-    for kind, n in p["steps_by_kind"].items():
-        print(f"  {kind:<10} {n}")
-    print(f"pre-training: {p['pretrain_flops']:.3e} FLOPs = {p['pretrain_device_hours']:,.3g} "
-          f"{p['chip']} hours at {100 * p['mfu']:.0f}% MFU")
+    print(f"\n{'study':<22} {'runs':>5} {'LLMs':>5} {'steps':>6} {'shared':>7} {'train FLOPs':>12}")
+    for name, st in p["studies"].items():
+        print(f"{name:<22} {st['runs']:>5} {st['llms']:>5} {st['steps']:>6} "
+              f"{st['shared_with_other_studies']:>7} {st['flops']:>12.3e}")
+    print("\nsteps by kind: " + ", ".join(f"{k} {n}" for k, n in p["steps_by_kind"].items()))
+    print("training FLOPs: " + ", ".join(f"{k} {v:.3e}" for k, v in p["flops_by_kind"].items())
+          + f"; total {p['train_flops']:.3e}")
+    print(f"device-hours at {100 * p['mfu']:.0f}% MFU: "
+          + ", ".join(f"{chip} {h:,.4g}" for chip, h in p["device_hours_by_chip"].items())
+          + f" (the paper reports {p['paper_gpu_hours']:,} GPU-hours)")
     return 0
 
 
@@ -76,7 +112,8 @@ def _run_stage(args, stage: str, cfg=None) -> int:
 
     try:
         run_study(cfg if cfg is not None else _load(args), args.root, stage=stage,
-                  only=getattr(args, "run", None) or None, report=stage == "evaluate")
+                  only=getattr(args, "run", None) or None, report=stage == "evaluate",
+                  options=_options(args))
     except StudyFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -155,14 +192,93 @@ def cmd_status(args) -> int:
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    print(f"{'step':<24} {'status':<8} {'tries':>5} {'seconds':>8}  run / error")
+    print(f"{'step':<24} {'status':<8} {'tries':>5} {'seconds':>8} {'host':<16} run / error")
     for r in rows:
         secs = f"{r['ended'] - r['started']:.1f}" if r["ended"] and r["started"] else ""
         note = r.get("runs") or ""
+        note = note if len(note) <= 60 else note[:57] + "..."
         if r["status"] == "failed" and r["error"]:
             note = r["error"].strip().splitlines()[-1][:80]
-        print(f"{r['name']:<24} {r['status']:<8} {r['attempts']:>5} {secs:>8}  {note}")
+        print(f"{r['name']:<24} {r['status']:<8} {r['attempts']:>5} {secs:>8} {(r['host'] or '')[:16]:<16} {note}")
+        if r["status"] == "failed" and r.get("log_tail"):
+            for line in r["log_tail"].splitlines()[-5:]:
+                print(f"{'':<24} | {line[:120]}")
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def cmd_step(args) -> int:
+    from visual_priors.suite.executor import StudyFailed, run_one
+
+    try:
+        run_one(_load(args), args.root, args.step)
+    except StudyFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _failed_rows(root: str, study: str | None) -> list[dict]:
+    from visual_priors.suite.executor import REGISTRY_FILE
+    from visual_priors.suite.registry import Registry
+
+    path = Path(root) / REGISTRY_FILE
+    if not path.exists():
+        return []
+    reg = Registry(path)
+    rows = reg.rows(study, status="failed")
+    reg.close()
+    return rows
+
+
+def cmd_retry(args) -> int:
+    """The study's failed steps (and those they held back) get fresh attempts, then it runs."""
+    from visual_priors.suite.executor import REGISTRY_FILE
+    from visual_priors.suite.registry import Registry
+
+    cfg = _load(args)
+    rows = _failed_rows(args.root, cfg.study)
+    if rows:
+        reg = Registry(Path(args.root) / REGISTRY_FILE)
+        reg.reset([r["hash"] for r in rows])
+        reg.close()
+    print(f"{len(rows)} failed steps of {cfg.study} reset: " + (", ".join(r["name"] for r in rows) or "none"))
+    return _run_stage(args, "evaluate", cfg)
+
+
+def cmd_clean(args) -> int:
+    import shutil
+
+    from visual_priors.suite.executor import REGISTRY_FILE
+    from visual_priors.suite.registry import Registry
+
+    if not args.failed:
+        raise SystemExit("error: say what to clean: --failed")
+    rows = _failed_rows(args.root, args.study)
+    for r in rows:
+        shutil.rmtree(Path(args.root) / f"{r['name']}.partial", ignore_errors=True)
+    if rows:
+        reg = Registry(Path(args.root) / REGISTRY_FILE)
+        reg.forget([r["hash"] for r in rows])
+        reg.close()
+    print(f"removed {len(rows)} failed steps and their partial outputs"
+          + (": " + ", ".join(r["name"] for r in rows) if rows else ""))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from visual_priors.suite import export
+    from visual_priors.suite.executor import collect
+
+    cfg = _load(args)
+    results = list(collect(cfg, Path(args.root)).values())
+    out = args.out or str(Path(args.root) / cfg.study / "results.parquet")
+    try:
+        path = export.write(results, out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(results)} runs -> {path}")
     return 0
 
 
@@ -484,7 +600,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
     p = suite.add_parser("run", help="run every unfinished step of a study, then report")
     _add_config(p)
+    _add_run_options(p)
     p.set_defaults(func=lambda a: _run_stage(a, "evaluate"))
+    p = suite.add_parser("step", help="run one step whose inputs are finished (a cluster work unit)")
+    _add_config(p)
+    p.add_argument("step", metavar="STEP_NAME", help="e.g. pretrain-1a2b3c4d5e6f (`suite plan --format json` "
+                                                      "and `suite status` show names)")
+    p.set_defaults(func=cmd_step)
+    p = suite.add_parser("retry", help="give a study's failed steps fresh attempts and run it again")
+    _add_config(p)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_retry)
+    p = suite.add_parser("clean", help="forget failed steps and delete their partial outputs")
+    p.add_argument("--failed", action="store_true", help="clean the failed steps")
+    p.add_argument("--root", default="runs")
+    p.add_argument("--study", default=None, help="only this study's failed steps")
+    p.set_defaults(func=cmd_clean)
+    p = suite.add_parser("export", help="results of every finished run as one Parquet or CSV table")
+    _add_config(p)
+    p.add_argument("--out", help="output file, .parquet or .csv (default: ROOT/STUDY/results.parquet)")
+    p.set_defaults(func=cmd_export)
     p = suite.add_parser("status", help="every step in the registry")
     p.add_argument("--root", default="runs")
     p.add_argument("--study", default=None)
@@ -497,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "checkpoints, print it and report")):
         p = sub.add_parser(name, help=text)
         _add_config(p)
+        _add_run_options(p)
         p.add_argument("--run", action="append", help="run name, e.g. t1-mix0 (repeatable; default all)")
         p.set_defaults(func=lambda a, s=stage: _run_stage(a, s))
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",

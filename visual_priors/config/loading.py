@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ml_collections
 
-from visual_priors.config import mixtures, scales, stages
+from visual_priors.config import mixtures, scales, stages, studies
 from visual_priors.data import sources as sources_lib
 
 
@@ -61,19 +61,14 @@ def parse_value(raw: str):
 
 def validate_study(cfg: ml_collections.ConfigDict) -> None:
     """Names and numbers a study refers to must exist and make sense."""
-    for name in cfg.scales:
-        scales.get(name)
     corpora = sources_lib.load_corpora(cfg.data.corpora) if cfg.data.get("corpora") else {}
     known = sources_lib.known_sources(corpora)
-    for name in cfg.mixtures:
-        mixtures.parse(name, known_sources=known, default_pool=cfg.data.get("pool"))
-    if "encoders" in cfg:
-        stages.validate_encoders(cfg.encoders, cfg.imported_encoders)
-        for name in cfg.sft_sets:
+    for grid in studies.grids(cfg):
+        for name in grid.scales:
+            scales.get(name)
+        for name in grid.mixtures:
+            mixtures.parse(name, known_sources=known, default_pool=cfg.data.get("pool"))
+        # An imported encoder may lack its path while a study is planned; running refuses it.
+        stages.validate_encoders(grid.encoders, cfg.imported_encoders, require_paths=False)
+        for name in grid.sft_sets:
             stages.parse_sft_set(name)
-    missing = [s for s in cfg.scales if s not in cfg.tokens]
-    if missing:
-        raise ValueError(f"study {cfg.study!r} gives no token budget for scales {missing}")
-    for s, n in cfg.tokens.items():
-        if int(n) <= 0:
-            raise ValueError(f"token budget of scale {s} must be positive, got {n}")

@@ -3,7 +3,8 @@
 Three kinds of mixture, each a list of components (a share of the run's tokens drawn from the
 segments that satisfy a label predicate, within some sources):
 
-- **sources** (`"mix6"`, or explicit weights): one component per source, its weight of tokens.
+- **sources** (`"mix6"`, `"source:code"` for one source alone, or explicit weights): one
+  component per source, its weight of tokens.
   mix0..mix10 are the paper's table 2 (3B LLMs, 50B tokens), in percent of tokens per source.
 - **category** (`"category:visual_concept=25"`): p% of tokens from segments carrying the label,
   the rest from segments without it, each drawn from the pool in natural proportions.
@@ -83,7 +84,7 @@ def get(name: str) -> dict[str, float]:
     if name not in MIXTURES:
         valid = ", ".join(list(MIXTURES) + list(ALIASES))
         raise ValueError(f"unknown mixture {name!r}; valid mixtures: {valid}, "
-                         "category:<label>=<percent>, grid:reasoning=<r>,visual=<v>")
+                         "source:<name>, category:<label>=<percent>, grid:reasoning=<r>,visual=<v>")
     weights = MIXTURES[name]
     validate_weights(weights, tolerance=PAPER_TOLERANCE)
     total = sum(weights.values())
@@ -220,13 +221,16 @@ _KV = re.compile(r"^\s*([a-z_]+)\s*=\s*([^,]+?)\s*$")
 
 
 def _parse_string(text: str) -> dict[str, Any]:
-    """'category:visual_concept=25' / 'grid:reasoning=60,visual=15[,overlap=exclusive]'."""
+    """'source:code' / 'category:visual_concept=25' / 'grid:reasoning=60,visual=15[,overlap=exclusive]'."""
     kind, _, rest = text.partition(":")
     if kind == "category":
         label, sep, percent = rest.partition("=")
         if not sep:
             raise ValueError(f"write a category mixture as category:<label>=<percent>, got {text!r}")
         return {"kind": "category", "label": label.strip(), "percent": percent.strip()}
+    if kind == "source":  # one source alone, named after it (the single-source study)
+        name = rest.strip()
+        return {"kind": "sources", "name": name, "weights": {name: 1.0}}
     if kind == "grid":
         fields: dict[str, Any] = {"kind": "grid"}
         for item in rest.split(","):
@@ -243,7 +247,7 @@ def parse(mixture: str | Mapping[str, Any], known_sources: Sequence[str] | None 
           default_pool: Sequence[str] | None = None) -> Mixture:
     """Any mixture spec -> a validated `Mixture`; errors name the bad field.
 
-    Accepts a table-2 name or alias, 'category:<label>=<p>', 'grid:reasoning=<r>,visual=<v>',
+    Accepts a table-2 name or alias, 'source:<name>' (that source alone), 'category:<label>=<p>', 'grid:reasoning=<r>,visual=<v>',
     plain source weights {source: weight}, or a dict with "kind" (as `Mixture.spec` writes it).
     `known_sources`, when given, is what source names must be among; category and grid
     mixtures without a pool draw from `default_pool` (the paper's sixteen sources if None).

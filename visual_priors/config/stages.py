@@ -70,8 +70,9 @@ def sft_label(category: str | None, source: str, has_image: bool) -> str | None:
     return None
 
 
-def validate_encoders(names, imported) -> None:
-    """Every name is a local objective or a declared imported encoder (with a path)."""
+def validate_encoders(names, imported, *, require_paths: bool = True) -> None:
+    """Every name is a local objective or a declared imported encoder (with a path, unless
+    `require_paths` is off: a study is planned before its checkpoints are at hand)."""
     if not names:
         raise ValueError("cfg.encoders is empty: name at least one encoder")
     for name in names:
@@ -81,6 +82,6 @@ def validate_encoders(names, imported) -> None:
             raise ValueError(f"unknown encoder {name!r}; local: {', '.join(LOCAL_ENCODERS)}; "
                              f"imported: {', '.join(imported) or 'none declared'} "
                              "(declare one with --set imported_encoders.<name>.path=...)")
-        if not imported[name].get("path"):
+        if require_paths and not imported[name].get("path"):
             raise ValueError(f"imported encoder {name!r} has no checkpoint path; set "
                              f"imported_encoders.{name}.path to its directory or file")

@@ -18,6 +18,7 @@ from pathlib import Path
 import ml_collections
 
 from visual_priors.config import mixtures, stages as stages_lib
+from visual_priors.config.studies import grids
 from visual_priors.data import sources as sources_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
@@ -90,14 +91,22 @@ class Run:
     steps: dict[str, Step]  # kind -> the run's own step of that kind
     encoder: str = "contrastive"
     sft_set: str = "full"
+    study: str = ""
+    # What curves are fitted over: the text mixture, split by whatever else its grid varies.
+    series: str = ""
 
 
 def study_mixtures(cfg: ml_collections.ConfigDict) -> tuple[list[mixtures.Mixture], dict[str, dict]]:
-    """The study's mixtures, validated, and the real corpora its config names ({} if none)."""
+    """Every grid's mixtures, validated (in grid order, each once), and the real corpora the
+    config names ({} if none)."""
     corpora = sources_lib.load_corpora(cfg.data.corpora) if cfg.data.get("corpora") else {}
     known = sources_lib.known_sources(corpora)
-    return [mixtures.parse(m, known_sources=known, default_pool=cfg.data.get("pool"))
-            for m in cfg.mixtures], corpora
+    parsed = {}
+    for grid in grids(cfg):
+        for m in grid.mixtures:
+            mix = mixtures.parse(m, known_sources=known, default_pool=cfg.data.get("pool"))
+            parsed.setdefault(json.dumps(mix.spec, sort_keys=True), mix)
+    return list(parsed.values()), corpora
 
 
 def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
@@ -106,7 +115,11 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     # not reuse tokenizers, shards or features made from the old one.
     world = {**_plain(cfg.world), "version": WORLD_VERSION}
     mixes, corpora = study_mixtures(cfg)
-    all_sources = sorted({src for m in mixes for src in m.sources})
+    by_spec = {json.dumps(m.spec, sort_keys=True): m for m in mixes}
+    # The tokenizer and the held-out text cover the whole pool, not only what this study draws
+    # from, so that studies drawing on different sources still share one tokenizer and hence
+    # their common LLMs (the paper tokenises everything with one vocabulary).
+    all_sources = sorted({src for m in mixes for src in m.sources} | set(cfg.data.get("pool") or ()))
     # A real corpus is identified by its reader spec and its content hash, not by the world.
     used_corpora = {s: {**corpora[s], "fingerprint": sources_lib.resolve_source(s, corpora).fingerprint}
                     for s in all_sources if s in corpora}
@@ -127,15 +140,16 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                          (tokenizer,), workers) for src in all_sources}
     labels = {src: Step("labels", {"labeller": _plain(cfg.data.labeller)}, (shards[src], tokenizer))
               for src in all_sources}
-    stages_lib.validate_encoders(cfg.encoders, cfg.imported_encoders)
-    sft_sets = [stages_lib.parse_sft_set(name) for name in cfg.sft_sets]
+    study_grids = grids(cfg)
+    encoders = list(dict.fromkeys(e for g in study_grids for e in g.encoders))
+    stages_lib.validate_encoders(encoders, cfg.imported_encoders, require_paths=False)
     features = {name: Step("features", {
         "world": world, "layer": cfg.features.layer, "tokens": cfg.features.tokens,
         "dtype": cfg.features.dtype, "align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
         # Only what decides which images are encoded: scoring settings leave features alone.
         "eval": {k: cfg.eval[k] for k in ("questions_per_benchmark", "mle_per_bin")}},
         (_encoder_step(cfg, name, world, tokenizer),))
-        for name in cfg.encoders}
+        for name in encoders}
     # Real benchmark images get their own step, so adding files retrains nothing.
     bench_files = real_benchmarks(cfg)
     real_features = {name: Step("real_features", {
@@ -143,43 +157,73 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         "dtype": cfg.features.dtype, "benchmarks": bench_files}, (feats.input("encoder"),))
         for name, feats in features.items()} if bench_files else {}
 
-    runs = []
-    for mixture in mixes:
-        for scale in cfg.scales:
-            tokens = int(cfg.tokens[scale])
-            pretrain = Step("pretrain", {
-                "scale": scale, "mixture": _plain(mixture.spec), "tokens": tokens, "seed": cfg.seed,
-                "max_epochs": cfg.data.max_epochs,
-                "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
-                "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
-                "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
-                "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
-                "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
-                "perplexity_windows": cfg.eval.perplexity_windows},
-                (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
-                 *(heldout[s] for s in all_sources)))
-            # Language ability belongs to the LLM: one step, shared by every encoder and SFT set.
-            language = Step("language", {"world": world, **_plain(cfg.eval.language)}, (pretrain, tokenizer))
-            for encoder in cfg.encoders:
-                feats = features[encoder]
-                align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)}, (pretrain, feats, tokenizer))
-                for sft_set in sft_sets:
-                    sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft), "set": sft_set.spec()},
-                               (pretrain, align, feats, tokenizer))
-                    evaluate = Step("evaluate", {k: v for k, v in _plain(cfg.eval).items()
-                                                 if k not in ("language", "benchmarks")},
-                                    (pretrain, sft, feats, tokenizer, language)
-                                    + ((real_features[encoder],) if real_features else ()))
-                    # Names grow only along the axes the study varies.
-                    name = f"{scale}-{mixture.name}"
-                    if len(cfg.encoders) > 1:
-                        name += f"-{encoder}"
-                    if len(sft_sets) > 1:
-                        name += f"-{sft_set.name}"
-                    runs.append(Run(name, scale, mixture.name, tokens,
-                                    {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate},
-                                    encoder=encoder, sft_set=sft_set.name))
+    def pretrain_step(scale: str, mixture: mixtures.Mixture, tokens: int) -> Step:
+        return Step("pretrain", {
+            "scale": scale, "mixture": _plain(mixture.spec), "tokens": tokens, "seed": cfg.seed,
+            "max_epochs": cfg.data.max_epochs,
+            "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
+            "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
+            "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
+            "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
+            "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
+            "perplexity_windows": cfg.eval.perplexity_windows},
+            (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
+             *(heldout[s] for s in all_sources)))
+
+    runs, names = [], set()
+    for grid in study_grids:
+        sft_sets = [stages_lib.parse_sft_set(name) for name in grid.sft_sets]
+        several_budgets = any(len(b) > 1 for b in grid.tokens.values())
+        for raw_mixture in grid.mixtures:
+            mixture = by_spec[json.dumps(mixtures.parse(raw_mixture, default_pool=cfg.data.get("pool")).spec,
+                                         sort_keys=True)]
+            for scale in grid.scales:
+                for tokens in grid.tokens[scale]:
+                    pretrain = pretrain_step(scale, mixture, tokens)
+                    # Language ability belongs to the LLM: one step, shared by every encoder and SFT set.
+                    language = Step("language", {"world": world, **_plain(cfg.eval.language)},
+                                    (pretrain, tokenizer))
+                    for encoder in grid.encoders:
+                        feats = features[encoder]
+                        align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)}, (pretrain, feats, tokenizer))
+                        for sft_set in sft_sets:
+                            sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft), "set": sft_set.spec()},
+                                       (pretrain, align, feats, tokenizer))
+                            evaluate = Step("evaluate", {k: v for k, v in _plain(cfg.eval).items()
+                                                         if k not in ("language", "benchmarks")},
+                                            (pretrain, sft, feats, tokenizer, language)
+                                            + ((real_features[encoder],) if real_features else ()))
+                            # Names grow only along the axes the grid varies.
+                            name = f"{scale}-{token_label(tokens)}" if several_budgets else scale
+                            name += f"-{mixture.name}"
+                            series = mixture.name
+                            if len(grid.encoders) > 1:
+                                name += f"-{encoder}"
+                                series += f" / {encoder}"
+                            if len(sft_sets) > 1:
+                                name += f"-{sft_set.name}"
+                                series += f" / {sft_set.name}"
+                            if grid.name:  # runs of different grids are never pooled in a fit
+                                name = f"{grid.name}/{name}"
+                                series = f"{grid.name}: {series}"
+                            if name in names:
+                                raise ValueError(f"study {cfg.study!r} has two runs named {name!r}; "
+                                                 "give its grids distinct names")
+                            names.add(name)
+                            runs.append(Run(name, scale, mixture.name, tokens,
+                                            {"pretrain": pretrain, "align": align, "sft": sft,
+                                             "evaluate": evaluate},
+                                            encoder=encoder, sft_set=sft_set.name, study=grid.study,
+                                            series=series))
     return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+def token_label(tokens: int) -> str:
+    """75000 -> '75k', 30_000_000_000 -> '30B', 0 -> '0'."""
+    for unit, size in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("k", 10**3)):
+        if tokens >= size:
+            return f"{tokens / size:g}{unit}"
+    return str(tokens)
 
 
 def real_benchmarks(cfg) -> dict:
@@ -205,8 +249,11 @@ def _encoder_step(cfg, name: str, world: dict, tokenizer: Step) -> Step:
             return Step("encoder", {**fields, "text_len": cfg.encoder.text_len}, (tokenizer,))
         return Step("encoder", fields)
     spec = _plain(cfg.imported_encoders[name])
-    return Step("encoder", {"world": world, "import": {**spec, "fingerprint": encoders_lib.fingerprint(
-        spec["path"])}, "probe": probe})
+    # Without a path the study can still be planned; the encoder step refuses to run.
+    content = encoders_lib.fingerprint(spec["path"]) if spec.get("path") else None
+    # The name keeps encoders apart while their paths are not given yet.
+    return Step("encoder", {"world": world, "import": {**spec, "name": name, "fingerprint": content},
+                            "probe": probe})
 
 
 def topological(targets: list[Step]) -> list[Step]:

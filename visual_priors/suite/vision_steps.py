@@ -30,6 +30,9 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
     world = world_of(f)
     if "import" in f:
         spec = f["import"]
+        if not spec.get("path"):
+            raise ValueError("an imported encoder of this study has no checkpoint path; set "
+                             "imported_encoders.<name>.path to its directory or file")
         now = encoders.fingerprint(spec["path"])
         if now != spec["fingerprint"]:
             raise ValueError(f"encoder checkpoint {spec['path']} changed since the study was planned "

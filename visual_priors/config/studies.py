@@ -1,0 +1,132 @@
+"""Studies as grids of runs, written once at paper scale and mapped onto tiny scales.
+
+A study config either names its runs at the top level (`scales`, `tokens`, `mixtures`,
+`encoders`, `sft_sets`: one product) or holds `grids`, a tuple of such products, each with an
+optional `name` that prefixes its run names and a `study` it belongs to (`experiments/paper.py`
+gathers every study's grids into one config). Token budgets are one number per scale or a tuple
+of them (the scale sweep's eight budgets).
+
+The paper's studies are written with the paper's numbers. Under the `tiny` profile `miniature`
+maps them: the five paper scales onto the five tiny ones in order, every token budget by the
+same factor (so budgets keep their ratios: 3B / 30B becomes t3 / 75k tokens, 7B / 1T becomes
+t4 / 2.5M), the public encoders onto the local objectives that stand in for them, and the
+multimodal stages onto a budget that lets the whole paper run on a 2-core CPU in hours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from visual_priors.config import profiles, scales as scales_lib
+
+PAPER_TO_TINY = {"340M": "t1", "1B": "t2", "3B": "t3", "7B": "t4", "13B": "t5"}
+# Tiny tokens per paper billion.
+TINY_TOKENS_PER_BILLION = 2_500
+# The paper's encoders and the local objective that stands in for each (config/stages.py).
+PAPER_TO_LOCAL_ENCODERS = {"metaclip": "contrastive", "dinov2": "supervised", "mae_h": "mae"}
+B = 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A product of runs: scales x token budgets x mixtures x encoders x SFT sets."""
+    study: str
+    name: str  # prefix of its run names ("" for a study's only grid)
+    scales: tuple[str, ...]
+    tokens: dict[str, tuple[int, ...]]  # scale -> its token budgets
+    mixtures: tuple
+    encoders: tuple[str, ...]
+    sft_sets: tuple[str, ...]
+
+
+def grids(cfg: ml_collections.ConfigDict) -> list[Grid]:
+    """The study's grids: `cfg.grids` when it has them (fields a grid leaves out come from the
+    top level), else one grid of the top-level fields."""
+    raw = list(cfg.get("grids") or ()) or [ml_collections.ConfigDict()]
+    return [_grid(cfg, g) for g in raw]
+
+
+def _grid(cfg, g) -> Grid:
+    def pick(key, default=None):
+        value = g.get(key)
+        return value if value is not None else cfg.get(key, default)
+
+    study, name = str(pick("study", "")), str(g.get("name") or "")
+    where = f"study {study!r}" + (f", grid {name!r}" if name else "")
+    scales = tuple(pick("scales", ()))
+    if not scales:
+        raise ValueError(f"{where} names no scales")
+    for s in scales:
+        scales_lib.get(s)  # unknown names fail with the valid ones
+    tokens = pick("tokens", {})
+    tokens = tokens.to_dict() if isinstance(tokens, ml_collections.ConfigDict) else dict(tokens)
+    missing = [s for s in scales if s not in tokens]
+    if missing:
+        raise ValueError(f"{where} gives no token budget for scales {missing}")
+    budgets = {}
+    for s in scales:
+        values = tokens[s] if isinstance(tokens[s], (list, tuple)) else (tokens[s],)
+        budgets[s] = tuple(int(n) for n in values)
+        if not budgets[s] or any(n < 0 for n in budgets[s]):
+            raise ValueError(f"{where}: token budgets of scale {s} must be non-negative, got {list(values)}")
+    mixes = tuple(pick("mixtures", ()))
+    if not mixes:
+        raise ValueError(f"{where} names no mixtures")
+    return Grid(study, name, scales, budgets, mixes, tuple(pick("encoders", ("contrastive",))),
+                tuple(pick("sft_sets", ("full",))))
+
+
+def grid(*, scales, tokens, mixtures, encoders=None, sft_sets=None, name: str = "",
+         study: str | None = None) -> ml_collections.ConfigDict:
+    """One grid; `tokens` is a budget (or tuple of budgets) for every scale, or a dict per scale."""
+    if not isinstance(tokens, dict):
+        tokens = {s: tokens for s in scales}
+    g = ml_collections.ConfigDict({"name": name, "scales": tuple(scales),
+                                   "tokens": {s: (tuple(v) if isinstance(v, (list, tuple)) else v)
+                                              for s, v in tokens.items()},
+                                   "mixtures": tuple(mixtures)})
+    for key, value in (("encoders", encoders), ("sft_sets", sft_sets), ("study", study)):
+        if value is not None:
+            g[key] = tuple(value) if isinstance(value, (list, tuple)) else value
+    return g
+
+
+def paper_study(arg: str | None, study: str, study_grids) -> ml_collections.ConfigDict:
+    """A study of the paper: the profile's settings and the study's grids at paper scale,
+    mapped onto tiny scales under the tiny profile."""
+    cfg = profiles.get(arg or "tiny")
+    cfg.study = study
+    cfg.encoders = ("metaclip",)  # the paper's default encoder, MetaCLIP-B/16
+    cfg.grids = tuple(study_grids)
+    if cfg.profile == "tiny":
+        miniature(cfg)
+    return cfg
+
+
+def miniature(cfg: ml_collections.ConfigDict) -> None:
+    """Map a paper-scale study onto tiny scales, budgets and encoders, in place."""
+    cfg.grids = tuple(_tiny_grid(g) for g in cfg.grids)
+    cfg.encoders = tuple(PAPER_TO_LOCAL_ENCODERS.get(e, e) for e in cfg.encoders)
+    # The multimodal stages of every run, sized so that the paper's ~150 MLLMs fit in hours.
+    cfg.align.examples = 1_500
+    cfg.sft.examples = 3_000
+    cfg.eval.questions_per_benchmark = 30
+    cfg.eval.mle_per_bin = 30
+    cfg.eval.language.n_per_task = 50
+    cfg.eval.judge.questions_per_benchmark = 4
+
+
+def _tiny_grid(g: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    out = ml_collections.ConfigDict(g.to_dict())
+    out.scales = tuple(PAPER_TO_TINY[s] for s in g.scales)
+    out.tokens = {PAPER_TO_TINY[s]: tuple(tiny_tokens(n) for n in (v if isinstance(v, (list, tuple)) else (v,)))
+                  for s, v in g.tokens.items()}
+    if g.get("encoders"):
+        out.encoders = tuple(PAPER_TO_LOCAL_ENCODERS.get(e, e) for e in g.encoders)
+    return out
+
+
+def tiny_tokens(paper_tokens: int) -> int:
+    return int(round(paper_tokens / B * TINY_TOKENS_PER_BILLION))
