@@ -281,3 +281,32 @@ def test_suite_step_runs_one_step_whose_inputs_are_done(micro_root, capsys):
     assert "needs unfinished inputs: sft-" in capsys.readouterr().err
     assert cli.main(["suite", "step", "experiments/quickstart.py", "evaluate-000000000000",
                      "--root", str(micro_root), *extra]) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_worker_and_a_rerun_finishes_the_study(tmp_path):
+    """`suite run --workers 2` stopped by SIGTERM mid-study: the workers give their steps back
+    (none is left 'running' under a lease), and the same command finishes the study."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "visual_priors.cli", "suite", "run", "experiments/quickstart.py",
+           "--root", str(tmp_path), *MICRO, "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    done = 0
+    while time.time() < deadline and done < 12:
+        time.sleep(1)
+        if (tmp_path / "registry.sqlite").exists():
+            with sqlite3.connect(tmp_path / "registry.sqlite") as db:
+                done = db.execute("SELECT count(*) FROM steps WHERE status='done'").fetchone()[0]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 130, proc.stderr.read()[-2000:]
+    with sqlite3.connect(tmp_path / "registry.sqlite") as db:
+        states = dict(db.execute("SELECT status, count(*) FROM steps GROUP BY status").fetchall())
+    assert states.get("running", 0) == 0 and states.get("pending", 0) > 0
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    with sqlite3.connect(tmp_path / "registry.sqlite") as db:
+        assert {s for (s,) in db.execute("SELECT status FROM steps")} == {"done"}

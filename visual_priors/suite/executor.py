@@ -22,6 +22,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -359,6 +360,16 @@ def _run_workers(cfg, root: Path, steps, options: Options, echo) -> None:
              for i in range(options.workers)]
     for p in procs:
         p.start()
+    # A SIGTERM or Ctrl-C here reaches the workers: each checkpoints and gives its step back.
+    stop = []
+
+    def forward(signum, frame):
+        stop.append(signum)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     names = {s.hash: s.name for s in steps}
     seen: dict[str, str] = {}
     registry = Registry(root / REGISTRY_FILE)
@@ -389,6 +400,10 @@ def _run_workers(cfg, root: Path, steps, options: Options, echo) -> None:
         registry.close()
         for p in procs:
             p.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(stop[0]).name}")
     crashed = [i for i, p in enumerate(procs) if p.exitcode not in (0, None)]
     if crashed:
         echo(f"workers {crashed} exited abnormally; their logs are in {logs}")
@@ -398,11 +413,25 @@ def _worker_main(cfg, root: str, targets, options: Options, index: int, devices:
     os.environ.update(devices.get("env", {}))
     if devices.get("cpus"):
         os.sched_setaffinity(0, devices["cpus"])
+    # Outside training (whose loop checkpoints first) a SIGTERM interrupts at once; either way
+    # the worker gives its step back instead of leaving it to a lease that must expire.
+    signal.signal(signal.SIGTERM, _interrupt)
+    streams = sys.stdout, sys.stderr
     with open(log_path, "a", buffering=1) as out:
         sys.stdout = sys.stderr = out
         logging.basicConfig(stream=out, level=logging.INFO, force=True)
-        work(cfg, Path(root), targets, options, echo=lambda msg: print(msg, file=out, flush=True),
-             worker=f"{worker_id()}/{index}")
+        try:
+            work(cfg, Path(root), targets, options, echo=lambda msg: print(msg, file=out, flush=True),
+                 worker=f"{worker_id()}/{index}")
+        except (Preempted, KeyboardInterrupt):  # its step is given back; the study resumes on a rerun
+            print("worker stopped by a signal", file=out)
+            sys.exit(130)
+        finally:
+            sys.stdout, sys.stderr = streams
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def device_slices(workers: int) -> list[dict]:
