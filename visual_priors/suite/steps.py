@@ -114,30 +114,63 @@ def llm_config(scale: str, tok) -> ml_collections.ConfigDict:
 
 def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
     f = step.fields
-    tok = tokenizer_of(step, locate)
-    cfg = llm_config(f["scale"], tok)
-    cfg.update(f.get("model", {}))
+    cfg = pretrain_config(step, locate)
     mesh = mesh or mesh_lib.make_mesh(f["mesh"])
-    model = mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"])), mesh, f["rules"])
-    data = pipeline.PretrainData(_pool(step, locate), f["mixture"], seq_len=f["seq_len"],
+    model = new_llm(cfg, f, mesh)
+    data = pretrain_data(step, locate)
+    if f["tokens"] == 0:  # the scale sweep's 0B point: the randomly initialised LLM itself
+        result = loop.TrainResult(steps=0, first_loss=float("nan"), final_loss=float("nan"), tokens=0,
+                                  tokens_per_s=0.0, elapsed_s=0.0, resumed_from=None, losses=[])
+    else:
+        result = loop.run(model, pretrain_loss, data, mesh=mesh, rules=f["rules"], workdir=out / "work",
+                          **pretrain_options(f, cfg))
+    return finish_pretrain(step, out, locate, model, cfg, data, result)
+
+
+# The pieces of run_pretrain, shared with the packed trainer (packed_steps.py).
+
+
+def pretrain_config(step, locate: Locate) -> ml_collections.ConfigDict:
+    """The LLM config of a pretrain step: its scale, checked against its tokenizer, with the
+    step's model settings (dtypes, remat, layer scan)."""
+    cfg = llm_config(step.fields["scale"], tokenizer_of(step, locate))
+    cfg.update(step.fields.get("model", {}))
+    return cfg
+
+
+def new_llm(cfg, f: dict, mesh) -> llm_lib.Llama:
+    return mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"])), mesh, f["rules"])
+
+
+def pretrain_data(step, locate: Locate) -> pipeline.PretrainData:
+    f = step.fields
+    return pipeline.PretrainData(_pool(step, locate), f["mixture"], seq_len=f["seq_len"],
                                  batch_size=f["batch_size"], seed=f["seed"], total_tokens=f["tokens"],
                                  max_epochs=f["max_epochs"], process_index=jax.process_index(),
                                  process_count=jax.process_count())
-    steps = max(1, f["tokens"] // (f["seq_len"] * f["batch_size"]))
 
-    def loss_fn(model, batch):
-        tokens = batch["tokens"]
-        loss, _ = masked_nll(model, tokens, jnp.ones_like(tokens), segment_ids=batch["segment_ids"],
-                             positions=batch["positions"])
-        # The budget counts every input position, boundary targets included.
-        return loss, {"tokens": jnp.asarray(tokens.shape[0] * (tokens.shape[1] - 1))}
 
-    result = loop.run(model, loss_fn, data, steps=steps, optim_cfg=as_config(f["optim"]),
-                      mesh=mesh, rules=f["rules"], workdir=out / "work",
-                      ckpt_every=f["ckpt_every"], keep_every=f.get("keep_every", 0),
-                      log_every=f["log_every"], desc=f"pretrain {f['scale']}",
-                      accum_steps=f.get("grad_accum", 1), metadata=_llm_metadata(f["scale"], cfg),
-                      flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
+def pretrain_loss(model, batch):
+    tokens = batch["tokens"]
+    loss, _ = masked_nll(model, tokens, jnp.ones_like(tokens), segment_ids=batch["segment_ids"],
+                         positions=batch["positions"])
+    # The budget counts every input position, boundary targets included.
+    return loss, {"tokens": jnp.asarray(tokens.shape[0] * (tokens.shape[1] - 1))}
+
+
+def pretrain_options(f: dict, cfg) -> dict:
+    """The training loop's settings for a pretrain step, other than model, data and placement."""
+    return dict(steps=max(1, f["tokens"] // (f["seq_len"] * f["batch_size"])),
+                optim_cfg=as_config(f["optim"]), ckpt_every=f["ckpt_every"],
+                keep_every=f.get("keep_every", 0), log_every=f["log_every"], desc=f"pretrain {f['scale']}",
+                accum_steps=f.get("grad_accum", 1), metadata=_llm_metadata(f["scale"], cfg),
+                flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
+
+
+def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.PretrainData,
+                    result: loop.TrainResult) -> dict:
+    """Save a trained LLM with its perplexities and drawn-token counts; the step's result."""
+    f = step.fields
     params = nnx.state(model, nnx.Param).to_pure_dict()
     if cfg.get("scan_layers", False):  # saved per layer, the layout every later stage reads
         params = llm_lib.unstack_layers(params, cfg.n_layers)

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
@@ -100,30 +100,23 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
     step_fn = jax.jit(train_step, donate_argnums=(0, 1),
                       out_shardings=(*state_shardings, None, None))
 
-    ckpt = (Checkpointer(workdir / "checkpoints", keep=keep, keep_every=keep_every, metadata=metadata,
-                         layout={"mesh": dict(mesh.shape)}) if ckpt_every else None)
+    ckpt = (open_checkpoints(workdir, dict(mesh.shape), keep=keep, keep_every=keep_every, metadata=metadata)
+            if ckpt_every else None)
     start, resumed_from, totals = 0, None, {}
     if ckpt is not None:
-        restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
+        restored = restore_checkpoint(ckpt, trainable, opt_state, data)
         if restored is not None:
-            start, params, opt_leaves, data_state, totals = restored
-            nnx.replace_by_pure_dict(trainable, params)
-            opt_state = jax.tree.unflatten(jax.tree.structure(opt_state), opt_leaves)
-            if data_state is not None and hasattr(data, "set_state"):
-                data.set_state(data_state)
+            start, opt_state, totals = restored
             resumed_from = start
             log.info("%s: resumed from step %d", desc, start)
 
     def save(step: int, force: bool = False) -> None:
         if ckpt is None:
             return
-        data_state = data.get_state() if hasattr(data, "get_state") else None
         totals = {"tokens": tokens_total, "first_loss": first_loss, "flops": flops_total}
-        ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, totals,
-                  force=force)
+        save_checkpoint(ckpt, step, trainable, opt_state, data, totals, force=force)
 
-    stop_requested = []
-    previous_handlers = _install_stop_handlers(stop_requested)
+    stop_requested, restore_handlers = stop_signals()
     writer = MetricsWriter(workdir / "metrics.jsonl", tensorboard=tensorboard)
     losses: list[float] = []
     tokens_total, first_loss = int(totals.get("tokens", 0)), totals.get("first_loss")
@@ -140,18 +133,13 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                 batch = mesh_lib.global_batch(next(data), batch_sharding)
                 trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
                 loss = float(loss)
-                if not is_finite(loss):
-                    raise NonFiniteLoss(f"{desc}: loss is {loss} at step {step + 1}; stopping. "
-                                        f"The last good checkpoint is kept in {workdir / 'checkpoints'}")
+                check_loss(desc, loss, step + 1, losses, workdir)
                 tokens = int(aux["tokens"])
                 tokens_total += tokens
                 tokens_window += tokens
                 step_flops = float(aux["flops"]) if "flops" in aux else tokens * (flops_per_token or 0.0)
                 flops_window += step_flops
                 flops_total += step_flops
-                if losses and loss > 2.0 * float(np.mean(losses[-20:])) and step > 20:
-                    log.warning("%s: loss spike at step %d: %.4f (recent mean %.4f)",
-                                desc, step + 1, loss, float(np.mean(losses[-20:])))
                 losses.append(loss)
                 if first_loss is None:
                     first_loss = loss
@@ -177,21 +165,70 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], *, steps: int,
                     save(step + 1)
                 if stop_requested:
                     save(step + 1, force=True)
-                    name = signal.Signals(stop_requested[0]).name
-                    raise Preempted(f"{desc}: stopped by {name} after step {step + 1}; "
-                                    f"checkpoint saved, a rerun resumes from it")
+                    raise preempted(desc, stop_requested, step + 1)
         finally:
             bar.close()
             writer.close()
             if ckpt is not None:
                 ckpt.close()
-            _restore_handlers(previous_handlers)
+            restore_handlers()
     nnx.update(model, trainable)
-    elapsed = time.perf_counter() - t_start
+    return summarize(steps, losses, first_loss, tokens_total, tokens_total - tokens_before,
+                     time.perf_counter() - t_start, resumed_from, flops_total)
+
+
+def summarize(steps: int, losses: list[float], first_loss: float | None, tokens: int, tokens_now: int,
+              elapsed: float, resumed_from: int | None, flops: float) -> TrainResult:
+    """The TrainResult of a run that trained `tokens_now` of its `tokens` in this process."""
     return TrainResult(steps=steps, first_loss=first_loss if first_loss is not None else float("nan"),
                        final_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-                       tokens=tokens_total, tokens_per_s=(tokens_total - tokens_before) / max(elapsed, 1e-9),
-                       elapsed_s=elapsed, resumed_from=resumed_from, losses=losses, flops=flops_total)
+                       tokens=tokens, tokens_per_s=tokens_now / max(elapsed, 1e-9), elapsed_s=elapsed,
+                       resumed_from=resumed_from, losses=losses, flops=flops)
+
+
+def check_loss(desc: str, loss: float, step: int, recent: list[float], workdir: Path) -> None:
+    """Stop on a non-finite loss (before anything after it is saved); warn on a spike against
+    the `recent` losses."""
+    if not is_finite(loss):
+        raise NonFiniteLoss(f"{desc}: loss is {loss} at step {step}; stopping. "
+                            f"The last good checkpoint is kept in {Path(workdir) / 'checkpoints'}")
+    if recent and loss > 2.0 * float(np.mean(recent[-20:])) and step > 21:
+        log.warning("%s: loss spike at step %d: %.4f (recent mean %.4f)",
+                    desc, step, loss, float(np.mean(recent[-20:])))
+
+
+def preempted(desc: str, stop_requested: list, step: int) -> Preempted:
+    name = signal.Signals(stop_requested[0]).name
+    return Preempted(f"{desc}: stopped by {name} after step {step}; checkpoint saved, a rerun resumes from it")
+
+
+# Checkpoints in one layout for every trainer (this loop and train/packed.py), so a run saved
+# by one resumes in the other.
+
+
+def open_checkpoints(workdir: str | Path, mesh_shape: dict, *, keep: int, keep_every: int,
+                     metadata: dict | None) -> Checkpointer:
+    return Checkpointer(Path(workdir) / "checkpoints", keep=keep, keep_every=keep_every, metadata=metadata,
+                        layout={"mesh": dict(mesh_shape)})
+
+
+def restore_checkpoint(ckpt: Checkpointer, trainable: nnx.State, opt_state, data):
+    """(step, opt_state, totals) of the newest checkpoint, or None; `trainable` is filled in place
+    and `data` set to its saved position."""
+    restored = ckpt.restore_latest(trainable.to_pure_dict(), jax.tree.leaves(opt_state))
+    if restored is None:
+        return None
+    step, params, opt_leaves, data_state, totals = restored
+    nnx.replace_by_pure_dict(trainable, params)
+    if data_state is not None and hasattr(data, "set_state"):
+        data.set_state(data_state)
+    return step, jax.tree.unflatten(jax.tree.structure(opt_state), opt_leaves), totals
+
+
+def save_checkpoint(ckpt: Checkpointer, step: int, trainable: nnx.State, opt_state, data, totals: dict, *,
+                    force: bool = False) -> None:
+    data_state = data.get_state() if hasattr(data, "get_state") else None
+    ckpt.save(step, trainable.to_pure_dict(), jax.tree.leaves(opt_state), data_state, totals, force=force)
 
 
 def _shardings(tree):
@@ -210,9 +247,12 @@ def _place(tree, mesh):
     return jax.tree.map(put, tree)
 
 
-def _install_stop_handlers(flag: list) -> dict:
-    """SIGTERM (preemption) and a first Ctrl-C ask the loop to checkpoint and stop at the end of
-    the current step; a second Ctrl-C interrupts at once."""
+def stop_signals() -> tuple[list, Callable[[], None]]:
+    """(flag, restore): SIGTERM (preemption) and a first Ctrl-C append to `flag`, asking the loop
+    to checkpoint and stop at the end of the current step; a second Ctrl-C interrupts at once.
+    `restore()` puts the previous handlers back."""
+    flag = []
+
     def handler(signum, frame):
         if flag and signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -224,9 +264,9 @@ def _install_stop_handlers(flag: list) -> dict:
             previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread: leave signals alone
             pass
-    return previous
 
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
-def _restore_handlers(previous: dict) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+    return flag, restore
