@@ -310,3 +310,17 @@ def test_sigterm_stops_every_worker_and_a_rerun_finishes_the_study(tmp_path):
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     with sqlite3.connect(tmp_path / "registry.sqlite") as db:
         assert {s for (s,) in db.execute("SELECT status FROM steps")} == {"done"}
+
+
+def test_a_zero_token_budget_is_the_randomly_initialised_llm(micro_root):
+    """The scale sweep's 0B point: no training, the initial LLM saved with its perplexities."""
+    extra = [a if a != "tokens.t1=40000" else "tokens.t1=0" for a in MICRO]
+    before = set(micro_root.glob("pretrain-*"))
+    assert cli.main(["pretrain", "experiments/quickstart.py", "--root", str(micro_root), *extra,
+                     "--set", "mixtures=('mix0',)"]) == 0
+    (new,) = set(micro_root.glob("pretrain-*")) - before
+    res = json.loads((new / "result.json").read_text())
+    assert res["tokens"] == 0 and res["train"]["steps"] == 0 and res["flops"] == 0
+    assert (new / "llm").is_dir()
+    # Untrained, it predicts about uniformly over the 2,048-word vocabulary.
+    assert 1000 < res["perplexity_mean"] < 4000
