@@ -16,9 +16,7 @@ with its neighbours' load)."""
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,9 @@ from visual_priors.data.batches import ArrayBatches
 from visual_priors.model.llm import Llama
 from visual_priors.suite.steps import pretrain_loss
 from visual_priors.train import loop, packed
+
+# Run as a script: its own folder is on the path.
+from train_throughput import machine_line, tiny_shape
 
 LOG_EVERY = 10
 
@@ -94,12 +95,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    prof = profiles.get("tiny")
-    seq = args.seq_len or prof.pretrain.seq_len
-    batch = args.batch or prof.pretrain.batch_size
-    device = jax.devices()[0]
-    print(f"# {datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{jax.device_count()} x {device.device_kind} ({device.platform}), jax {jax.__version__}")
+    seq, batch = tiny_shape(args)
+    optim_cfg = profiles.get("tiny").pretrain.optim
+    print(machine_line(jax.devices()[0]))
     print(f"# batch {batch} x {seq} tokens per run, {args.steps} steps, best of {args.repeats}")
     print(f"{'scale':>5} {'K':>3} {'vmap':>4} {'seq tok/s':>10} {'packed tok/s':>12} {'steady x':>8} "
           f"{'seq wall s':>10} {'packed wall s':>13} {'end-to-end x':>12}")
@@ -109,10 +107,10 @@ def main() -> None:
         for k in args.runs:
             seq_best, packed_best = {}, {w: {} for w in args.vmap_runs}
             for _ in range(args.repeats):
-                seq_best = _best(seq_best, sequential(cfg, k, args.steps, batch, seq, prof.pretrain.optim))
+                seq_best = _best(seq_best, sequential(cfg, k, args.steps, batch, seq, optim_cfg))
                 for w in args.vmap_runs:
                     packed_best[w] = _best(packed_best[w], packed_run(cfg, k, args.steps, batch, seq,
-                                                                      prof.pretrain.optim, w))
+                                                                      optim_cfg, w))
             for w, best in packed_best.items():
                 row = {"scale": scale, "runs": k, "vmap_runs": w or k, "batch": batch, "seq_len": seq,
                        "steps": args.steps, "sequential": seq_best, "packed": best,

@@ -62,6 +62,17 @@ def measure(scale: str, steps: int, *, peak: float, seq: int, batch: int, dtype:
             "final_loss": res.final_loss}
 
 
+def tiny_shape(args) -> tuple[int, int]:
+    """(sequence length, batch) from --seq-len / --batch, defaulting to the tiny profile's."""
+    prof = profiles.get("tiny")
+    return args.seq_len or prof.pretrain.seq_len, args.batch or prof.pretrain.batch_size
+
+
+def machine_line(device) -> str:
+    return (f"# {datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()}, "
+            f"{jax.device_count()} x {device.device_kind} ({device.platform}), jax {jax.__version__}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", nargs="+", default=list(scales.TINY_SCALES))
@@ -73,14 +84,11 @@ def main() -> None:
     parser.add_argument("--scan", action="store_true", help="scan over layers")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
-    prof = profiles.get("tiny")
-    seq = args.seq_len or prof.pretrain.seq_len
-    batch = args.batch or prof.pretrain.batch_size
+    seq, batch = tiny_shape(args)
     device = jax.devices()[0]
     peak, source = flops.peak_flops_per_device(device, "bfloat16" if args.dtype == "bfloat16" else "float32")
     measured = device.platform == "cpu"
-    print(f"# {datetime.date.today()} {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{jax.device_count()} x {device.device_kind} ({device.platform}), jax {jax.__version__}")
+    print(machine_line(device))
     print(f"# peak {peak / 1e12:.3f} TFLOP/s per device: {source}")
     print(f"{'scale':>5} {'params':>14} {'tokens/s':>10} {'TFLOP/s/dev':>11} {'MFU':>6}")
     rows = []

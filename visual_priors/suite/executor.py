@@ -145,12 +145,12 @@ def register(registry: Registry, cfg, runs, steps) -> None:
         for step in spec_lib.topological([run.steps["evaluate"]]):
             if step.hash in wanted:
                 entries.extend((study, step, run.name) for study in {cfg.study, run.study or cfg.study})
-    registry.register_many(entries or [(cfg.study, s, "") for s in steps])
+    registry.register_many(entries)
 
 
 def _check_imported_paths(cfg, steps) -> None:
     """Planning allows an imported encoder without its checkpoint; running does not."""
-    if any(s.kind == "encoder" and not s.fields.get("import", {"path": "given"}).get("path") for s in steps):
+    if any(s.kind == "encoder" and "import" in s.fields and not s.fields["import"]["path"] for s in steps):
         used = sorted({e for g in studies_lib.grids(cfg) for e in g.encoders})
         stages_lib.validate_encoders(used, cfg.imported_encoders, require_paths=True)
 

@@ -115,7 +115,6 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     # not reuse tokenizers, shards or features made from the old one.
     world = {**_plain(cfg.world), "version": WORLD_VERSION}
     mixes, corpora = study_mixtures(cfg)
-    by_spec = {json.dumps(m.spec, sort_keys=True): m for m in mixes}
     # The tokenizer and the held-out text cover the whole pool, not only what this study draws
     # from, so that studies drawing on different sources still share one tokenizer and hence
     # their common LLMs (the paper tokenises everything with one vocabulary).
@@ -175,8 +174,7 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         sft_sets = [stages_lib.parse_sft_set(name) for name in grid.sft_sets]
         several_budgets = any(len(b) > 1 for b in grid.tokens.values())
         for raw_mixture in grid.mixtures:
-            mixture = by_spec[json.dumps(mixtures.parse(raw_mixture, default_pool=cfg.data.get("pool")).spec,
-                                         sort_keys=True)]
+            mixture = mixtures.parse(raw_mixture, default_pool=cfg.data.get("pool"))  # validated above
             for scale in grid.scales:
                 for tokens in grid.tokens[scale]:
                     pretrain = pretrain_step(scale, mixture, tokens)
