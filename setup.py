@@ -28,16 +28,22 @@ setup(
         "tensorboardX>=2.6,<3",
         # The distilled segment labeller (hashed n-grams + logistic regression).
         "scikit-learn>=1.4,<2",
+        # Scaling fits run many small L-BFGS problems: one BLAS thread each avoids spinning.
+        "threadpoolctl>=3.1,<4",
         # Segment shards; grain reads them, and pins it on Linux only.
         "array-record>=0.5,<1",
         # Parquet corpora.
         "pyarrow>=14,<30",
+        # Exported results and the analysis notebooks work on DataFrames.
+        "pandas>=2.1,<4",
         # The starter corpus prepares sdist metadata in this environment (no build isolation,
         # so nothing is fetched); bdist_wheel is part of setuptools from 70.1 on.
         "setuptools>=70.1",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3",
+                 # The colabs/ notebooks are executed headless by the tests.
+                 "nbformat>=5.9,<6", "nbclient>=0.10,<0.12", "ipykernel>=6.29,<8"],
         # torch pinned to the CPU build; checkpoint conversion only needs CPU tensors.
         # transformers 4.45 is the first whose Llama reads head_dim from config.json.
         "hf": ["torch==2.13.0", "transformers>=4.45,<6"],

@@ -90,7 +90,7 @@ def test_bootstrap_band_covers_true_curve():
     flops, acc = synthetic_points(a, b, chance, n=10, noise=0.006, seed=3)
     fit = curves.fit_curve(flops, acc, chance, n_boot=200, seed=1)
     assert fit.has_band and fit.n_boot == 200
-    true = curves.curve(fit.band_flops, a, b, chance)
+    true = curves.curve(fit.band_x, a, b, chance)
     inside = (true >= fit.band_lo - 1e-12) & (true <= fit.band_hi + 1e-12)
     assert inside.mean() >= 0.8
     assert np.all(fit.band_lo <= fit.band_hi)
@@ -219,5 +219,5 @@ def test_flat_curve_has_an_infinite_midpoint_and_still_reports(tmp_path):
     # Accuracies that barely move with compute give |a / b| beyond float range.
     fit = curves.fit_curve([1e11, 1e12, 1e13], [0.26, 0.255, 0.262], 0.25, n_boot=20)
     fit.a, fit.b = -400.0, 1e-3
-    assert fit.midpoint_flops == float("inf")
+    assert fit.midpoint == float("inf")
     json.dumps(report._jsonable(fit.to_dict()), allow_nan=False)  # strict JSON: inf becomes null

@@ -1,21 +1,23 @@
-"""Per-category accuracy curves against pre-training compute, and binomial standard errors.
+"""Per-category accuracy curves against a scale variable, and binomial standard errors.
 
-For one category and one text mixture, accuracy is modelled as a function of the pre-training
-FLOPs C of the language model:
+For one category and one text mixture, accuracy is modelled as a function of a positive scale
+variable x of the language model: pre-training FLOPs C (the default), parameters N or
+pre-training tokens D:
 
-    acc(C) = chance + (1 - chance) * sigmoid(a + b * log10(C))
+    acc(x) = chance + (1 - chance) * sigmoid(a + b * log10(x))
 
 The floor is the benchmark's chance accuracy and the ceiling is 1, so the curve stays in the
-range a multiple-choice accuracy can take; ``a`` places the midpoint (log10 C = -a / b) and
-``b`` is the slope in logits per decade of compute. The two parameters are fitted by
+range a multiple-choice accuracy can take; ``a`` places the midpoint (log10 x = -a / b) and
+``b`` is the slope in logits per decade of x. The two parameters are fitted by
 ``scipy.optimize.least_squares`` in float64 on the points of that mixture, from several
-starts, with log10 C centred during the fit for conditioning and ``a`` mapped back afterwards.
-Parameters are kept unrounded. A 90% band comes from a bootstrap over points (resample the
-points with replacement, refit, take the 5th and 95th percentiles of the refitted curves on a
-FLOPs grid); it is skipped when the mixture has fewer than three distinct FLOPs values, and a
-fit needs at least two.
+starts, with the predictor centred during the fit for conditioning and ``a`` mapped back
+afterwards (``fit_logistic``, which any other bounded logistic map reuses, e.g. accuracy against
+loss in ``scaling``). Parameters are kept unrounded. A 90% band comes from a bootstrap over
+points (resample the points with replacement, refit, take the 5th and 95th percentiles of the
+refitted curves on a grid of x); it is skipped when the mixture has fewer than three distinct x
+values, and a fit needs at least two.
 
-Runs with no pre-training (C = 0) have no place on a log axis and are left out of the fit.
+Runs with x = 0 (no pre-training) have no place on a log axis and are left out of the fit.
 The pseudo-category ``"overall"`` selects each run's plain mean over benchmarks.
 """
 
@@ -31,7 +33,22 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-CURVE_FORM = "acc(C) = chance + (1 - chance) * sigmoid(a + b * log10(C))"
+from visual_priors.analysis.records import as_float, float_value
+
+# The scale variables a curve can be fitted against: result key -> (symbol, axis label).
+VARIABLES = {
+    "flops": ("C", "pre-training FLOPs"),
+    "params": ("N", "parameters"),
+    "tokens": ("D", "pre-training tokens"),
+}
+
+
+def curve_form(variable: str = "flops") -> str:
+    sym = VARIABLES[variable][0]
+    return f"acc({sym}) = chance + (1 - chance) * sigmoid(a + b * log10({sym}))"
+
+
+CURVE_FORM = curve_form("flops")
 
 # Paper order first; anything else a study adds follows in the order it appears.
 CANONICAL_CATEGORIES = ("general", "knowledge", "ocr_chart", "vision_centric")
@@ -43,6 +60,8 @@ CATEGORY_LABELS = {
     "overall": "Overall (mean over benchmarks)",
 }
 OVERALL = "overall"
+# Flat rows of the exported table carry category accuracies as ``categories.<name>``.
+_FLAT_CATEGORY = "categories."
 
 N_BOOT = 200
 BAND_LEVEL = 0.90
@@ -63,9 +82,14 @@ def natural_key(text: str) -> tuple:
 
 
 def categories_of(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Categories the runs report, nested (``categories``) or flat (``categories.<name>``)."""
     seen: list[str] = []
     for r in results:
-        for c in r.get("categories") or {}:
+        nested = r.get("categories")
+        names = list(nested) if isinstance(nested, Mapping) else []
+        names += [k[len(_FLAT_CATEGORY):] for k in r
+                  if isinstance(k, str) and k.startswith(_FLAT_CATEGORY)]
+        for c in names:
             if c not in seen:
                 seen.append(c)
     canon = [c for c in CANONICAL_CATEGORIES if c in seen]
@@ -85,11 +109,8 @@ def scales_of(results: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def accuracy_of(result: Mapping[str, Any], category: str) -> float:
-    if category == OVERALL:
-        v = result.get("overall")
-    else:
-        v = (result.get("categories") or {}).get(category)
-    return float("nan") if v is None else float(v)
+    """A run's accuracy in a category (or ``overall``); NaN when the run lacks it."""
+    return float_value(result, OVERALL if category == OVERALL else f"{_FLAT_CATEGORY}{category}")
 
 
 def chance_of(result: Mapping[str, Any], category: str | None = None) -> float:
@@ -100,7 +121,13 @@ def chance_of(result: Mapping[str, Any], category: str | None = None) -> float:
         if category in c:
             return float(c[category])
         return float(np.mean(vals)) if vals else float("nan")
-    return float("nan") if c is None else float(c)
+    return as_float(c)
+
+
+def mean_chance(runs: Sequence[Mapping[str, Any]], category: str) -> float:
+    """Mean chance accuracy of the runs in a category; 0 when none of them reports one."""
+    ch = np.array([chance_of(r, category) for r in runs], dtype=np.float64)
+    return float(np.nanmean(ch)) if np.any(np.isfinite(ch)) else 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,15 +187,28 @@ def run_standard_errors(result: Mapping[str, Any]) -> dict[str, Any]:
 # Curve fitting
 
 
-def curve(flops: Any, a: float, b: float, chance: float) -> np.ndarray:
-    """The curve of ``CURVE_FORM`` evaluated at FLOPs ``flops`` (> 0)."""
-    x = np.log10(np.asarray(flops, dtype=np.float64))
-    return chance + (1.0 - chance) * special.expit(a + b * x)
+def check_variable(variable: str) -> str:
+    if variable not in VARIABLES:
+        raise ValueError(f"unknown scale variable {variable!r}; valid: {', '.join(VARIABLES)}")
+    return variable
+
+
+def logistic(z: Any, a: float, b: float, chance: float) -> np.ndarray:
+    """chance + (1 - chance) * sigmoid(a + b * z), the bounded map ``fit_logistic`` fits."""
+    return chance + (1.0 - chance) * special.expit(a + b * np.asarray(z, dtype=np.float64))
+
+
+def curve(x: Any, a: float, b: float, chance: float) -> np.ndarray:
+    """The curve of ``curve_form`` evaluated at x (> 0): FLOPs, parameters or tokens."""
+    return logistic(np.log10(np.asarray(x, dtype=np.float64)), a, b, chance)
 
 
 @dataclasses.dataclass
 class CurveFit:
-    """A fitted curve for one (category, mixture); a and b are NaN when no fit was possible."""
+    """A fitted curve for one (category, mixture); a and b are NaN when no fit was possible.
+
+    ``x`` holds the fitted points' values of ``variable`` (a key of ``VARIABLES``).
+    """
 
     category: str
     mixture: str
@@ -176,14 +216,15 @@ class CurveFit:
     b: float
     n_points: int
     rmse: float
-    flops: np.ndarray
+    x: np.ndarray
     acc: np.ndarray
     chance: float = 0.0
     note: str = ""
-    band_flops: np.ndarray | None = None
+    band_x: np.ndarray | None = None
     band_lo: np.ndarray | None = None
     band_hi: np.ndarray | None = None
     n_boot: int = 0
+    variable: str = "flops"
 
     @property
     def ok(self) -> bool:
@@ -191,19 +232,23 @@ class CurveFit:
 
     @property
     def has_band(self) -> bool:
-        return self.band_flops is not None
+        return self.band_x is not None
 
     @property
-    def midpoint_flops(self) -> float:
-        """FLOPs where the curve is halfway between chance and 1."""
+    def form(self) -> str:
+        return curve_form(self.variable)
+
+    @property
+    def midpoint(self) -> float:
+        """The x where the curve is halfway between chance and 1."""
         if not self.ok or self.b == 0:
             return float("nan")
         # A nearly flat curve puts the midpoint beyond float range: report it as infinite.
         exponent = -self.a / self.b
         return float("inf") if exponent > 308 else 0.0 if exponent < -308 else float(10.0 ** exponent)
 
-    def predict(self, flops: Any) -> Any:
-        c = np.asarray(flops, dtype=np.float64)
+    def predict(self, x: Any) -> Any:
+        c = np.asarray(x, dtype=np.float64)
         if not self.ok:
             out = np.full(c.shape, np.nan)
         else:
@@ -212,17 +257,21 @@ class CurveFit:
         return float(out) if out.ndim == 0 else out
 
     def to_dict(self) -> dict[str, Any]:
+        # Keys carry the variable's name (``flops``, ``midpoint_flops``) so a reader of the JSON
+        # never has to guess what x was.
+        v = self.variable
         d = {
             "category": self.category,
             "mixture": self.mixture,
-            "form": CURVE_FORM,
+            "form": self.form,
+            "variable": v,
             "a": self.a,
             "b": self.b,
             "chance": self.chance,
             "n_points": self.n_points,
             "rmse": self.rmse,
-            "midpoint_flops": self.midpoint_flops,
-            "flops": self.flops.tolist(),
+            f"midpoint_{v}": self.midpoint,
+            v: self.x.tolist(),
             "acc": self.acc.tolist(),
             "note": self.note,
             "band": None,
@@ -231,7 +280,7 @@ class CurveFit:
             d["band"] = {
                 "level": BAND_LEVEL,
                 "n_boot": self.n_boot,
-                "flops": self.band_flops.tolist(),
+                v: self.band_x.tolist(),
                 "lo": self.band_lo.tolist(),
                 "hi": self.band_hi.tolist(),
             }
@@ -240,7 +289,7 @@ class CurveFit:
 
 def _least_squares(x: np.ndarray, y: np.ndarray, chance: float, x0: float,
                    starts: Sequence[tuple[float, float]]) -> tuple[float, float, float] | None:
-    """Best (u, b, cost) over starts, where u is the intercept at log10 C = x0."""
+    """Best (u, b, cost) over starts, where u is the intercept at x = x0."""
     xc = x - x0
     span = 1.0 - chance
 
@@ -275,9 +324,16 @@ def _initial_guess(x: np.ndarray, y: np.ndarray, chance: float, x0: float) -> tu
     return float(z.mean()), b
 
 
-def _fit_xy(x: np.ndarray, y: np.ndarray, chance: float,
-            start: tuple[float, float] | None = None) -> tuple[float, float] | None:
-    """(a, b) on log10-FLOPs x, or None when fewer than two distinct x values."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, chance: float,
+                 start: tuple[float, float] | None = None) -> tuple[float, float] | None:
+    """Least-squares (a, b) of chance + (1 - chance) * sigmoid(a + b * x) on any predictor x.
+
+    x is log10 of the scale variable for the curves here; ``start`` (a, b) replaces the
+    default starts (bootstrap refits start from the full fit). None when fewer than two
+    distinct x values or when every start fails.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
     if len(np.unique(x)) < MIN_POINTS_FIT:
         return None
     x0 = float(np.mean(x))
@@ -293,13 +349,16 @@ def _fit_xy(x: np.ndarray, y: np.ndarray, chance: float,
     return u - b * x0, b
 
 
-def fit_curve(flops: Any, acc: Any, chance: float, *, category: str = "", mixture: str = "",
-              n_boot: int = N_BOOT, seed: int = 0, grid: Any = None) -> CurveFit:
-    """Fit ``CURVE_FORM`` to points (flops, acc); adds a bootstrap band when n_boot > 0.
+def fit_curve(x: Any, acc: Any, chance: float, *, category: str = "", mixture: str = "",
+              n_boot: int = N_BOOT, seed: int = 0, grid: Any = None,
+              variable: str = "flops") -> CurveFit:
+    """Fit ``curve_form(variable)`` to points (x, acc); adds a bootstrap band when n_boot > 0.
 
     Never raises on too few points: the returned fit then has NaN parameters and a note.
     """
-    f = np.asarray(flops, dtype=np.float64).reshape(-1)
+    check_variable(variable)
+    name = VARIABLES[variable][1]
+    f = np.asarray(x, dtype=np.float64).reshape(-1)
     y = np.asarray(acc, dtype=np.float64).reshape(-1)
     keep = np.isfinite(f) & np.isfinite(y) & (f > 0)
     dropped = int(np.sum(~keep))
@@ -307,18 +366,19 @@ def fit_curve(flops: Any, acc: Any, chance: float, *, category: str = "", mixtur
     order = np.argsort(f, kind="stable")
     f, y = f[order], y[order]
     chance = float(chance) if chance is not None and np.isfinite(chance) else 0.0
-    notes = [f"{dropped} point(s) with zero or missing FLOPs left out"] if dropped else []
+    notes = [f"{dropped} point(s) with zero or missing {name} left out"] if dropped else []
     fit = CurveFit(category=category, mixture=mixture, a=float("nan"), b=float("nan"),
-                   n_points=int(len(f)), rmse=float("nan"), flops=f, acc=y, chance=chance)
+                   n_points=int(len(f)), rmse=float("nan"), x=f, acc=y, chance=chance,
+                   variable=variable)
 
-    x = np.log10(f)
-    n_distinct = len(np.unique(x))
+    z = np.log10(f)
+    n_distinct = len(np.unique(z))
     if n_distinct < MIN_POINTS_FIT:
-        notes.append(f"fit not possible: {n_distinct} distinct FLOPs value(s), needs "
+        notes.append(f"fit not possible: {n_distinct} distinct {name} value(s), needs "
                      f"{MIN_POINTS_FIT}")
         fit.note = "; ".join(notes)
         return fit
-    ab = _fit_xy(x, y, chance)
+    ab = fit_logistic(z, y, chance)
     if ab is None:
         notes.append("fit not possible: optimiser failed")
         fit.note = "; ".join(notes)
@@ -326,21 +386,21 @@ def fit_curve(flops: Any, acc: Any, chance: float, *, category: str = "", mixtur
     fit.a, fit.b = ab
     fit.rmse = float(np.sqrt(np.mean((curve(f, fit.a, fit.b, chance) - y) ** 2)))
     if n_distinct == MIN_POINTS_FIT:
-        notes.append("only two distinct FLOPs values: no residual degrees of freedom")
+        notes.append(f"only two distinct {name} values: no residual degrees of freedom")
     if abs(fit.b) >= _BOUND - 1e-6:
         notes.append("slope at its bound: the points do not constrain the curve")
     if n_boot > 0:
         if n_distinct >= MIN_POINTS_BAND:
             _bootstrap_into(fit, n_boot=n_boot, seed=seed, grid=grid)
         else:
-            notes.append(f"no band: fewer than {MIN_POINTS_BAND} distinct FLOPs values")
+            notes.append(f"no band: fewer than {MIN_POINTS_BAND} distinct {name} values")
     fit.note = "; ".join(notes)
     return fit
 
 
-def default_grid(flops: np.ndarray, n: int = 60) -> np.ndarray:
-    """Log-spaced FLOPs over the range of the data (no extrapolation)."""
-    lo, hi = np.log10(np.min(flops)), np.log10(np.max(flops))
+def default_grid(x: np.ndarray, n: int = 60) -> np.ndarray:
+    """Log-spaced values over the range of the data (no extrapolation)."""
+    lo, hi = np.log10(np.min(x)), np.log10(np.max(x))
     return np.logspace(lo, hi, n)
 
 
@@ -348,13 +408,14 @@ def bootstrap_band(fit: CurveFit, *, n_boot: int = N_BOOT, seed: int = 0, grid: 
                    level: float = BAND_LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(grid, lo, hi) of a ``level`` interval from refits on resampled points.
 
-    None when the fit failed or has fewer than three distinct FLOPs values. Resamples with a
-    single distinct FLOPs value cannot be refitted and are drawn again.
+    ``grid`` may reach beyond the data: an interval at one extrapolated x is a grid of one.
+    None when the fit failed or has fewer than three distinct x values. Resamples with a
+    single distinct x value cannot be refitted and are drawn again.
     """
-    if not fit.ok or len(np.unique(fit.flops)) < MIN_POINTS_BAND:
+    if not fit.ok or len(np.unique(fit.x)) < MIN_POINTS_BAND:
         return None
-    g = default_grid(fit.flops) if grid is None else np.asarray(grid, dtype=np.float64)
-    x = np.log10(fit.flops)
+    g = default_grid(fit.x) if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1)
+    x = np.log10(fit.x)
     y = fit.acc
     n = len(x)
     rng = np.random.default_rng(seed)
@@ -365,7 +426,7 @@ def bootstrap_band(fit: CurveFit, *, n_boot: int = N_BOOT, seed: int = 0, grid: 
         idx = rng.integers(0, n, size=n)
         if len(np.unique(x[idx])) < MIN_POINTS_FIT:
             continue
-        ab = _fit_xy(x[idx], y[idx], fit.chance, start=(fit.a, fit.b))
+        ab = fit_logistic(x[idx], y[idx], fit.chance, start=(fit.a, fit.b))
         if ab is not None:
             curves.append(curve(g, ab[0], ab[1], fit.chance))
     if not curves:
@@ -379,7 +440,7 @@ def bootstrap_band(fit: CurveFit, *, n_boot: int = N_BOOT, seed: int = 0, grid: 
 def _bootstrap_into(fit: CurveFit, *, n_boot: int, seed: int, grid: Any) -> None:
     band = bootstrap_band(fit, n_boot=n_boot, seed=seed, grid=grid)
     if band is not None:
-        fit.band_flops, fit.band_lo, fit.band_hi = band
+        fit.band_x, fit.band_lo, fit.band_hi = band
         fit.n_boot = n_boot
 
 
@@ -389,22 +450,25 @@ def _group_seed(seed: int, category: str, mixture: str) -> int:
 
 
 def fit_curves(results: Sequence[Mapping[str, Any]], *, categories: Sequence[str] | None = None,
-               n_boot: int = N_BOOT, seed: int = 0) -> list[CurveFit]:
-    """One fit per (category, mixture) over a study's runs, in category then mixture order."""
+               n_boot: int = N_BOOT, seed: int = 0, variable: str = "flops") -> list[CurveFit]:
+    """One fit per (category, mixture) over a study's runs, in category then mixture order.
+
+    ``variable`` is the result key fitted against: ``flops``, ``params`` or ``tokens``.
+    """
+    check_variable(variable)
     cats = list(categories) if categories is not None else categories_of(results)
     fits = []
     for cat in cats:
         for mix in mixtures_of(results):
-            runs = [r for r in results if str(r.get("mixture")) == mix]
-            pts = [(float(r.get("flops") or 0.0), accuracy_of(r, cat), chance_of(r, cat))
-                   for r in runs]
-            pts = [p for p in pts if np.isfinite(p[1])]
-            if not pts:
+            runs = [r for r in results
+                    if str(r.get("mixture")) == mix and np.isfinite(accuracy_of(r, cat))]
+            if not runs:
                 continue
-            f, y, ch = (np.array(v, dtype=np.float64) for v in zip(*pts))
-            chance = float(np.nanmean(ch)) if np.any(np.isfinite(ch)) else 0.0
-            fits.append(fit_curve(f, y, chance, category=cat, mixture=mix, n_boot=n_boot,
-                                  seed=_group_seed(seed, cat, mix)))
+            f = np.array([float(r.get(variable) or 0.0) for r in runs], dtype=np.float64)
+            y = np.array([accuracy_of(r, cat) for r in runs], dtype=np.float64)
+            fits.append(fit_curve(f, y, mean_chance(runs, cat), category=cat, mixture=mix,
+                                  n_boot=n_boot, seed=_group_seed(seed, cat, mix),
+                                  variable=variable))
     return fits
 
 

@@ -104,10 +104,10 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
         fit = by_mix.get(mix)
         label = mix
         if fit is not None and fit.ok:
-            grid = fit.band_flops if fit.has_band else curves.default_grid(fit.flops)
+            grid = fit.band_x if fit.has_band else curves.default_grid(fit.x)
             ax.plot(grid, fit.predict(grid), color=col, lw=1.8, zorder=2)
             if fit.has_band:
-                ax.fill_between(fit.band_flops, fit.band_lo, fit.band_hi, color=col,
+                ax.fill_between(fit.band_x, fit.band_lo, fit.band_hi, color=col,
                                 alpha=0.18, lw=0, zorder=1)
             label = f"{mix} (a={fit.a:.3g}, b={fit.b:.3g})"
         handles.append(Line2D([], [], color=col, marker="o", lw=1.8, label=label))

@@ -160,7 +160,7 @@ def _fit_table(fits: Sequence[CurveFit]) -> str:
     rows = []
     for f in fits:
         band = f"{curves.BAND_LEVEL:.0%}, {f.n_boot} resamples" if f.has_band else "none"
-        rows.append([_e(f.mixture), _num(f.a), _num(f.b), _sci(f.midpoint_flops),
+        rows.append([_e(f.mixture), _num(f.a), _num(f.b), _sci(f.midpoint),
                      str(f.n_points), _plain(100.0 * f.rmse if _finite(f.rmse) else None, 3),
                      band, f'<span class="note">{_e(f.note)}</span>'])
     return _table(head, rows)
