@@ -113,6 +113,18 @@ def test_imported_encoders_plan_without_paths_but_refuse_to_run(tmp_path, capsys
     assert not any(tmp_path.glob("*-*"))  # nothing started
 
 
+def test_alignment_references_need_their_paths_before_anything_runs(tmp_path, capsys):
+    # The runs' own encoder has weights, the alignment references (CLIP-H, ...) have none.
+    weights = tmp_path / "metaclip"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"")
+    root = tmp_path / "runs"
+    assert cli.main(["suite", "run", "experiments/scale_up.py:paper", "--root", str(root),
+                     "--set", f"imported_encoders.metaclip.path={weights}"]) == 2
+    assert "imported encoder 'clip_h' has no checkpoint path" in capsys.readouterr().err
+    assert not any(root.glob("*-*"))
+
+
 def test_grids_name_their_runs_and_refuse_duplicates():
     cfg = studies.paper_study("tiny", "x", [
         studies.grid(scales=("3B",), tokens=(10 * studies.B, 30 * studies.B), mixtures=("mix0",)),

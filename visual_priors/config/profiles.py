@@ -12,6 +12,12 @@ import ml_collections
 from visual_priors.config.mixtures import PAPER_SOURCES
 
 PROFILES = ("tiny", "paper")
+# The vision models LSBS measures every LLM's alignment against (after PRH): ViT-L/16 trained on
+# ImageNet-21k, DINOv2-giant and CLIP ViT-H/14 (LAION-2B), by their `imported_encoders` names.
+ALIGNMENT_REFERENCES = ("vit_l_in21k", "dinov2", "clip_h")
+# PRH's metrics (visual_priors.eval.alignment.METRICS), the table every LLM gets.
+ALIGNMENT_METRICS = ("mutual_knn", "cycle_knn", "lcs_knn", "edit_distance_knn", "cka", "unbiased_cka",
+                     "cknna", "svcca")
 
 
 def _optim(lr, warmup_frac=None, warmup_steps=None, weight_decay=0.1, clip=1.0):
@@ -80,8 +86,10 @@ def get(profile: str) -> ml_collections.ConfigDict:
     # Paper: e.g. --set imported_encoders.metaclip.path=/ckpt/metaclip-b16-fullcc2.5b
     # --set encoders="('metaclip',)".
     cfg.imported_encoders = ml_collections.ConfigDict()
+    # The alignment references besides dinov2: e.g. google/vit-large-patch16-224-in21k and
+    # laion/CLIP-ViT-H-14-laion2B-s32B-b79K.
     if not tiny:
-        for name in ("metaclip", "dinov2", "mae_h"):
+        for name in ("metaclip", "dinov2", "mae_h", "vit_l_in21k", "clip_h"):
             cfg.imported_encoders[name] = ml_collections.ConfigDict({"path": "", "arch": ""})
 
     # Training of the local encoders (every objective) and the kind probe that checks them.
@@ -135,6 +143,19 @@ def get(profile: str) -> ml_collections.ConfigDict:
         tasks=("wikitext", "lambada", "world_facts", "world_physical", "world_continuation",
                "world_yesno"),
         n_per_task=100 if tiny else 1000, seq_len=128 if tiny else 2048, paths={}))
+    # Representational alignment of each pre-trained LLM with reference vision encoders (PRH's
+    # metrics, LSBS's App. B.2): on `pairs` held-out world image-caption pairs (window `seed` of
+    # the test split), the best layer-pair `metric` at `topk` (LSBS: mutual k-NN, k = 20)
+    # averaged over `encoders`, plus every metric of `table_metrics` at `table_topk` (PRH's
+    # k = 10). Features are clamped at the `q`-quantile of |values| (`exact`: over the whole
+    # tensor); captions are cut to `text_len` tokens. The paper's references are imported
+    # checkpoints; tiny measures against the local contrastive encoder (CLIP's stand-in) that
+    # the studies train anyway, and the paper's studies in miniature against the stand-ins of all
+    # three. () turns it off.
+    cfg.eval.alignment = ml_collections.ConfigDict(dict(
+        encoders=("contrastive",) if tiny else ALIGNMENT_REFERENCES, pairs=256 if tiny else 1024,
+        metric="mutual_knn", topk=20, q=0.95, exact=True, table_metrics=ALIGNMENT_METRICS, table_topk=10,
+        text_len=64 if tiny else 256))
     # Reasoning traces on Knowledge and Vision-Centric questions, judged by the world's rules, or
     # by an LLM over an OpenAI-compatible endpoint when `url` and `model` are set.
     cfg.eval.judge = ml_collections.ConfigDict(dict(

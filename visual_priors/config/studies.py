@@ -9,8 +9,9 @@ of them (the scale sweep's eight budgets).
 The paper's studies are written with the paper's numbers. Under the `tiny` profile `miniature`
 maps them: the five paper scales onto the five tiny ones in order, every token budget by the
 same factor (so budgets keep their ratios: 3B / 30B becomes t3 / 75k tokens, 7B / 1T becomes
-t4 / 2.5M), the public encoders onto the local objectives that stand in for them, and the
-multimodal stages onto a budget that lets the whole paper run on a 2-core CPU in hours.
+t4 / 2.5M), the public encoders (the runs' and the alignment references) onto the local
+objectives that stand in for them, and the multimodal stages onto a budget that lets the whole
+paper run on a 2-core CPU in hours.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from visual_priors.config import profiles, scales as scales_lib
 PAPER_TO_TINY = {"340M": "t1", "1B": "t2", "3B": "t3", "7B": "t4", "13B": "t5"}
 # Tiny tokens per paper billion.
 TINY_TOKENS_PER_BILLION = 2_500
-# The paper's encoders and the local objective that stands in for each (config/stages.py).
-PAPER_TO_LOCAL_ENCODERS = {"metaclip": "contrastive", "dinov2": "supervised", "mae_h": "mae"}
+# The paper's encoders and the local objective that stands in for each (config/stages.py),
+# with the alignment references (profiles.ALIGNMENT_REFERENCES): the ImageNet-21k classifier by
+# the supervised encoder, CLIP-H by the contrastive one.
+PAPER_TO_LOCAL_ENCODERS = {"metaclip": "contrastive", "dinov2": "supervised", "mae_h": "mae",
+                           "vit_l_in21k": "supervised", "clip_h": "contrastive"}
 B = 10**9
 
 
@@ -99,6 +103,7 @@ def paper_study(arg: str | None, study: str, study_grids) -> ml_collections.Conf
     cfg = profiles.get(arg or "tiny")
     cfg.study = study
     cfg.encoders = ("metaclip",)  # the paper's default encoder, MetaCLIP-B/16
+    cfg.eval.alignment.encoders = profiles.ALIGNMENT_REFERENCES
     cfg.grids = tuple(study_grids)
     if cfg.profile == "tiny":
         miniature(cfg)
@@ -109,6 +114,8 @@ def miniature(cfg: ml_collections.ConfigDict) -> None:
     """Map a paper-scale study onto tiny scales, budgets and encoders, in place."""
     cfg.grids = tuple(_tiny_grid(g) for g in cfg.grids)
     cfg.encoders = tuple(PAPER_TO_LOCAL_ENCODERS.get(e, e) for e in cfg.encoders)
+    cfg.eval.alignment.encoders = tuple(dict.fromkeys(PAPER_TO_LOCAL_ENCODERS.get(e, e)
+                                                      for e in cfg.eval.alignment.encoders))
     # The multimodal stages of every run, sized so that the paper's ~150 MLLMs fit in hours.
     cfg.align.examples = 1_500
     cfg.sft.examples = 3_000

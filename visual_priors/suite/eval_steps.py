@@ -6,7 +6,8 @@ answers parsed back to an option (the paper's parser) with ``eval.answer_tokens`
 benchmark files a study names, each with its own metric; reasoning traces on Knowledge and
 Vision-Centric questions, judged by the world's rules or an LLM; and the language results of
 the run's LLM. language: the language battery of one pre-trained LLM, shared by every run that
-adapts it.
+adapts it. alignment: the representational alignment (PRH's metrics) of one pre-trained LLM with
+the reference vision encoders, likewise shared.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from visual_priors.data import multimodal
-from visual_priors.eval import judge as judge_lib, language, mle_bench, real, vqa
-from visual_priors.model import generate
+from visual_priors.eval import alignment, alignment_features, judge as judge_lib, language, mle_bench, real
+from visual_priors.eval import vqa
+from visual_priors.model import encoders, generate
 from visual_priors.suite.adapt_steps import build_mllm
 from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of, world_of
 from visual_priors.suite.steps import load_llm
@@ -44,6 +46,27 @@ def run_language(step, out: Path, locate: Locate) -> dict:
     tasks = tuple(f["tasks"]) + tuple(t for t in sorted(f.get("paths") or {}) if t not in f["tasks"])
     return language.run_battery(model, tok, world=world_of(f), tasks=tasks, n_per_task=f["n_per_task"],
                                 seq_len=f["seq_len"], paths=f.get("paths") or {})
+
+
+def run_alignment(step, out: Path, locate: Locate) -> dict:
+    """The LLM's alignment with each reference encoder on held-out world image-caption pairs:
+    caption features of every LLM hidden state, image features of every encoder block, the
+    best layer pair of the study metric per encoder and their mean, and PRH's metric table
+    (alignment.alignment_report)."""
+    f = step.fields
+    tok = tokenizer_of(step, locate)
+    pre = step.input("pretrain")
+    images, captions = alignment_features.caption_pairs(world_of(f), f["pairs"], f["seed"])
+    tokens, mask = alignment_features.caption_tokens(tok, captions, f["text_len"])
+    llm_feats = alignment_features.llm_features(load_llm(locate(pre), pre.fields["scale"], tok), tokens, mask)
+    references = {}
+    for name, encoder_step in zip(f["encoders"], step.inputs_of("encoder"), strict=True):
+        encoder = encoders.load_frozen(locate(encoder_step) / "encoder")
+        references[name] = alignment_features.vision_features(encoder, images)
+    report = alignment.alignment_report(llm_feats, references, metric=f["metric"], topk=f["topk"], q=f["q"],
+                                        exact=f["exact"], table_metrics=f["table_metrics"],
+                                        table_topk=f["table_topk"])
+    return {**report, "scale": pre.fields["scale"], "caption_tokens": float(mask.sum(1).mean())}
 
 
 def run_evaluate(step, out: Path, locate: Locate) -> dict:

@@ -151,7 +151,9 @@ def register(registry: Registry, cfg, runs, steps) -> None:
 def _check_imported_paths(cfg, steps) -> None:
     """Planning allows an imported encoder without its checkpoint; running does not."""
     if any(s.kind == "encoder" and "import" in s.fields and not s.fields["import"]["path"] for s in steps):
-        used = sorted({e for g in studies_lib.grids(cfg) for e in g.encoders})
+        # The runs' encoders and the alignment references (eval.alignment.encoders) alike.
+        used = sorted({e for g in studies_lib.grids(cfg) for e in g.encoders}
+                      | set(cfg.eval.alignment.encoders))
         stages_lib.validate_encoders(used, cfg.imported_encoders, require_paths=True)
 
 
@@ -491,6 +493,11 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
                              "token_budget": run.tokens, "mixture": run.series or run.mixture,
                              "text_mixture": run.mixture, "encoder": run.encoder,
                              "encoder_probe": probe, "sft_set": run.sft_set, **res}
+        # The LLM's alignment with the reference encoders (PRH), once its step has finished.
+        alignment_step = run.steps.get("alignment")
+        if alignment_step is not None and is_done(root, alignment_step):
+            results[run.name]["alignment"] = json.loads(
+                (output_dir(root, alignment_step) / "result.json").read_text())
     return results
 
 

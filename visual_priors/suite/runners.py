@@ -8,4 +8,5 @@ RUNNERS = {
     "features": vision_steps.run_features, "real_features": vision_steps.run_real_features,
     "align": adapt_steps.run_align, "sft": adapt_steps.run_sft,
     "evaluate": eval_steps.run_evaluate, "language": eval_steps.run_language,
+    "alignment": eval_steps.run_alignment,
 }

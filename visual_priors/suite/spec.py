@@ -20,6 +20,7 @@ import ml_collections
 from visual_priors.config import mixtures, stages as stages_lib
 from visual_priors.config.studies import grids
 from visual_priors.data import sources as sources_lib
+from visual_priors.eval import alignment as alignment_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
 
@@ -31,9 +32,10 @@ HASH_LEN = 12
 # (encoder 2: three local objectives or an imported checkpoint, saved as a bare frozen encoder;
 # features 3: chosen layer resized to a fixed token count; align/sft/evaluate 2: SFT sets.)
 # (features 4 / evaluate 3: sixteen world families with yes/no and multi-view questions, real
-# benchmark files, the reasoning judge; language 1: the language battery of each LLM.)
+# benchmark files, the reasoning judge; language 1: the language battery of each LLM;
+# alignment 1: PRH's representational alignment of each LLM with reference encoders.)
 VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 2, "features": 4,
-            "align": 2, "sft": 2, "evaluate": 3, "language": 1, "real_features": 1}
+            "align": 2, "sft": 2, "evaluate": 3, "language": 1, "real_features": 1, "alignment": 1}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,6 +45,9 @@ class Step:
     inputs: tuple[Step, ...] = ()
     # How to run it, not what it makes (e.g. worker processes): not part of the identity.
     options: dict = dataclasses.field(default_factory=dict)
+    # Steps planned wherever this one is, without being its inputs: they neither enter its
+    # identity nor wait for it (a run's evaluation brings along its LLM's alignment step).
+    companions: tuple[Step, ...] = ()
 
     @cached_property
     def hash(self) -> str:
@@ -142,6 +147,7 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     study_grids = grids(cfg)
     encoders = list(dict.fromkeys(e for g in study_grids for e in g.encoders))
     stages_lib.validate_encoders(encoders, cfg.imported_encoders, require_paths=False)
+    alignment_fields, alignment_encoders = _alignment_settings(cfg, world, tokenizer)
     features = {name: Step("features", {
         "world": world, "layer": cfg.features.layer, "tokens": cfg.features.tokens,
         "dtype": cfg.features.dtype, "align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
@@ -181,6 +187,10 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                     # Language ability belongs to the LLM: one step, shared by every encoder and SFT set.
                     language = Step("language", {"world": world, **_plain(cfg.eval.language)},
                                     (pretrain, tokenizer))
+                    # So is its alignment with the reference encoders (none when they are off).
+                    llm_alignment = (Step("alignment", alignment_fields,
+                                          (pretrain, tokenizer, *alignment_encoders))
+                                     if alignment_encoders else None)
                     for encoder in grid.encoders:
                         feats = features[encoder]
                         align = Step("align", {"seed": cfg.seed, **_plain(cfg.align)}, (pretrain, feats, tokenizer))
@@ -188,9 +198,11 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                             sft = Step("sft", {"seed": cfg.seed, **_plain(cfg.sft), "set": sft_set.spec()},
                                        (pretrain, align, feats, tokenizer))
                             evaluate = Step("evaluate", {k: v for k, v in _plain(cfg.eval).items()
-                                                         if k not in ("language", "benchmarks")},
+                                                         if k not in ("language", "benchmarks",
+                                                                      "alignment")},
                                             (pretrain, sft, feats, tokenizer, language)
-                                            + ((real_features[encoder],) if real_features else ()))
+                                            + ((real_features[encoder],) if real_features else ()),
+                                            companions=(llm_alignment,) if llm_alignment else ())
                             # Names grow only along the axes the grid varies.
                             name = f"{scale}-{token_label(tokens)}" if several_budgets else scale
                             name += f"-{mixture.name}"
@@ -208,9 +220,10 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                 raise ValueError(f"study {cfg.study!r} has two runs named {name!r}; "
                                                  "give its grids distinct names")
                             names.add(name)
-                            runs.append(Run(name, scale, mixture.name, tokens,
-                                            {"pretrain": pretrain, "align": align, "sft": sft,
-                                             "evaluate": evaluate},
+                            run_steps = {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}
+                            if llm_alignment:
+                                run_steps["alignment"] = llm_alignment
+                            runs.append(Run(name, scale, mixture.name, tokens, run_steps,
                                             encoder=encoder, sft_set=sft_set.name, study=grid.study,
                                             series=series))
     return runs, topological([r.steps["evaluate"] for r in runs])
@@ -233,6 +246,20 @@ def real_benchmarks(cfg) -> dict:
         real.get(name)
         out[name] = {"path": str(Path(path).expanduser()), "fingerprint": real.fingerprint(path)}
     return out
+
+
+def _alignment_settings(cfg, world: dict, tokenizer: Step) -> tuple[dict, list[Step]]:
+    """The alignment step's fields and its reference encoders' steps (shared with the runs that
+    use the same encoders); no steps when ``eval.alignment.encoders`` is empty."""
+    settings = _plain(cfg.eval.get("alignment") or {})
+    names = list(dict.fromkeys(settings.get("encoders") or ()))
+    if not names:
+        return {}, []
+    stages_lib.validate_encoders(names, cfg.imported_encoders, require_paths=False)
+    for metric in (settings["metric"], *settings["table_metrics"]):
+        alignment_lib.get_metric(metric)  # unknown names fail with the valid ones
+    fields = {"world": world, "seed": cfg.seed, **settings, "encoders": names}
+    return fields, [_encoder_step(cfg, name, world, tokenizer) for name in names]
 
 
 def _encoder_step(cfg, name: str, world: dict, tokenizer: Step) -> Step:
@@ -265,6 +292,8 @@ def topological(targets: list[Step]) -> list[Step]:
             visit(dep)
         seen.add(step.hash)
         order.append(step)
+        for companion in step.companions:
+            visit(companion)
 
     for t in targets:
         visit(t)
