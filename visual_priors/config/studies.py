@@ -116,9 +116,11 @@ def miniature(cfg: ml_collections.ConfigDict) -> None:
     cfg.encoders = tuple(PAPER_TO_LOCAL_ENCODERS.get(e, e) for e in cfg.encoders)
     cfg.eval.alignment.encoders = tuple(dict.fromkeys(PAPER_TO_LOCAL_ENCODERS.get(e, e)
                                                       for e in cfg.eval.alignment.encoders))
-    # The multimodal stages of every run, sized so that the paper's ~150 MLLMs fit in hours.
-    cfg.align.examples = 1_500
-    cfg.sft.examples = 3_000
+    # The multimodal stages of every run, sized so that the paper's ~150 MLLMs fit in under
+    # three hours on a 2-core CPU (docs/benchmarks.md): a t3 run's align, SFT and evaluation
+    # take about a minute together, against the LLMs' pre-training (t3 / 75k tokens: ~15 s).
+    cfg.align.examples = 1_000
+    cfg.sft.examples = 2_000
     cfg.eval.questions_per_benchmark = 30
     cfg.eval.mle_per_bin = 30
     cfg.eval.language.n_per_task = 50
