@@ -9,7 +9,8 @@ A run's results come in two shapes:
   in memory (a list of dicts, a pyarrow Table, a pandas DataFrame) or on disk (``.parquet``,
   ``.csv``; or collect's ``results.json``).
 
-``as_records`` turns any of these into a list of nested dicts. ``record_value`` reads a dotted
+``as_records`` turns any of these into a list of nested dicts (``load_export`` adds the same runs
+as a flat pandas DataFrame, for notebooks). ``record_value`` reads a dotted
 key from one record of either shape, so code that takes single records need not convert.
 A value is missing when it is absent, None or NaN; ``as_float`` reads missing and non-numeric
 values (including empty strings and booleans) as NaN.
@@ -120,3 +121,16 @@ def float_value(record: Mapping[str, Any], key: str) -> float:
 def run_name(record: Mapping[str, Any], index: int) -> str:
     """A record's run name (a paper-table row's recipe), else its position in the list."""
     return str(record.get("run", record.get("recipe", index)))
+
+
+def load_export(data: Any) -> tuple[list[dict[str, Any]], Any]:
+    """A study's runs both ways: ``as_records`` and a flat pandas DataFrame of the same runs.
+
+    The frame has one row per record, in the same order, and one column per dotted key
+    (``pandas.json_normalize`` of the records: the columns ``visual-priors suite export``
+    writes, less those null in every run). Lists a ``results.json`` carries stay as cells.
+    """
+    import pandas as pd
+
+    runs = as_records(data)
+    return runs, pd.json_normalize(runs) if runs else pd.DataFrame()
