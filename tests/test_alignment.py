@@ -333,6 +333,12 @@ def test_llm_features_average_real_tokens_and_ignore_padding(tok):
     np.testing.assert_allclose(af.llm_features(model, t, m)[0], feats[2], atol=1e-5)
     states = model.hidden_states(jnp.asarray(tokens[:1, :mask[0].sum()]))
     np.testing.assert_allclose(feats[0, 2], np.asarray(states[2][0]).mean(0), atol=1e-5)
+    # Chosen states in the order given; BOS left out of the mean when asked (the colour probe's).
+    np.testing.assert_allclose(af.llm_features(model, tokens, mask, layers=(2, 0)), feats[:, [2, 0]], atol=1e-6)
+    no_bos = af.llm_features(model, tokens, mask, layers=(2,), skip_bos=True)
+    np.testing.assert_allclose(no_bos[0, 0], np.asarray(states[2][0, 1:]).mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="after BOS"):
+        af.llm_features(model, tokens[:, :1], mask[:, :1], skip_bos=True)
 
 
 def test_vision_features_per_block_for_vit_and_per_stage_for_cnn():
@@ -359,6 +365,11 @@ def test_vision_features_per_block_for_vit_and_per_stage_for_cnn():
 # ---------------------------------------------------------------- the suite's step
 
 
+# The colour probe at its cheapest that still embeds (the tiny profile's costs ~1-2 s per LLM).
+COLOUR_SMALL = ("eval.alignment.colour.n_images=8", "eval.alignment.colour.n_pairs=20000",
+                "eval.alignment.colour.mds_inits=2", "eval.alignment.colour.n_permutations=30")
+
+
 def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tmp_path, tok):
     from visual_priors.config import loading, scales
     from visual_priors.model import encoders, vision
@@ -368,10 +379,12 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
     from visual_priors.suite import executor, runners, spec
 
     cfg = loading.load("experiments/quickstart.py:tiny", ["scales=('t1',)", "mixtures=('mix0',)",
-                                                           "eval.alignment.pairs=24"])
+                                                           "eval.alignment.pairs=24", *COLOUR_SMALL])
     (run,) = spec.expand(cfg)[0]
     step = run.steps["alignment"]
     assert step in run.steps["evaluate"].companions and step.fields["topk"] == 20
+    assert step.fields["colour"] == {"n_images": 8, "n_pairs": 20_000, "grid_levels": 6, "mds_inits": 2,
+                                     "n_permutations": 30, "seed": 0}
     (encoder_step,) = step.inputs_of("encoder")
     # The reference is the study's own contrastive encoder: the same step, not a second one.
     assert encoder_step.hash == run.steps["evaluate"].input("features").input("encoder").hash
@@ -395,12 +408,27 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
     assert result["score"] == ref["score"] and 0 <= ref["score"] <= 1
     assert (ref["llm_layers"], ref["vision_layers"]) == (3, vit_cfg.depth)
     assert set(ref["table"]) == set(al.METRICS) and result["table_topk"] == 10
+    # PRH's colour probe of the same LLM: headline errors beside the shuffled baselines, the
+    # points a plot needs, the whole probe and its plot beside the result.
+    c = result["colour"]
+    for half in ("language", "vision"):
+        assert np.isfinite(c[f"{half}_error"]) and 0 <= c[f"{half}_error"] <= 1
+        assert set(c[f"{half}_shuffled"]) == {"mean", "std", "p_value"}
+        assert all(np.isfinite(v) for v in c[f"{half}_shuffled"].values())
+        k = len(c[half]["names"])
+        assert np.asarray(c[half]["aligned"]).shape == np.asarray(c[half]["lab"]).shape == (k, 3)
+    assert c["language"]["names"][:2] == ["red", "orange"] and c["language"]["layers"] == [1, 2]
+    assert c["vision"]["n_images"] == 8 and c["mds_inits"] == 2 and c["n_permutations"] == 30
+    whole = json.loads((out / "colour.json").read_text())
+    assert whole["language_error"] == c["language_error"] and whole["vision"]["mds"]
+    assert (out / "colour_ab.png").read_bytes()[:4] == b"\x89PNG"
     (out / "result.json").write_text(json.dumps(result))
     eval_dir = tmp_path / run.steps["evaluate"].name
     eval_dir.mkdir()
     (eval_dir / "result.json").write_text(json.dumps({"overall": 0.5}))
     record = executor.collect(cfg, tmp_path)[run.name]
     assert record["alignment"]["score"] == result["score"] and record["overall"] == 0.5
+    assert record["alignment"]["colour"] == c
 
 
 def test_alignment_settings_plan_steps_without_touching_other_identities():
@@ -419,11 +447,22 @@ def test_alignment_settings_plan_steps_without_touching_other_identities():
     assert planner.plan(base)["steps_by_kind"]["alignment"] == 6
     off = loading.load("experiments/quickstart.py:tiny", ["eval.alignment.encoders=()"])
     more = loading.load("experiments/quickstart.py:tiny", ["eval.alignment.topk=10"])
+    # The colour probe's settings are the alignment step's alone; off, they leave its fields.
+    no_colour = loading.load("experiments/quickstart.py:tiny", ["eval.alignment.colour.enabled=False"])
+    other_colour = loading.load("experiments/quickstart.py:tiny", ["eval.alignment.colour.mds_inits=3"])
     others = {s.hash for s in steps if s.kind != "alignment"}
-    for cfg in (off, more):
+    for cfg in (off, more, no_colour, other_colour):
         assert {s.hash for s in spec.expand(cfg)[1] if s.kind != "alignment"} == others
     assert not [s for s in spec.expand(off)[1] if s.kind == "alignment"]
-    assert {s.hash for s in spec.expand(more)[1] if s.kind == "alignment"}.isdisjoint(s.hash for s in aligned)
+    for cfg in (more, no_colour, other_colour):
+        changed = [s for s in spec.expand(cfg)[1] if s.kind == "alignment"]
+        assert len(changed) == 6 and {s.hash for s in changed}.isdisjoint(s.hash for s in aligned)
+    assert all("colour" in s.fields for s in aligned)
+    assert not [s for s in spec.expand(no_colour)[1] if s.kind == "alignment" and "colour" in s.fields]
+    with pytest.raises(ValueError, match="colour.n_pairs must be positive"):
+        spec.expand(loading.load("experiments/quickstart.py:tiny", ["eval.alignment.colour.n_pairs=0"]))
+    paper_colour = loading.load("experiments/category_sweep.py:paper").eval.alignment.colour
+    assert (paper_colour.mds_inits, paper_colour.n_pairs) == (1000, 300_000)  # PRH's
     with pytest.raises(ValueError, match="unknown alignment metric"):
         spec.expand(loading.load("experiments/quickstart.py:tiny", ["eval.alignment.metric='mnn'"]))
     paper_tiny = loading.load("experiments/category_sweep.py:tiny")

@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from visual_priors.config import scales
 from visual_priors.data import tokenizer as tokenizer_lib
+from visual_priors.eval import alignment_features as af
 from visual_priors.eval import colour
 from visual_priors.eval.colour_space import (align_similarity, mds_embedding, shuffled_alignment,
                                              srgb_to_lab)
@@ -198,6 +199,32 @@ def test_sentence_features_ignore_padding_and_bos(tiny_llm):
     np.testing.assert_allclose(alone[0], expect, rtol=1e-5, atol=1e-6)
 
 
+def test_sentence_features_are_the_alignment_pooling_without_bos(tiny_llm):
+    """One masked mean serves both probes: colour's features are alignment_features' pooling of
+    the chosen states with BOS left out, and match a hand-pooled forward pass row by row."""
+    tok = _CharTokenizer()
+    sentences = colour.colour_sentences(["red", "purple", "yellow"])
+    layers = (2, 1)  # any order, as given
+    feats = colour.sentence_features(tiny_llm, tok, sentences, layers=layers, batch_size=4)
+    tokens, mask = af.caption_tokens(tok, sentences)
+    pooled = af.llm_features(tiny_llm, tokens, mask, layers=layers, skip_bos=True)
+    assert feats.dtype == np.float64 and feats.shape == (9, 2 * tiny_llm.cfg.d_model)
+    np.testing.assert_allclose(feats, pooled.reshape(9, -1), rtol=1e-6, atol=1e-7)
+    forward = nnx.jit(lambda model, tokens: model.hidden_states(tokens))
+    for i in (0, 8):  # the shortest sentence (most padding) and the longest, each alone, unpadded
+        states = forward(tiny_llm, np.array([[tok.bos_id] + tok.encode(sentences[i])]))
+        expect = np.concatenate([np.asarray(states[k])[0, 1:] for k in layers], -1).mean(0)
+        np.testing.assert_allclose(feats[i], expect, rtol=1e-5, atol=1e-6)
+    # Keeping BOS (the alignment step's pooling) gives other features; every state by default.
+    with_bos = af.llm_features(tiny_llm, tokens, mask)
+    assert with_bos.shape == (9, tiny_llm.cfg.n_layers + 1, tiny_llm.cfg.d_model)
+    np.testing.assert_allclose(with_bos[:, [2, 1]], af.llm_features(tiny_llm, tokens, mask, layers=layers),
+                               rtol=1e-6, atol=1e-7)
+    assert not np.allclose(with_bos[:, [2, 1]].reshape(9, -1), feats, atol=1e-4)
+    with pytest.raises(ValueError, match="after BOS"):
+        colour.sentence_features(tiny_llm, tok, ["red", ""], layers=layers)
+
+
 def test_default_layers_are_the_last_four_blocks():
     assert colour.default_layers(12) == (9, 10, 11, 12)
     assert colour.default_layers(2) == (1, 2)
@@ -231,6 +258,43 @@ def test_colour_probe_is_deterministic_for_a_seed(tiny_llm, images, probe):
     assert json.dumps(reused) == json.dumps(probe)
 
 
+def test_headline_puts_errors_beside_shuffled_mean_sd_and_p(probe):
+    for half in ("language", "vision"):
+        shuffled = probe[half]["shuffled"]
+        assert probe[f"{half}_shuffled"] == {"mean": shuffled["normalised_mean"],
+                                             "std": shuffled["normalised_std"], "p_value": shuffled["p_value"]}
+    short = colour.summary(probe)
+    assert set(short) == {"language_error", "language_shuffled", "vision_error", "vision_shuffled", "seed",
+                          "mds_inits", "n_permutations", "language", "vision"}
+    assert short["language"]["aligned"] == probe["language"]["aligned"]
+    assert short["vision"]["names"] == probe["vision"]["names"] and short["n_permutations"] == 30
+    assert "mds" not in short["language"] and short["language"]["layers"] == [1, 2]
+    # The summary draws as the whole result does.
+    assert colour.plot_colour_probe(short) == colour.plot_colour_probe(probe)
+
+
+def test_world_vision_half_is_computed_once_per_world_and_settings(monkeypatch):
+    render = colour.world_images
+    rendered = []
+
+    def counting(world, n_images, **kw):
+        rendered.append(repr(world))
+        return render(world, n_images, **kw)
+
+    monkeypatch.setattr(colour, "world_images", counting)
+    world = World(seed=3, image_size=32)
+    kw = dict(n_images=6, n_pairs=5000, grid_levels=4, mds_inits=1, n_permutations=10, seed=4)
+    first = colour.world_vision_probe(world, **kw)
+    first["error"] = -1.0  # a copy: changing it leaves the next caller's alone
+    again = colour.world_vision_probe(World(seed=3, image_size=32), **kw)
+    assert len(rendered) == 1 and again["error"] >= 0
+    direct = colour.vision_colour_probe(render(world, 6), **{k: v for k, v in kw.items() if k != "n_images"})
+    assert json.dumps(again) == json.dumps(direct)
+    colour.world_vision_probe(World(seed=4, image_size=32), **kw)
+    colour.world_vision_probe(world, **{**kw, "seed": 5})
+    assert len(rendered) == 3
+
+
 def test_plot_writes_png_for_both_projections(probe, tmp_path):
     for projection in ("ab", "3d"):
         png = colour.plot_colour_probe(probe, tmp_path / f"c_{projection}.png", projection=projection)
@@ -240,34 +304,62 @@ def test_plot_writes_png_for_both_projections(probe, tmp_path):
         colour.plot_colour_probe(probe, projection="xy")
 
 
-def test_probe_run_reads_a_finished_pretrain_step(tmp_path):
+@pytest.fixture(scope="module")
+def run_root(tmp_path_factory):
     """A run root laid out as the suite writes it: tokenizer step, pretrain step with its LLM."""
+    root = tmp_path_factory.mktemp("runs")
     world = World(seed=0, image_size=32)
-    tok_dir = tmp_path / "tokenizer-aaaa"
+    tok_dir = root / "tokenizer-aaaa"
     texts = [world.document(g, i).text for g in GENRES for i in range(40)]
     tok = tokenizer_lib.train_tokenizer(texts, scales.get("t1").vocab_size, tok_dir / "tok.model")
     (tok_dir / "result.json").write_text(json.dumps({"path": "tok.model"}))
     (tok_dir / "spec.json").write_text(json.dumps(
         {"kind": "tokenizer", "inputs": [], "fields": {"world": {"seed": 0, "image_size": 32}}}))
-    pre_dir = tmp_path / "pretrain-bbbb"
+    pre_dir = root / "pretrain-bbbb"
     pre_dir.mkdir()
     (pre_dir / "spec.json").write_text(json.dumps(
         {"kind": "pretrain", "inputs": ["tokenizer-aaaa", "shards-cccc"], "fields": {"scale": "t1"}}))
     llm = Llama(scales.get("t1"), rngs=nnx.Rngs(7))
     save_params(pre_dir / "llm", nnx.state(llm, nnx.Param).to_pure_dict(),
                 {"kind": "llm", "scale": "t1", "vocab_size": tok.vocab_size})
+    return root, llm, tok
 
-    loaded, loaded_tok, loaded_world = colour.load_pretrained(tmp_path, "pretrain-bbbb")
+
+def test_probe_run_reads_a_finished_pretrain_step(run_root, tmp_path):
+    root, llm, tok = run_root
+    loaded, loaded_tok, loaded_world = colour.load_pretrained(root, "pretrain-bbbb")
     assert loaded_tok.vocab_size == tok.vocab_size and loaded_world.image_size == 32
     np.testing.assert_array_equal(np.asarray(loaded.embedding[...]), np.asarray(llm.embedding[...]))
 
     kw = dict(n_images=8, **PROBE_KW)
-    result = colour.probe_run(tmp_path, "pretrain-bbbb", out=tmp_path / "colour", **kw)
-    direct = colour.colour_probe(llm, tok, world=World(seed=0, image_size=32), **kw)
+    result = colour.probe_run(root, "pretrain-bbbb", out=tmp_path / "colour", **kw)
+    images = colour.world_images(World(seed=0, image_size=32), 8)
+    direct = colour.colour_probe(llm, tok, images=images, **kw)
     assert result["language_error"] == pytest.approx(direct["language_error"])
     assert result["vision_error"] == direct["vision_error"]
     assert result["pretrain_step"] == "pretrain-bbbb"
     assert json.loads((tmp_path / "colour" / "colour.json").read_text()) == result
     assert (tmp_path / "colour" / "colour_ab.png").exists()
     with pytest.raises(ValueError, match="not a pretrain step"):
-        colour.load_pretrained(tmp_path, "tokenizer-aaaa")
+        colour.load_pretrained(root, "tokenizer-aaaa")
+
+
+def test_cli_prints_both_errors_beside_their_shuffled_baselines(run_root, tmp_path, capsys):
+    from visual_priors import cli
+
+    root = run_root[0]
+    out = tmp_path / "probe"
+    assert cli.main(["colour", "--root", str(root), "--step", "pretrain-bbbb", "--out", str(out),
+                     "--images", "8", "--pairs", "20000", "--mds-inits", "2", "--permutations", "30"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "colour.json").read_text())
+    assert result["mds_inits"] == 2 and result["vision"]["n_images"] == 8
+    assert result["language"]["shuffled"]["n_permutations"] == 30
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.split()}
+    for half in ("language", "vision"):
+        shuffled = result[f"{half}_shuffled"]
+        assert rows[half][1:6] == [f"{result[f'{half}_error']:.3f}", f"{shuffled['mean']:.3f}", "+-",
+                                   f"{shuffled['std']:.3f}", f"{shuffled['p_value']:.3f}"]
+    assert (out / "colour_ab.png").exists() and (out / "colour_3d.png").exists()
+    assert cli.main(["colour", "--root", str(root), "--step", "tokenizer-aaaa"]) == 2
+    assert "not a pretrain step" in capsys.readouterr().err

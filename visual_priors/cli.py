@@ -16,6 +16,8 @@
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
     visual-priors encoders [--root runs] | encoders import SRC OUT_DIR [--arch A]  (vision encoders)
+    visual-priors colour --root runs --step pretrain-HASH [--out DIR] [--mds-inits N] [--pairs N]
+                                                                          (PRH's colour probe of one LLM)
     visual-priors plan-memory --scale 7B --mesh fsdp=8 [--devices 8]        (per-device memory of a train step)
     visual-priors data sources | fetch-starter | label | distill | mixture   (text data; see `data -h`)
 """
@@ -306,6 +308,31 @@ def cmd_report(args) -> int:
               file=sys.stderr)
         return 1
     print(write_report(results, Path(args.root) / cfg.study, study=cfg.study))
+    return 0
+
+
+def cmd_colour(args) -> int:
+    """PRH's colour probe of one finished pre-trained LLM: its errors beside the shuffled ones."""
+    from visual_priors.eval import colour
+
+    given = {"n_images": args.images, "n_pairs": args.pairs, "mds_inits": args.mds_inits,
+             "n_permutations": args.permutations, "seed": args.seed}
+    r = colour.probe_run(args.root, args.step, out=args.out, **{k: v for k, v in given.items() if v is not None})
+    vis = r["vision"]
+    print(f"colour probe of {r['pretrain_step']}: {len(r['language']['names'])} colour words; "
+          f"{vis['pairs_used']:,} pixel pairs of {vis['n_images']} world images on a "
+          f"{vis['grid_levels']}-level grid ({len(vis['names'])} colours); best of {r['mds_inits']} "
+          f"MDS starts")
+    print(f"{'':<9} {'error':>6} {'shuffled (sd)':>17} {'p':>6} {'Delta E':>8}")
+    for half in ("language", "vision"):
+        sh = r[f"{half}_shuffled"]
+        print(f"{half:<9} {r[f'{half}_error']:>6.3f} {sh['mean']:>8.3f} +- {sh['std']:<5.3f} "
+              f"{sh['p_value']:>6.3f} {r[half]['error']:>8.2f}")
+    print("error: RMS distance to CIELAB after a similarity fit over the targets' RMS spread (0 perfect, "
+          "1 no better than their mean); shuffled: the same with the colours permuted (mean +- sd, "
+          f"p-value of {r['language']['shuffled']['n_permutations']} permutations)")
+    if args.out:
+        print(f"wrote {Path(args.out) / 'colour.json'}, colour_ab.png and colour_3d.png")
     return 0
 
 
@@ -674,6 +701,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="OUT_DIR")
     p.add_argument("--arch", help="CNN architecture of a .pth file (see `visual-priors encoders`)")
     p.set_defaults(func=cmd_encoders_import)
+    p = sub.add_parser("colour", help="PRH's colour probe (Fig. 8) of a finished pre-trained LLM")
+    p.add_argument("--root", default="runs", help="the run root holding the step (default: runs)")
+    p.add_argument("--step", required=True, metavar="pretrain-HASH",
+                   help="a finished pretrain step under --root (`suite status` lists them)")
+    p.add_argument("--out", help="write colour.json, colour_ab.png and colour_3d.png here")
+    # Defaults are the probe's own (visual_priors.eval.colour.colour_probe); the output names them.
+    p.add_argument("--mds-inits", type=int, metavar="N", help="MDS random starts, the best kept (default: the probe's few; PRH 1,000)")
+    p.add_argument("--pairs", type=int, metavar="N", help="pixel pairs drawn (default PRH's 300,000)")
+    p.add_argument("--images", type=int, metavar="N", help="world images the pairs are drawn from")
+    p.add_argument("--permutations", type=int, metavar="N", help="shuffled assignments of the baseline")
+    p.add_argument("--seed", type=int, metavar="N", help="fixes the pairs, MDS starts and permutations (default 0)")
+    p.set_defaults(func=cmd_colour)
     p = sub.add_parser("plan-memory", help="per-device memory of one train step, from the compiled program")
     p.add_argument("--scale", required=True, help="a paper or tiny scale, e.g. 7B")
     p.add_argument("--mesh", type=_mesh_arg, default={"fsdp": -1},

@@ -152,10 +152,22 @@ def get(profile: str) -> ml_collections.ConfigDict:
     # checkpoints; tiny measures against the local contrastive encoder (CLIP's stand-in) that
     # the studies train anyway, and the paper's studies in miniature against the stand-ins of all
     # three. () turns it off.
+    # `colour`: PRH's colour probe (Fig. 8, visual_priors.eval.colour) of the same LLM in the
+    # same step: colour-word sentence features and pixel-pair co-occurrence in `n_images` world
+    # scenes (`n_pairs` pairs, an RGB grid of `grid_levels` per channel), each embedded by metric
+    # MDS (best of `mds_inits` starts) and aligned to CIELAB, against `n_permutations` shuffled
+    # assignments; `seed` fixes pairs, starts and permutations. The paper profile is PRH's
+    # (300,000 pairs, 1,000 starts); tiny costs ~0.3-1.6 s per LLM on a 2-core CPU, plus ~1 s
+    # once per world and worker for the vision half. enabled=False leaves the step as it was
+    # without it (the same identity).
     cfg.eval.alignment = ml_collections.ConfigDict(dict(
         encoders=("contrastive",) if tiny else ALIGNMENT_REFERENCES, pairs=256 if tiny else 1024,
         metric="mutual_knn", topk=20, q=0.95, exact=True, table_metrics=ALIGNMENT_METRICS, table_topk=10,
-        text_len=64 if tiny else 256))
+        text_len=64 if tiny else 256,
+        colour=ml_collections.ConfigDict(dict(
+            enabled=True, n_images=64 if tiny else 500, n_pairs=50_000 if tiny else 300_000,
+            grid_levels=6, mds_inits=8 if tiny else 1000, n_permutations=200 if tiny else 1000,
+            seed=0))))
     # Reasoning traces on Knowledge and Vision-Centric questions, judged by the world's rules, or
     # by an LLM over an OpenAI-compatible endpoint when `url` and `model` are set.
     cfg.eval.judge = ml_collections.ConfigDict(dict(

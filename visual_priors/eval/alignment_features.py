@@ -8,6 +8,8 @@ PRH's ``extract_features.py``, and the image-caption pairs they are measured on.
   on the right; every hidden state (the embedding output and each block's output,
   ``Llama.hidden_states``) is mean-pooled over the caption's real tokens -> [N, n_layers + 1, D].
   Attention is causal and padded keys are masked, so padding changes no real token's state.
+  The same pooling serves other probes: a chosen subset of hidden states, and the mean taken
+  without BOS (identical in every row) when asked (``eval.colour``'s sentence features).
 * ViT: the class token of each block's output (PRH: ``blocks.{i}.add_1``, the residual stream
   after the block, before the final norm) -> [N, depth, D]; an encoder without a class token
   (the local ones, SigLIP) gives the mean of its patch tokens instead (registers left out).
@@ -16,6 +18,9 @@ PRH's ``extract_features.py``, and the image-caption pairs they are measured on.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,10 +37,10 @@ def caption_pairs(world, n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
 
-def caption_tokens(tokenizer, captions: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """int32 tokens [n, T] (BOS + caption, cut to ``max_len``, pad_id after) and a bool mask of
-    real tokens; T is the longest row, at most ``max_len``."""
-    rows = [([tokenizer.bos_id] + tokenizer.encode(c))[:max_len] for c in captions]
+def caption_tokens(tokenizer, captions: Sequence[str], max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int32 tokens [n, T] (BOS + caption, cut to ``max_len`` when given, pad_id after) and a
+    bool mask of real tokens; T is the longest row, at most ``max_len``."""
+    rows = [([int(tokenizer.bos_id)] + [int(t) for t in tokenizer.encode(c)])[:max_len] for c in captions]
     width = max(len(r) for r in rows)
     tokens = np.full((len(rows), width), tokenizer.pad_id, np.int32)
     for i, r in enumerate(rows):
@@ -54,21 +59,34 @@ def _batched(encode, model, arrays: tuple[np.ndarray, ...], batch_size: int):
     return [np.concatenate([np.asarray(o[k], np.float32) for o in outs])[:n] for k in range(len(outs[0]))]
 
 
-def _pooled_llm_states(model, tokens, mask):
-    # Each state is pooled as it comes: [B, T, D] states of every layer are never held together.
-    w = mask.astype(jnp.float32)[:, :, None]
+@partial(nnx.jit, static_argnames=("layers", "skip_bos"))
+def _pooled_llm_states(model, tokens, mask, *, layers, skip_bos):
+    w = mask.astype(jnp.float32)
+    if skip_bos:
+        w = w.at[:, 0].set(0.0)
+    w = w[:, :, None]
     count = jnp.maximum(w.sum(1), 1.0)
-    return (jnp.stack([(s.astype(jnp.float32) * w).sum(1) / count
-                       for s in model.hidden_states(tokens, mask=mask)], axis=1),)
+    states = model.hidden_states(tokens, mask=mask)
+    # Each state is pooled as it comes: [B, T, D] states of every layer are never held together.
+    return (jnp.stack([(states[i].astype(jnp.float32) * w).sum(1) / count
+                       for i in (range(len(states)) if layers is None else layers)], axis=1),)
 
 
-def llm_features(model, tokens: np.ndarray, mask: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """float32 [N, n_layers + 1, d_model]: each hidden state averaged over the real tokens."""
+def llm_features(model, tokens: np.ndarray, mask: np.ndarray, *, layers: Sequence[int] | None = None,
+                 skip_bos: bool = False, batch_size: int = 64) -> np.ndarray:
+    """float32 [N, L, d_model]: hidden states averaged over each row's real tokens (``mask``).
+
+    layers: indices into ``Llama.hidden_states`` (0 = embedding output, i = block i's output),
+    every one (L = n_layers + 1) by default. skip_bos: leave position 0 (BOS, the same in every
+    row) out of the mean; the row's other tokens still attend to it."""
     if tokens.shape != mask.shape or tokens.ndim != 2:
         raise ValueError(f"tokens {tokens.shape} and mask {mask.shape} must be the same [N, T]")
-    if not np.asarray(mask).any(axis=1).all():
-        raise ValueError("every row needs at least one real token")
-    return _batched(nnx.jit(_pooled_llm_states), model, (tokens, np.asarray(mask, bool)), batch_size)[0]
+    mask = np.asarray(mask, bool)
+    if not mask[:, int(skip_bos):].any(axis=1).all():
+        raise ValueError("every row needs at least one real token" + (" after BOS" if skip_bos else ""))
+    layers = None if layers is None else tuple(int(i) for i in layers)
+    encode = partial(_pooled_llm_states, layers=layers, skip_bos=bool(skip_bos))
+    return _batched(encode, model, (tokens, mask), batch_size)[0]
 
 
 def _vit_states(encoder, images):

@@ -34,7 +34,11 @@ Delta E (CIELAB units) after alignment, and that divided by the targets' RMS spr
 1 = no better than collapsing onto the mean). Chance: the same with the targets' rows permuted
 (``shuffled``: mean and std over permutations, and a permutation p-value). The CIELAB coordinates
 themselves score 0. The vision half depends on the images alone (``vision_colour_probe``), so
-the LLMs of one world can share it; the language half is ``language_colour_probe``.
+the LLMs of one world share it (``world_vision_probe`` computes it once per world and settings
+in a process); the language half is ``language_colour_probe``. Headline: ``language_error`` and
+``vision_error`` (normalised) beside ``language_shuffled`` / ``vision_shuffled`` = {mean, std,
+p_value} of the shuffled baseline; ``summary`` keeps those and what a plot needs (the suite's
+alignment step records it under ``colour``).
 """
 
 from __future__ import annotations
@@ -44,13 +48,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.spatial.distance import pdist, squareform
 
+from visual_priors.eval.alignment_features import caption_tokens, llm_features
 from visual_priors.eval.colour_space import (DEFAULT_MDS_INITS, align_similarity, mds_embedding,
                                              shuffled_alignment, srgb_to_lab)
 from visual_priors.world.kinds import COLOURS
@@ -182,35 +186,11 @@ def default_layers(n_layers: int, last: int = DEFAULT_LAST_LAYERS) -> tuple[int,
 def sentence_features(llm, tokenizer, sentences: Sequence[str], *, layers: Sequence[int],
                       batch_size: int = 64) -> np.ndarray:
     """Per sentence: masked mean over its tokens (BOS excluded) of the hidden states ``layers``,
-    concatenated -> float64 [n, len(layers) * d_model]."""
-    rows = [[int(tokenizer.bos_id)] + [int(t) for t in tokenizer.encode(s)] for s in sentences]
-    if any(len(r) < 2 for r in rows):
-        raise ValueError("every sentence must encode to at least one token")
-    length = max(len(r) for r in rows)
-    tokens = np.full((len(rows), length), int(tokenizer.pad_id), np.int32)
-    valid = np.zeros((len(rows), length), bool)
-    for i, r in enumerate(rows):
-        tokens[i, :len(r)] = r
-        valid[i, :len(r)] = True
-    pooled = valid.copy()
-    pooled[:, 0] = False  # BOS
-    layers = tuple(int(i) for i in layers)
-
-    @nnx.jit
-    def pool(model, tok, mask, weight):
-        states = model.hidden_states(tok, mask=mask)
-        x = jnp.concatenate([states[i].astype(jnp.float32) for i in layers], axis=-1)
-        return (x * weight[..., None]).sum(1) / weight.sum(1, keepdims=True)
-
-    batch_size = min(batch_size, len(rows))
-    pad = -len(rows) % batch_size  # full batches only, so one program serves every call
-    tokens = np.concatenate([tokens, np.full((pad, length), tokenizer.pad_id, np.int32)])
-    valid = np.concatenate([valid, np.ones((pad, length), bool)])
-    pooled = np.concatenate([pooled, np.ones((pad, length), bool)])
-    out = [np.asarray(pool(llm, jnp.asarray(tokens[i:i + batch_size]), jnp.asarray(valid[i:i + batch_size]),
-                           jnp.asarray(pooled[i:i + batch_size], jnp.float32)))
-           for i in range(0, len(tokens), batch_size)]
-    return np.concatenate(out)[:len(rows)].astype(np.float64)
+    concatenated -> float64 [n, len(layers) * d_model]. The pooling is the alignment features'
+    (``alignment_features.llm_features``) with BOS left out."""
+    tokens, mask = caption_tokens(tokenizer, sentences)
+    feats = llm_features(llm, tokens, mask, layers=layers, skip_bos=True, batch_size=batch_size)
+    return feats.reshape(len(sentences), -1).astype(np.float64)
 
 
 def word_features(llm, tokenizer, words: Sequence[str], *,
@@ -278,6 +258,32 @@ def vision_colour_probe(images: np.ndarray, *, n_pairs: int = PRH_PAIRS, radius:
                               n_permutations=n_permutations, seed=seed)}
 
 
+# The vision half of each (world, settings) met in this process, as JSON text (a fresh copy per
+# call): every LLM of one world shares it, so a worker probing many LLMs computes it once.
+_WORLD_VISION: dict[str, str] = {}
+_WORLD_VISION_KEPT = 8
+
+
+def world_vision_probe(world, *, n_images: int = 500, image_split: str = "train", **probe_kw) -> dict:
+    """``vision_colour_probe`` of ``n_images`` scene images of ``image_split`` of ``world``,
+    computed once per world and settings in a process. probe_kw go to ``vision_colour_probe``."""
+    key = json.dumps({"world": repr(world), "n_images": int(n_images), "split": image_split,
+                      **probe_kw}, sort_keys=True, default=float)
+    if key not in _WORLD_VISION:
+        images = world_images(world, n_images, split=image_split)
+        _WORLD_VISION[key] = json.dumps(vision_colour_probe(images, **probe_kw))
+        while len(_WORLD_VISION) > _WORLD_VISION_KEPT:
+            _WORLD_VISION.pop(next(iter(_WORLD_VISION)))
+    return json.loads(_WORLD_VISION[key])
+
+
+def shuffled_headline(part: dict) -> dict:
+    """A half's shuffled baseline as the headline states it: the normalised error's mean and
+    standard deviation over permutations, and the permutation p-value of the true pairing."""
+    s = part["shuffled"]
+    return {"mean": s["normalised_mean"], "std": s["normalised_std"], "p_value": s["p_value"]}
+
+
 def colour_probe(llm, tokenizer, *, world=None, images: np.ndarray | None = None,
                  n_images: int = 500, image_split: str = "train", n_pairs: int = PRH_PAIRS,
                  radius: int = PAIR_RADIUS, grid_levels: int = DEFAULT_GRID_LEVELS,
@@ -288,28 +294,48 @@ def colour_probe(llm, tokenizer, *, world=None, images: np.ndarray | None = None
     """The colour experiment for one LLM: language and vision embeddings against CIELAB.
 
     images: uint8 [n, H, W, 3]; when None, ``n_images`` scene images of ``image_split`` of
-    ``world`` (required then). words: colour name -> sRGB, the world's palette by default.
-    ``seed`` fixes the pixel pairs, the MDS starts and the permutations. vision: a finished
-    ``vision_colour_probe`` result to reuse instead of computing it. Returns a JSON-able
-    dict: ``language`` and ``vision`` (each: names, rgb, lab targets, mds points, aligned
-    points, error = RMS Delta E, error_normalised, shuffled baseline, stress), and the headline
-    numbers ``language_error``, ``vision_error`` (normalised) with their shuffled means.
+    ``world`` (required then; ``world_vision_probe``, once per world and settings in a
+    process). words: colour name -> sRGB, the world's palette by default. ``seed`` fixes the
+    pixel pairs, the MDS starts and the permutations. vision: a finished ``vision_colour_probe``
+    result to reuse instead of computing it. Returns a JSON-able dict: ``language`` and
+    ``vision`` (each: names, rgb, lab targets, mds points, aligned points, error = RMS Delta E,
+    error_normalised, shuffled baseline, stress), and the headline numbers ``language_error``,
+    ``vision_error`` (normalised) beside ``language_shuffled``, ``vision_shuffled``
+    (``shuffled_headline``: mean, std, p_value).
     """
     common = dict(mds_inits=mds_inits, n_permutations=n_permutations, seed=seed)
     language = language_colour_probe(llm, tokenizer, words=words, templates=templates,
                                      layers=layers, **common)
     if vision is None:
-        if images is None:
-            if world is None:
-                raise ValueError("give images or a world to draw them from")
-            images = world_images(world, n_images, split=image_split)
-        vision = vision_colour_probe(images, n_pairs=n_pairs, radius=radius, grid_levels=grid_levels,
-                                     min_share=min_share, **common)
+        vision_kw = dict(n_pairs=n_pairs, radius=radius, grid_levels=grid_levels, min_share=min_share,
+                         **common)
+        if images is not None:
+            vision = vision_colour_probe(images, **vision_kw)
+        elif world is not None:
+            vision = world_vision_probe(world, n_images=n_images, image_split=image_split, **vision_kw)
+        else:
+            raise ValueError("give images or a world to draw them from")
     return {"language": language, "vision": vision, "seed": int(seed), "mds_inits": int(mds_inits),
-            "language_error": language["error_normalised"],
-            "language_shuffled": language["shuffled"]["normalised_mean"],
-            "vision_error": vision["error_normalised"],
-            "vision_shuffled": vision["shuffled"]["normalised_mean"]}
+            "language_error": language["error_normalised"], "language_shuffled": shuffled_headline(language),
+            "vision_error": vision["error_normalised"], "vision_shuffled": shuffled_headline(vision)}
+
+
+# The keys of each half a plot needs (``plot_colour_probe``), with its errors.
+SUMMARY_PART_KEYS = ("names", "rgb", "lab", "aligned", "error", "error_normalised", "stress")
+
+
+def summary(result: dict) -> dict:
+    """A ``colour_probe`` result cut to its headline numbers and what its plot needs: per half
+    the names, sRGB, CIELAB targets, aligned 3-D points and errors; the language layers; the
+    vision sampling (images, pairs, grid). ``plot_colour_probe`` draws it as it draws the
+    whole result."""
+    lang, vis = result["language"], result["vision"]
+    return {**{k: result[k] for k in ("language_error", "language_shuffled", "vision_error",
+                                      "vision_shuffled", "seed", "mds_inits")},
+            "n_permutations": lang["shuffled"]["n_permutations"],
+            "language": {**{k: lang[k] for k in SUMMARY_PART_KEYS}, "layers": lang["layers"]},
+            "vision": {**{k: vis[k] for k in SUMMARY_PART_KEYS},
+                       **{k: vis[k] for k in ("n_images", "n_pairs", "pairs_used", "grid_levels")}}}
 
 
 # ---------------------------------------------------------------- figure
@@ -325,9 +351,9 @@ def plot_colour_probe(result: dict, path: str | Path | None = None, *, projectio
     panels = [
         ("CIELAB (targets)", [(lang, "lab", "o"), (vis, "lab", "s")]),
         (f"language, aligned (err {result['language_error']:.2f}, "
-         f"shuffled {result['language_shuffled']:.2f})", [(lang, "aligned", "o")]),
+         f"shuffled {result['language_shuffled']['mean']:.2f})", [(lang, "aligned", "o")]),
         (f"vision co-occurrence, aligned (err {result['vision_error']:.2f}, "
-         f"shuffled {result['vision_shuffled']:.2f})", [(vis, "aligned", "s")]),
+         f"shuffled {result['vision_shuffled']['mean']:.2f})", [(vis, "aligned", "s")]),
     ]
     fig = Figure(figsize=(15, 5))
     FigureCanvasAgg(fig)

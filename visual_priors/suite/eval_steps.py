@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from visual_priors.data import multimodal
-from visual_priors.eval import alignment, alignment_features, judge as judge_lib, language, mle_bench, real
-from visual_priors.eval import vqa
+from visual_priors.eval import alignment, alignment_features, colour, judge as judge_lib, language, mle_bench
+from visual_priors.eval import real, vqa
 from visual_priors.model import encoders, generate
 from visual_priors.suite.adapt_steps import build_mllm
 from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of, world_of
@@ -52,13 +52,17 @@ def run_alignment(step, out: Path, locate: Locate) -> dict:
     """The LLM's alignment with each reference encoder on held-out world image-caption pairs:
     caption features of every LLM hidden state, image features of every encoder block, the
     best layer pair of the study metric per encoder and their mean, and PRH's metric table
-    (alignment.alignment_report)."""
+    (alignment.alignment_report). With ``colour`` in the fields, PRH's colour probe of the same
+    LLM on the world's images as well (colour.summary under ``colour``; the whole probe in
+    colour.json, its plot in colour_ab.png)."""
     f = step.fields
     tok = tokenizer_of(step, locate)
     pre = step.input("pretrain")
-    images, captions = alignment_features.caption_pairs(world_of(f), f["pairs"], f["seed"])
+    world = world_of(f)
+    images, captions = alignment_features.caption_pairs(world, f["pairs"], f["seed"])
     tokens, mask = alignment_features.caption_tokens(tok, captions, f["text_len"])
-    llm_feats = alignment_features.llm_features(load_llm(locate(pre), pre.fields["scale"], tok), tokens, mask)
+    llm = load_llm(locate(pre), pre.fields["scale"], tok)
+    llm_feats = alignment_features.llm_features(llm, tokens, mask)
     references = {}
     for name, encoder_step in zip(f["encoders"], step.inputs_of("encoder"), strict=True):
         encoder = encoders.load_frozen(locate(encoder_step) / "encoder")
@@ -66,7 +70,13 @@ def run_alignment(step, out: Path, locate: Locate) -> dict:
     report = alignment.alignment_report(llm_feats, references, metric=f["metric"], topk=f["topk"], q=f["q"],
                                         exact=f["exact"], table_metrics=f["table_metrics"],
                                         table_topk=f["table_topk"])
-    return {**report, "scale": pre.fields["scale"], "caption_tokens": float(mask.sum(1).mean())}
+    result = {**report, "scale": pre.fields["scale"], "caption_tokens": float(mask.sum(1).mean())}
+    if f.get("colour"):
+        probe = colour.colour_probe(llm, tok, world=world, **f["colour"])
+        (out / "colour.json").write_text(json.dumps(probe, indent=1))
+        colour.plot_colour_probe(probe, out / "colour_ab.png")
+        result["colour"] = colour.summary(probe)
+    return result
 
 
 def run_evaluate(step, out: Path, locate: Locate) -> dict:

@@ -249,8 +249,9 @@ def real_benchmarks(cfg) -> dict:
 
 
 def _alignment_settings(cfg, world: dict, tokenizer: Step) -> tuple[dict, list[Step]]:
-    """The alignment step's fields and its reference encoders' steps (shared with the runs that
-    use the same encoders); no steps when ``eval.alignment.encoders`` is empty."""
+    """The alignment step's fields (with the colour probe's under ``colour`` when it is on) and
+    its reference encoders' steps (shared with the runs that use the same encoders); no steps
+    when ``eval.alignment.encoders`` is empty."""
     settings = _plain(cfg.eval.get("alignment") or {})
     names = list(dict.fromkeys(settings.get("encoders") or ()))
     if not names:
@@ -258,8 +259,24 @@ def _alignment_settings(cfg, world: dict, tokenizer: Step) -> tuple[dict, list[S
     stages_lib.validate_encoders(names, cfg.imported_encoders, require_paths=False)
     for metric in (settings["metric"], *settings["table_metrics"]):
         alignment_lib.get_metric(metric)  # unknown names fail with the valid ones
+    colour = _colour_settings(settings.pop("colour", None))
     fields = {"world": world, "seed": cfg.seed, **settings, "encoders": names}
+    if colour is not None:  # absent when off: the step is then the one it was without the probe
+        fields["colour"] = colour
     return fields, [_encoder_step(cfg, name, world, tokenizer) for name in names]
+
+
+def _colour_settings(colour: dict | None) -> dict | None:
+    """The colour probe's fields (``eval.alignment.colour`` without its switch), None when off."""
+    if not colour or not colour.get("enabled"):
+        return None
+    fields = {k: v for k, v in colour.items() if k != "enabled"}
+    for key in ("n_images", "n_pairs", "mds_inits", "n_permutations"):
+        if int(fields[key]) < 1:
+            raise ValueError(f"eval.alignment.colour.{key} must be positive, got {fields[key]}")
+    if not 1 <= int(fields["grid_levels"]) <= 256:
+        raise ValueError(f"eval.alignment.colour.grid_levels must be in 1..256, got {fields['grid_levels']}")
+    return fields
 
 
 def _encoder_step(cfg, name: str, world: dict, tokenizer: Step) -> Step:
