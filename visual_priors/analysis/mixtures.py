@@ -103,6 +103,12 @@ def _mixture_text(record: Mapping[str, Any]) -> Any:
     return None
 
 
+def mixture_of(record: Mapping[str, Any]) -> mixture_config.Mixture | None:
+    """The run's text mixture parsed (``config.mixtures.Mixture``), or None."""
+    text = _mixture_text(record)
+    return _parse_mixture(text) if text is not None else None
+
+
 def _parse_mixture(mixture: Any) -> mixture_config.Mixture | None:
     """A parsed mixture from a spec or from the canonical name a run carries ('r60-v15',
     'visual_concept@25', 'mix6', 'code', 'code=0.5,math=0.5'); None when it names none."""
@@ -138,8 +144,7 @@ def source_weights_of(record: Mapping[str, Any]) -> dict[str, float] | None:
     w = record.get("weights")
     if isinstance(w, Mapping):
         return {str(k): float(v) for k, v in w.items()}
-    text = _mixture_text(record)
-    mix = _parse_mixture(text) if text is not None else None
+    mix = mixture_of(record)
     return dict(mix.weights) if mix is not None and mix.kind == "sources" else None
 
 
@@ -157,8 +162,7 @@ def shares_of(record: Mapping[str, Any]) -> tuple[float, float]:
             return mixture_config.derived_shares(weights)
         except ValueError:
             return float("nan"), float("nan")
-    text = _mixture_text(record)
-    mix = _parse_mixture(text) if text is not None else None
+    mix = mixture_of(record)
     if mix is not None and mix.kind == "grid":
         return float(mix.reasoning), float(mix.visual)
     if mix is not None and mix.kind == "category":

@@ -26,13 +26,13 @@ DPI = 110
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -48,13 +48,13 @@ def scale_markers(scales: Sequence[str]) -> dict[str, str]:
     return {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(scales)}
 
 
-def _study_chance(results: Sequence[Mapping[str, Any]], category: str) -> float:
+def study_chance(results: Sequence[Mapping[str, Any]], category: str) -> float:
     vals = [curves.chance_of(r, category) for r in results]
     vals = [v for v in vals if np.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def _legend_size(n: int) -> float:
+def legend_size(n: int) -> float:
     return 8.0 if n <= 12 else 6.5
 
 
@@ -72,7 +72,7 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
     colours = mixture_colours(mixtures)
     markers = scale_markers(curves.scales_of(results))
 
-    fig = _figure(7.5, 5.0)
+    fig = new_figure(7.5, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     any_positive = any(float(r.get("flops") or 0.0) > 0 for r in results)
     if any_positive:
@@ -112,7 +112,7 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
             label = f"{mix} (a={fit.a:.3g}, b={fit.b:.3g})"
         handles.append(Line2D([], [], color=col, marker="o", lw=1.8, label=label))
 
-    chance = _study_chance(results, category)
+    chance = study_chance(results, category)
     if np.isfinite(chance):
         ax.axhline(chance, color="0.35", ls="--", lw=1.2)
         handles.append(Line2D([], [], color="0.35", ls="--", label=f"chance ({chance:.0%})"))
@@ -144,8 +144,8 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
     # One legend: a second one added with add_artist is cut off by the tight bounding box.
     n = len(handles) + len(scale_handles)
     ax.legend(handles=handles + scale_handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              fontsize=_legend_size(n), ncol=1 if n <= 24 else 2, frameon=False)
-    return _save(fig, path)
+              fontsize=legend_size(n), ncol=1 if n <= 24 else 2, frameon=False)
+    return save_figure(fig, path)
 
 
 def mixture_comparison_plot(results: Sequence[Mapping[str, Any]], path: str | Path, *,
@@ -164,7 +164,7 @@ def mixture_comparison_plot(results: Sequence[Mapping[str, Any]], path: str | Pa
     ncols = 1 if len(cats) == 1 else (2 if len(cats) <= 4 else 3)
     nrows = int(np.ceil(len(cats) / ncols))
     width_each = max(4.2, 0.9 + 0.28 * len(groups) * len(mixtures))
-    fig = _figure(min(width_each * ncols, 22.0), 3.6 * nrows + 0.6)
+    fig = new_figure(min(width_each * ncols, 22.0), 3.6 * nrows + 0.6)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     bar_w = 0.8 / max(len(mixtures), 1)
     x = np.arange(len(groups))
@@ -185,7 +185,7 @@ def mixture_comparison_plot(results: Sequence[Mapping[str, Any]], path: str | Pa
             if vals:
                 ax.bar(xs, vals, bar_w * 0.95, yerr=errs, color=colours[mix], capsize=2,
                        error_kw={"elinewidth": 0.8}, label=mix)
-        chance = _study_chance(results, cat)
+        chance = study_chance(results, cat)
         if np.isfinite(chance):
             ax.axhline(chance, color="0.35", ls="--", lw=1.1)
         ax.set_xticks(x)
@@ -200,11 +200,11 @@ def mixture_comparison_plot(results: Sequence[Mapping[str, Any]], path: str | Pa
     handles = [Patch(color=colours[m], label=m) for m in mixtures]
     handles.append(Line2D([], [], color="0.35", ls="--", label="chance"))
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8),
-               fontsize=_legend_size(len(handles)), frameon=False, bbox_to_anchor=(0.5, 1.0))
+               fontsize=legend_size(len(handles)), frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.suptitle("Mixtures compared at each scale (most-trained run per scale and mixture)",
                  y=1.04)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bin_order(bins: Sequence[str]) -> list[str]:
@@ -225,7 +225,7 @@ def mle_plot(results: Sequence[Mapping[str, Any]], path: str | Path) -> Path | N
     colours = mixture_colours(mixtures)
     markers = scale_markers(curves.scales_of(runs))
 
-    fig = _figure(7.5 if len(runs) <= 12 else 9.5, 4.8)
+    fig = new_figure(7.5 if len(runs) <= 12 else 9.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     xs = np.arange(len(bins), dtype=float)
     x_overall = len(bins) + 0.5
@@ -237,7 +237,7 @@ def mle_plot(results: Sequence[Mapping[str, Any]], path: str | Path) -> Path | N
         ax.plot(xs, ys, marker=mk, color=col, lw=1.3, ms=5, label=str(r.get("run")))
         if "overall" in r["mle"]:
             ax.plot([x_overall], [float(r["mle"]["overall"])], marker=mk, color=col, ms=6)
-    chance = _study_chance(runs, "mle")
+    chance = study_chance(runs, "mle")
     if np.isfinite(chance):
         ax.axhline(chance, color="0.35", ls="--", lw=1.1, label=f"chance ({chance:.0%})")
     ticks = list(xs) + ([x_overall] if has_overall else [])
@@ -252,6 +252,6 @@ def mle_plot(results: Sequence[Mapping[str, Any]], path: str | Path) -> Path | N
     ax.set_title("MLE-Bench: object existence accuracy by object size")
     ax.grid(True, axis="y", alpha=0.3)
     n = len(runs) + 1
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=_legend_size(n),
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=legend_size(n),
               ncol=1 if n <= 20 else 2, frameon=False, title="run")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -2,13 +2,23 @@
 
 ``write_report`` writes into ``out_dir``:
 
-- ``report.html``: header, runs table, one accuracy-vs-compute plot per category (and overall)
-  with its fitted parameters and functional form, the mixture comparison, MLE-Bench by object
-  size and a beats-chance table. Plots are PNG files in the same folder referenced by relative
+- ``report.html``: header and contents, runs table, one accuracy-vs-compute plot per category
+  (and overall) with its fitted parameters and functional form, the mixture comparison,
+  benchmarks, MLE-Bench by object size and a beats-chance table; then the paper's figures and
+  tables that the runs support (``report_paper``: scaling law, extrapolation and decision
+  accuracy, proportion sweeps, the mixture grid, the trade-off, the Spearman structure,
+  alignment), each replaced by a one-line note when they do not; then language, reasoning
+  traces and real benchmarks. Plots are PNG files in the same folder referenced by relative
   paths, so the folder moves as a unit and the HTML stays small.
-- ``category_<name>.png``, ``mixtures.png``, ``mle.png`` (the last only when runs have MLE).
+- ``category_<name>.png``, ``mixtures.png`` (``mixtures_<study>.png`` per study), ``mle.png``
+  (the last only when runs have MLE) and the paper sections' PNGs.
 - ``results.json``: the input list of per-run result dicts.
 - ``fits.json``: every curve fit, unrounded, with its bootstrap band.
+- ``analysis.json``: the paper sections' numbers, unrounded.
+
+When the runs carry several ``study`` values (a whole paper's worth), the runs table, the
+mixture comparison and the beats-chance table are given per study, long tables start
+collapsed, and the compute curves show only the series that span two or more FLOPs values.
 
 Accuracies in the tables are percentages. Standard errors are binomial, from each benchmark's
 question count, propagated through the plain mean over benchmarks.
@@ -17,124 +27,46 @@ question count, propagated through the plain mean over benchmarks.
 from __future__ import annotations
 
 import datetime
-import html
-import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from threadpoolctl import threadpool_limits
 
 from visual_priors.analysis import curves, plots
+from visual_priors.analysis import report_format as fmt
+from visual_priors.analysis import report_paper
 from visual_priors.analysis.curves import CURVE_FORM, OVERALL, CurveFit
 
 # One-sided 5% test of accuracy above chance.
 Z_BEATS_CHANCE = 1.645
+# Beyond this many mixtures the comparison's bars are too thin to read: tables only.
+MAX_COMPARISON_BARS = 12
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222;line-height:1.4}
-h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}
-.meta{color:#555}.form{font-family:ui-monospace,Menlo,Consolas,monospace;background:#f6f6f6;
-padding:.3em .6em;display:inline-block}.note{color:#666;font-size:.85em}
-img{max-width:100%;height:auto;border:1px solid #eee}
-.yes{color:#1a7f37;font-weight:600}.no{color:#a40e26}
-"""
-
-
-# ---------------------------------------------------------------------------------------------
-# Formatting
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _count(v: Any) -> str:
-    if not _finite(v):
-        return "—"
-    v = float(v)
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suffix}"
-    return f"{v:.0f}"
-
-
-def _sci(v: Any) -> str:
-    return f"{float(v):.3e}" if _finite(v) else "—"
-
-
-def _pct(v: Any) -> str:
-    return f"{100.0 * float(v):.2f}" if _finite(v) else "—"
-
-
-def _pm(acc: Any, se: Any) -> str:
-    if not _finite(acc):
-        return "—"
-    return _pct(acc) + (f" ± {100.0 * float(se):.2f}" if _finite(se) else "")
-
-
-def _num(v: Any) -> str:
-    # Unrounded: the shortest repr that reads back to the same float.
-    return repr(float(v)) if _finite(v) else "—"
-
-
-def _plain(v: Any, digits: int = 4) -> str:
-    return f"{float(v):.{digits}g}" if _finite(v) else "—"
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """Cells arrive already escaped; the first ``left`` columns are left-aligned."""
-    cls = lambda i: ' class="l"' if i < left else ""  # noqa: E731
-    out = ["<table>", "<tr>" + "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head))
-           + "</tr>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row))
-                   + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "category"
-
-
-def _jsonable(x: Any) -> Any:
-    # Strict JSON: numpy scalars and arrays become Python values, NaN and inf become null.
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+# The formatting helpers live in report_format, shared with the paper's sections.
+_CSS = fmt.CSS
+_e, _finite, _count, _sci, _pct = fmt.esc, fmt.finite, fmt.count, fmt.sci, fmt.pct
+_pm, _num, _plain, _table, _slug = fmt.pm, fmt.num, fmt.plain, fmt.table, fmt.slug
+_jsonable, _write_json = fmt.jsonable, fmt.write_json
 
 
 # ---------------------------------------------------------------------------------------------
 # Sections
 
 
-def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> str:
+def study_groups(results: Sequence[Mapping[str, Any]]) -> list[tuple[str | None, list]]:
+    """(study, its runs) in first-seen order; one group named None when the runs carry fewer
+    than two studies, so a single study's page keeps its plain layout."""
+    groups: dict[str, list] = {}
+    for r in results:
+        groups.setdefault(str(r.get("study")), []).append(r)
+    if len(groups) < 2:
+        return [(None, list(results))]
+    return list(groups.items())
+
+
+def _runs_table(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> str:
     head = ["run", "scale", "mixture", "params", "tokens", "FLOPs", "perplexity", "overall"]
     head += [_e(curves.category_label(c)) for c in cats] + ["MLE overall", "generated overall"]
     order = sorted(results, key=lambda r: (curves.natural_key(str(r.get("mixture"))),
@@ -149,10 +81,23 @@ def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> 
         row.append(_pct((r.get("mle") or {}).get("overall")))
         row.append(_pct((r.get("generated") or {}).get("overall")))
         rows.append(row)
-    return ("<h2>Runs</h2>\n<p class=\"note\">Accuracies in %, ± one binomial standard error. "
-            "Overall is the plain mean over benchmarks, options scored by likelihood; generated "
-            "overall scores greedy free-form answers parsed to an option (unparsable = wrong).</p>\n"
-            + _table(head, rows, left=3))
+    return _table(head, rows, left=3)
+
+
+def _runs_section(results: Sequence[Mapping[str, Any]], cats: Sequence[str]) -> str:
+    parts = ['<h2 id="runs">Runs</h2>',
+             "<p class=\"note\">Accuracies in %, ± one binomial standard error. Overall is the "
+             "plain mean over benchmarks, options scored by likelihood; generated overall scores "
+             "greedy free-form answers parsed to an option (unparsable = wrong).</p>"]
+    for study, runs in study_groups(results):
+        table = _runs_table(runs, cats)
+        if study is None:
+            parts.append(table if len(runs) <= fmt.LONG_TABLE
+                         else fmt.details(f"{len(runs)} runs", table))
+        else:
+            parts.append(fmt.details(f"Study <b>{_e(study)}</b>: {len(runs)} run(s)", table,
+                                     open_=len(runs) <= fmt.LONG_TABLE))
+    return "\n".join(parts)
 
 
 def _fit_table(fits: Sequence[CurveFit]) -> str:
@@ -163,19 +108,39 @@ def _fit_table(fits: Sequence[CurveFit]) -> str:
         rows.append([_e(f.mixture), _num(f.a), _num(f.b), _sci(f.midpoint),
                      str(f.n_points), _plain(100.0 * f.rmse if _finite(f.rmse) else None, 3),
                      band, f'<span class="note">{_e(f.note)}</span>'])
-    return _table(head, rows)
+    return fmt.long_table(head, rows, what="fits")
 
 
-def _curve_sections(results, cats, fits, out_dir: Path) -> tuple[str, dict[str, str]]:
-    parts = ["<h2>Accuracy against pre-training compute</h2>",
+def curve_series(results: Sequence[Mapping[str, Any]]) -> tuple[list, list[str]]:
+    """(runs to draw against compute, series left out): when some series span two or more
+    positive FLOPs values, only those; otherwise every run (a single-compute series has no
+    curve, and dozens of them, e.g. grid cells, bury the ones that do)."""
+    spans: dict[str, set] = {}
+    for r in results:
+        c = float(r.get("flops") or 0.0)
+        spans.setdefault(str(r.get("mixture")), set()).update([c] if c > 0 else [])
+    multi = {m for m, cs in spans.items() if len(cs) >= 2}
+    if not multi:
+        return list(results), []
+    left = sorted(set(spans) - multi, key=curves.natural_key)
+    return [r for r in results if str(r.get("mixture")) in multi], left
+
+
+def _curve_sections(results, cats, fits, out_dir: Path, *, n_boot: int,
+                    left_out: Sequence[str] = ()) -> tuple[str, dict[str, str]]:
+    parts = ['<h2 id="curves">Accuracy against pre-training compute</h2>',
              "<p>Each mixture's points are fitted separately with the bounded form</p>",
              f'<p><span class="form">{_e(CURVE_FORM)}</span></p>',
              "<p class=\"note\">C is pre-training FLOPs; the floor is chance and the ceiling 1; "
              "b is the slope in logits per decade of compute and the midpoint (halfway from "
              "chance to 1) is at C = 10<sup>-a/b</sup>. Least squares in float64; bands are "
-             f"{curves.BAND_LEVEL:.0%} percentile intervals from {curves.N_BOOT} bootstrap "
+             f"{curves.BAND_LEVEL:.0%} percentile intervals from {n_boot} bootstrap "
              "resamples of the points, shown only with at least three distinct FLOPs values. "
              "Parameters are unrounded.</p>"]
+    if left_out:
+        parts.append(f'<p class="note">{len(left_out)} series with a single compute value are '
+                     "not drawn here (they appear in the mixture comparison and the sections "
+                     f"below): {_e(', '.join(left_out))}.</p>")
     files = {}
     for cat in cats:
         name = f"category_{_slug(cat)}.png"
@@ -190,22 +155,26 @@ def _curve_sections(results, cats, fits, out_dir: Path) -> tuple[str, dict[str, 
     return "\n".join(parts), files
 
 
-def _comparison_section(results, cats, out_dir: Path) -> tuple[str, str]:
-    name = "mixtures.png"
-    plots.mixture_comparison_plot(results, out_dir / name)
+def _comparison_body(results, cats, out_dir: Path, name: str) -> tuple[str, str | None]:
+    """Plot (unless the mixtures are too many to tell apart) and tables; (HTML, PNG name)."""
+    n_mix = len(curves.mixtures_of(results))
+    if n_mix <= MAX_COMPARISON_BARS:
+        plots.mixture_comparison_plot(results, out_dir / name)
+        figure = f'<img src="{_e(name)}" alt="Mixtures compared per category at each scale">'
+    else:
+        name, figure = None, (f'<p class="note">{n_mix} mixtures: too many bars to draw; the '
+                              "table below and the paper sections compare them.</p>")
     scale = curves.largest_scale(results)
     reps = curves.representative_runs(results, scale) if scale is not None else {}
     all_cats = list(cats) + [OVERALL]
-    parts = ["<h2>Mixture comparison</h2>",
-             f'<img src="{name}" alt="Mixtures compared per category at each scale">',
-             f"<h3>At the largest scale ({_e(scale)})</h3>",
+    parts = [figure, f"<p><b>At the largest scale ({_e(scale)})</b></p>",
              "<p class=\"note\">Most-trained run of each mixture at this scale. Accuracy in %, "
              "± one binomial standard error.</p>"]
     head = ["mixture", "run", "FLOPs"] + [_e(curves.category_label(c)) for c in all_cats]
     rows = [[_e(m), _e(r.get("run")), _sci(r.get("flops"))]
             + [_pm(curves.accuracy_of(r, c), curves.category_se(r, c)) for c in all_cats]
             for m, r in reps.items()]
-    parts.append(_table(head, rows, left=2))
+    parts.append(fmt.long_table(head, rows, left=2, what="mixtures"))
     if len(reps) < 2:
         parts.append(f"<p>Only one mixture at scale {_e(scale)}: nothing to compare.</p>")
         return "\n".join(parts), name
@@ -236,17 +205,29 @@ def _comparison_section(results, cats, out_dir: Path) -> tuple[str, str]:
     return "\n".join(parts), name
 
 
+def _comparison_section(results, cats, out_dir: Path) -> tuple[str, list[str]]:
+    """The comparison of mixtures, once per study when the runs carry several."""
+    parts, files = ['<h2 id="comparison">Mixture comparison</h2>'], []
+    for study, runs in study_groups(results):
+        name = "mixtures.png" if study is None else f"mixtures_{_slug(study)}.png"
+        body, drawn = _comparison_body(runs, curves.categories_of(runs), out_dir, name)
+        parts += ([] if study is None else [f"<h3>Study {_e(study)}</h3>"]) + [body]
+        files += [drawn] if drawn else []
+    return "\n".join(parts), files
+
+
 def _mle_section(results, out_dir: Path) -> tuple[str, str | None]:
     path = plots.mle_plot(results, out_dir / "mle.png")
     if path is None:
-        return "<h2>MLE-Bench by object size</h2>\n<p>No run reports MLE-Bench results.</p>", None
-    return ("<h2>MLE-Bench by object size</h2>\n"
+        return ('<h2 id="mle">MLE-Bench by object size</h2>\n'
+                "<p>No run reports MLE-Bench results.</p>"), None
+    return ('<h2 id="mle">MLE-Bench by object size</h2>\n'
             f'<img src="{path.name}" alt="MLE-Bench accuracy by object size">\n'
             "<p class=\"note\">Object existence, four options; bins are the target's share of "
             "image pixels. The overall value is the one each run reports.</p>"), path.name
 
 
-def _chance_section(results, cats) -> str:
+def _chance_table(results, cats) -> tuple[str, str | None]:
     scale = curves.largest_scale(results)
     reps = curves.representative_runs(results, scale) if scale is not None else {}
     any_blind = any(r.get("blind") for r in reps.values())
@@ -271,11 +252,19 @@ def _chance_section(results, cats) -> str:
             if any_blind:
                 row.append(_pct((r.get("blind") or {}).get(c)) if c != OVERALL else "—")
             rows.append(row)
-    return ("<h2>Beats chance</h2>\n"
-            f"<p class=\"note\">Largest scale ({_e(scale)}), most-trained run per mixture. The "
-            "standard error is the binomial one under the null hypothesis (every benchmark at "
-            "chance accuracy), so the ratio is a one-sample z statistic.</p>\n"
-            + _table(head, rows, left=3))
+    return fmt.long_table(head, rows, left=3), scale
+
+
+def _chance_section(results, cats) -> str:
+    parts = ['<h2 id="chance">Beats chance</h2>',
+             "<p class=\"note\">Largest scale (of each study when there are several), most-trained "
+             "run per mixture. The standard error is the binomial one under the null hypothesis "
+             "(every benchmark at chance accuracy), so the ratio is a one-sample z statistic.</p>"]
+    for study, runs in study_groups(results):
+        table, scale = _chance_table(runs, curves.categories_of(runs) if study else cats)
+        parts += ([f"<h3>Study {_e(study)}</h3>"] if study is not None else []) + [
+            f"<p>Scale {_e(scale)}.</p>", table]
+    return "\n".join(parts)
 
 
 def _ordered_runs(results) -> list:
@@ -298,9 +287,12 @@ def _benchmark_section(results) -> str:
     for b in sorted(bmap, key=lambda b: (bmap[b], b)):
         rows.append([_e(curves.category_label(bmap[b])), _e(b), _pct(chance.get(b)), _pct(blind.get(b))]
                     + [_pct((r.get("benchmarks") or {}).get(b)) for r in runs])
-    return ("<h2>Benchmarks</h2>\n<p>Accuracy in % per benchmark (options scored by likelihood); "
-            "a category is the mean of its benchmarks. Blind: the same model with the image "
-            "withheld.</p>\n" + _table(head, rows, left=2))
+    table = _table(head, rows, left=2)
+    if len(runs) > 12:  # one column per run
+        table = fmt.details(f"{len(runs)} runs × {len(rows)} benchmarks (click to expand)", table)
+    return ('<h2 id="benchmarks">Benchmarks</h2>\n<p>Accuracy in % per benchmark (options scored '
+            "by likelihood); a category is the mean of its benchmarks. Blind: the same model with "
+            "the image withheld.</p>\n" + table)
 
 
 def _language_section(results) -> str:
@@ -320,10 +312,11 @@ def _language_section(results) -> str:
             m = (lang.get("tasks") or {}).get(t) or {}
             row.append(f"{_pct(m.get('acc'))} / {_pct(m.get('acc_norm'))}")
         rows.append(row)
-    return ("<h2>Language</h2>\n<p>The pre-trained LLM of each run: perplexity on held-out "
+    return ('<h2 id="language">Language</h2>\n'
+            "<p>The pre-trained LLM of each run: perplexity on held-out "
             "WikiText-like and LAMBADA-like text, LAMBADA last-word accuracy, and zero-shot "
             "multiple choice by log-likelihood (acc; acc_norm divides by the continuation's "
-            "bytes). Accuracy in %.</p>\n" + _table(head, rows))
+            "bytes). Accuracy in %.</p>\n" + fmt.long_table(head, rows, what="runs"))
 
 
 def _judge_section(results) -> str:
@@ -342,9 +335,10 @@ def _judge_section(results) -> str:
             m = (j.get("by_category") or {}).get(c) or {}
             row.append(f"{_plain(m.get('soundness'), 3)} / {_plain(m.get('depth'), 3)}")
         rows.append(row)
-    return ("<h2>Reasoning traces</h2>\n<p>Answers with an explanation to Knowledge and "
+    return ('<h2 id="judge">Reasoning traces</h2>\n'
+            "<p>Answers with an explanation to Knowledge and "
             "Vision-Centric questions, judged for logical soundness and depth (App. A.2 of the "
-            "paper).</p>\n" + _table(head, rows, left=2))
+            "paper).</p>\n" + fmt.long_table(head, rows, left=2, what="runs"))
 
 
 def _real_section(results) -> str:
@@ -355,9 +349,10 @@ def _real_section(results) -> str:
     head = ["run"] + [_e(n) for n in names] + ["overall"]
     rows = [[_e(r.get("run"))] + [_plain(((r["real"].get("scores") or {}).get(n) or {}).get("score"), 3)
                                   for n in names] + [_pct(r["real"].get("overall"))] for r in runs]
-    return ("<h2>Real benchmarks</h2>\n<p>Each benchmark's own metric on 0-100 (MME perception / "
+    return ('<h2 id="real">Real benchmarks</h2>\n'
+            "<p>Each benchmark's own metric on 0-100 (MME perception / "
             "20, OCRBench / 10, VQA accuracy for TextVQA, relaxed accuracy for ChartQA).</p>\n"
-            + _table(head, rows))
+            + fmt.long_table(head, rows, what="runs"))
 
 
 def battery_text(name: str, result: Mapping[str, Any]) -> str:
@@ -406,38 +401,87 @@ def _encoder_section(results, cats) -> str:
         rows.append([_e(r["encoder"]), _pct(probe.get(r["encoder"])),
                      _e(f"{r.get('scale')} / {r.get('text_mixture')}")]
                     + [_pct(r.get("categories", {}).get(c)) for c in cats] + [_pct(r.get("overall"))])
-    return ("<h2>Encoders</h2>\n<p>The same pre-trained LLMs adapted with each vision encoder. "
+    return ('<h2 id="encoders">Encoders</h2>\n'
+            "<p>The same pre-trained LLMs adapted with each vision encoder. "
             "Kind probe: linear-probe accuracy of the encoder's features on held-out world images. "
-            "Accuracy in %.</p>\n" + _table(head, rows, left=3))
+            "Accuracy in %.</p>\n" + fmt.long_table(head, rows, left=3, what="runs"))
+
+
+# Fewer resamples than curves.N_BOOT: a report of ~50 runs is written in seconds.
+REPORT_N_BOOT = 100
+
+_CORE_SECTIONS = (("runs", "Runs"), ("encoders", "Encoders"),
+                  ("curves", "Accuracy against pre-training compute"),
+                  ("comparison", "Mixture comparison"), ("benchmarks", "Benchmarks"),
+                  ("mle", "MLE-Bench by object size"), ("chance", "Beats chance"))
+_TAIL_SECTIONS = (("language", "Language"), ("judge", "Reasoning traces"),
+                  ("real", "Real benchmarks"))
+
+
+def _contents(blocks: Sequence[tuple[str, str, str]]) -> str:
+    """A linked list of the sections present; ``blocks`` are (anchor, title, html)."""
+    items = [f'<li><a href="#{key}">{_e(title)}</a></li>' for key, title, body in blocks if body]
+    return "<nav><b>Contents</b><ul>" + "".join(items) + "</ul></nav>"
+
+
+def _header_list(label: str, names: Sequence[str]) -> str:
+    text = _e(", ".join(names))
+    return (f"{label}: {text}" if len(names) <= 12
+            else fmt.details(f"{len(names)} {label}", f'<p class="meta">{text}</p>'))
 
 
 def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *, study: str,
-                 title: str | None = None, n_boot: int = curves.N_BOOT, seed: int = 0) -> Path:
-    """Write report.html, its PNG plots, results.json and fits.json into out_dir.
+                 title: str | None = None, n_boot: int = REPORT_N_BOOT, seed: int = 0,
+                 paper_spearman: str | Path | None = report_paper.PAPER_SPEARMAN_CSV) -> Path:
+    """Write report.html, its PNG plots, results.json, fits.json and analysis.json into out_dir.
 
     Works from a single run upwards; ``blind``, ``mle``, ``n_questions`` and ``perplexity``
-    may be missing from any run. Returns the path of report.html.
+    may be missing from any run. ``n_boot`` resamples give the curves' bands;
+    ``paper_spearman`` is the paper's Fig. 5 matrix (CSV), shown beside ours when the file
+    exists. Returns the path of report.html.
     """
     results = [dict(r) for r in results]
     if not results:
         raise ValueError("write_report needs at least one run result")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The fits are small problems: BLAS threads only contend (tenfold slower on a busy machine).
+    with threadpool_limits(1, user_api="blas"):
+        return _write(results, out, study=study, title=title, n_boot=n_boot, seed=seed,
+                      paper_spearman=paper_spearman)
+
+
+def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_boot: int,
+           seed: int, paper_spearman: str | Path | None) -> Path:
     cats = curves.categories_of(results)
-    fits = curves.fit_curves(results, categories=cats + [OVERALL], n_boot=n_boot, seed=seed)
+    curve_runs, left_out = curve_series(results)
+    fits = curves.fit_curves(curve_runs, categories=cats + [OVERALL], n_boot=n_boot, seed=seed)
 
     _write_json(out / "results.json", results)
     _write_json(out / "fits.json", {"study": study, "form": CURVE_FORM,
                                     "band_level": curves.BAND_LEVEL, "n_boot": n_boot,
                                     "seed": seed, "fits": [f.to_dict() for f in fits]})
 
-    curve_html, _ = _curve_sections(results, cats + [OVERALL], fits, out)
+    curve_html, _ = _curve_sections(curve_runs, cats + [OVERALL], fits, out, n_boot=n_boot,
+                                    left_out=left_out)
     comparison_html, _ = _comparison_section(results, cats, out)
     mle_html, _ = _mle_section(results, out)
+    paper = report_paper.paper_sections(results, out, curve_fits=fits, seed=seed,
+                                        paper_spearman=paper_spearman)
+    _write_json(out / "analysis.json", {"study": study, "seed": seed,
+                                        "sections": {p.key: p.data for p in paper}})
+    core = dict(runs=_runs_section(results, cats), encoders=_encoder_section(results, cats),
+                curves=curve_html, comparison=comparison_html,
+                benchmarks=_benchmark_section(results), mle=mle_html,
+                chance=_chance_section(results, cats), language=_language_section(results),
+                judge=_judge_section(results), real=_real_section(results))
+    blocks = ([(k, t, core[k]) for k, t in _CORE_SECTIONS]
+              + [(p.key, p.title, p.html) for p in paper]
+              + [(k, t, core[k]) for k, t in _TAIL_SECTIONS])
     title = title or f"Visual priors: {study}"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    scales = curves.scales_of(results)
-    mixtures = curves.mixtures_of(results)
+    studies = [s for s, _ in study_groups(results) if s is not None]
+    body = "\n".join(b for _, _, b in blocks if b)
     doc = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -448,20 +492,14 @@ def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *, s
 <body>
 <h1>{_e(title)}</h1>
 <p class="meta">Study: <b>{_e(study)}</b> &middot; generated {_e(now)} &middot;
-{len(results)} run(s) &middot; scales: {_e(", ".join(scales))} &middot;
-mixtures: {_e(", ".join(mixtures))}</p>
+{len(results)} run(s) &middot; scales: {_e(", ".join(curves.scales_of(results)))}</p>
+<div class="meta">{_header_list("studies", studies) if studies else ""}
+{_header_list("mixtures", curves.mixtures_of(results))}</div>
 <p class="meta">Data: <a href="results.json">results.json</a> &middot; fits:
-<a href="fits.json">fits.json</a>. Plots are the PNG files beside this page.</p>
-{_runs_section(results, cats)}
-{_encoder_section(results, cats)}
-{curve_html}
-{comparison_html}
-{_benchmark_section(results)}
-{mle_html}
-{_chance_section(results, cats)}
-{_language_section(results)}
-{_judge_section(results)}
-{_real_section(results)}
+<a href="fits.json">fits.json</a> &middot; paper analyses: <a href="analysis.json">analysis.json</a>.
+Plots are the PNG files beside this page.</p>
+{_contents(blocks)}
+{body}
 </body>
 </html>
 """

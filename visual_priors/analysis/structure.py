@@ -103,20 +103,9 @@ def batched_spearman(values: Any) -> np.ndarray:
 
 
 def spearman(values: Any) -> np.ndarray:
-    """The k x k Spearman matrix of the columns of ``values`` [n, k] (scipy.stats.spearmanr);
+    """The k x k Spearman matrix of the columns of ``values`` [n, k] (as scipy.stats.spearmanr);
     NaN for pairs with a constant column."""
-    x = np.asarray(values, dtype=np.float64)
-    k = x.shape[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.spearmanr(x)
-    rho = np.asarray(res.statistic, dtype=np.float64)
-    if rho.ndim == 0:  # spearmanr returns a scalar for two columns
-        rho = np.array([[1.0, float(rho)], [float(rho), 1.0]])
-    constant = np.array([np.ptp(x[:, j]) == 0 if len(x) else True for j in range(k)])
-    rho = np.where(constant[:, None] | constant[None, :], np.nan, rho)
-    return rho
+    return batched_spearman(values)
 
 
 def bootstrap_spearman(values: Any, *, n_boot: int = N_BOOT, level: float = LEVEL,
