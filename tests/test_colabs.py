@@ -211,6 +211,7 @@ def test_alignment_notebook_sees_alignment_rise_with_reasoning(export, tmp_path,
     assert summary["score_vs_overall"]["runs"] == 5 and summary["score_vs_overall"]["spearman"] > 0
 
 
+@pytest.mark.slow  # every notebook once more; the three above cover the same cells
 def test_notebooks_skip_what_an_export_lacks(tmp_path, kernel_path):
     """Five category-sweep runs without alignment: one scale, no grid, no alignment."""
     runs = [{k: v for k, v in r.items() if k != "alignment"} for r in fx.paper_results()

@@ -54,8 +54,12 @@ def test_micro_study_writes_report_with_every_category(micro_root):
         judge = r["judge"]
         assert judge["judge"] == "rules" and judge["n"] == 2 * 9
         assert set(judge["by_category"]) == {"knowledge", "vision_centric"}
-    for section in ("Benchmarks", "Language", "Reasoning traces"):
-        assert f"<h2>{section}</h2>" in html
+        # Every LLM's alignment with the reference encoder, and its colour probe.
+        assert 0.0 <= r["alignment"]["score"] <= 1.0
+        colour = r["alignment"]["colour"]
+        assert colour["language_error"] >= 0 and colour["vision_error"] >= 0
+    for section in ("Benchmarks", "Language", "Reasoning traces", "LLM–vision alignment (Fig. 11)"):
+        assert f">{section}</h2>" in html
 
 
 def test_pretraining_logged_falling_loss_and_source_counts(micro_root):
@@ -191,7 +195,7 @@ def test_encoder_study_with_sft_sets_and_blind_tuning(micro_root, capsys):
         assert 0.0 <= r["encoder_probe"] <= 1.0 and set(r["categories"]) == {
             "general", "knowledge", "ocr_chart", "vision_centric"}
     html = (micro_root / "encoders" / "report.html").read_text()
-    assert "<h2>Encoders</h2>" in html and "supervised" in html
+    assert ">Encoders</h2>" in html and "supervised" in html
     sft = {json.loads(p.read_text())["step"]: json.loads(p.read_text())
            for p in micro_root.glob("sft-*/result.json")}
     ablated = [r for r in sft.values() if "blind" in r]
