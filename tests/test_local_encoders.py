@@ -187,7 +187,9 @@ def random_init_probe(world):
     return kind_probe(vit, world, n_train=FIELDS["probe"]["train"], n_test=FIELDS["probe"]["test"])
 
 
-@pytest.mark.parametrize("objective", objectives.OBJECTIVES)
+# The contrastive objective (the quickstart's) in every run; MAE and supervised with the slow tests.
+@pytest.mark.parametrize("objective", [o if o == "contrastive" else pytest.param(o, marks=pytest.mark.slow)
+                                       for o in objectives.OBJECTIVES])
 def test_trained_encoder_beats_its_random_init_on_a_kind_probe(objective, world, tok, tmp_path,
                                                                random_init_probe):
     vit, result = encoders.train_local_encoder(objective, world, _fields(), tmp_path,

@@ -174,6 +174,7 @@ _COMPILE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # test_plan_memory_command_reports_the_compiled_step compiles one paper scale
 def test_every_paper_scale_compiles_on_an_abstract_eight_device_mesh():
     from visual_priors.config import scales
     from visual_priors.model.llm import count_params
