@@ -91,6 +91,11 @@ def test_configs_from_hf_dicts():
     assert (cfg.image_size, cfg.pos_grid, cfg.resize, cfg.image_mean) == (224, 37, "bilinear", (0.1, 0.2, 0.3))
     siglip = hf_vision.vit_config_from_hf({"architectures": ["SiglipModel"], "vision_config": {}})
     assert siglip.pool == "map" and not siglip.class_token and siglip.image_std == (0.5, 0.5, 0.5)
+    vit_l = hf_vision.vit_config_from_hf({"model_type": "vit", "hidden_size": 1024, "num_hidden_layers": 24,
+                                          "num_attention_heads": 16, "intermediate_size": 4096})
+    assert (vit_l.pool, vit_l.patch_size, vit_l.image_size, vit_l.resize) == ("cls_tanh", 16, 224, "bilinear")
+    assert vit_l.image_mean == (0.5, 0.5, 0.5) and vit_l.norm_eps == 1e-12 and vit_l.act == "gelu"
+    assert hf_vision.vit_config_from_hf({"architectures": ["ViTForImageClassification"]}, pooler=False).pool == "cls"
     with pytest.raises(ValueError, match="'resnet'.*supported"):
         hf_vision.vit_config_from_hf({"model_type": "resnet"})
     with pytest.raises(ValueError, match="hidden_act='relu'"):
@@ -185,6 +190,11 @@ def build_hf(transformers, kind, tmp_path):
             pytest.skip("this transformers has no Dinov2WithRegisters")
         model = t.Dinov2WithRegistersModel(t.Dinov2WithRegistersConfig(num_register_tokens=2, **DINO))
         return saved(model, tmp_path), tmp_path
+    if kind == "vit":  # ImageNet-21k ViTs ship as a ViTModel with its tanh pooler
+        return saved(t.ViTModel(t.ViTConfig(**vision_cfg)), tmp_path), tmp_path
+    if kind == "vit_classifier":  # encoder under "vit.", no pooler, plus a classifier
+        model = t.ViTForImageClassification(t.ViTConfig(num_labels=5, **vision_cfg))
+        return saved(model, tmp_path).vit, tmp_path
     if kind == "mae":
         return saved(t.ViTMAEModel(t.ViTMAEConfig(mask_ratio=0.0, **vision_cfg)), tmp_path), tmp_path
     if kind == "mae_pretraining":  # public MAE checkpoints: encoder under "vit.", plus a decoder
@@ -196,7 +206,7 @@ def build_hf(transformers, kind, tmp_path):
 
 
 KINDS = ("clip_vision", "clip_full", "metaclip_2", "siglip_vision", "siglip_full", "dinov2", "dinov2_swiglu",
-         "dinov2_registers", "mae", "mae_pretraining")
+         "dinov2_registers", "mae", "mae_pretraining", "vit", "vit_classifier")
 
 
 def mae_identity_noise(vit, n):
@@ -252,6 +262,19 @@ def test_resizing_follows_the_hf_image_processor(tmp_path, transformers):
     # PIL resamples in fixed point: at most one grey level apart, and rarely.
     levels = np.abs(np.asarray(vit.preprocess(jnp.asarray(world))) - pixels) * np.asarray(vit.cfg.image_std) * 255
     assert levels.max() < 1.01 and np.mean(levels > 0.5) < 0.02
+
+
+def test_vit_resizes_as_its_default_image_processor(tmp_path, transformers):
+    _, hf_dir = build_hf(transformers, "vit", tmp_path)  # no preprocessor_config.json
+    vit = hf_vision.load(hf_dir)
+    assert vit.cfg.pool == "cls_tanh" and vit.cfg.resize == "bilinear"
+    processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32})  # its defaults otherwise
+    assert vit.cfg.image_mean == tuple(processor.image_mean) and vit.cfg.image_std == tuple(processor.image_std)
+    world = uint8_images(64)
+    pixels = processor(images=list(world), return_tensors="np")["pixel_values"].transpose(0, 2, 3, 1)
+    levels = np.abs(np.asarray(vit.preprocess(jnp.asarray(world))) - pixels) * np.asarray(vit.cfg.image_std) * 255
+    # PIL rounds after each bilinear pass: under a grey level apart (bicubic would be ~6 on average).
+    assert levels.max() < 1.01 and levels.mean() < 0.5
 
 
 def test_checkpoint_round_trip_is_bitwise(tmp_path, transformers):

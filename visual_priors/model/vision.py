@@ -33,7 +33,8 @@ _VIT = {
     "small": (64, 8, 192, 6, 6, 384),
 }
 VIT_NAMES = tuple(_VIT)
-POOLS = ("mean", "cls", "map")
+# cls_tanh: BERT/ViT's pooler, tanh of a dense layer over the normed class token (HF ViTModel).
+POOLS = ("mean", "cls", "map", "cls_tanh")
 
 ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact (erf), torch's nn.GELU()
@@ -46,7 +47,7 @@ POS_RESIZE = ("bicubic", "bicubic_antialias")
 # Architecture fields with the values that make today's local ViT; configs saved before a field
 # existed are completed with these (``ViT`` does it), so they keep computing what they did.
 _ARCH_DEFAULTS = dict(
-    class_token=None,  # None: one exactly when pool == "cls"
+    class_token=None,  # None: one exactly when pool is "cls" or "cls_tanh"
     num_registers=0,  # DINOv2's register tokens (after the class token, no position embedding)
     patch_bias=True,
     qkv_bias=True,
@@ -235,9 +236,10 @@ class ViT(nnx.Module):
             raise ValueError(f"unknown pool {cfg.pool!r}; valid: {POOLS}")
         if not -(cfg.depth + 1) <= cfg.feature_layer <= cfg.depth:
             raise ValueError(f"feature_layer={cfg.feature_layer} outside a depth-{cfg.depth} ViT")
-        has_cls = cfg.pool == "cls" if cfg.class_token is None else bool(cfg.class_token)
-        if cfg.pool == "cls" and not has_cls:
-            raise ValueError("pool='cls' needs a class token (class_token is False)")
+        pools_cls = cfg.pool in ("cls", "cls_tanh")
+        has_cls = pools_cls if cfg.class_token is None else bool(cfg.class_token)
+        if pools_cls and not has_cls:
+            raise ValueError(f"pool={cfg.pool!r} needs a class token (class_token is False)")
         if cfg.resize not in RESIZE_METHODS:
             raise ValueError(f"unknown resize {cfg.resize!r}; valid: {RESIZE_METHODS}")
         if cfg.pos_resize not in POS_RESIZE:
@@ -271,6 +273,7 @@ class ViT(nnx.Module):
         self.head = (
             MAPHead(w, cfg.heads, cfg.mlp_dim, eps=cfg.norm_eps, act=cfg.act, **kw) if cfg.pool == "map" else None
         )
+        self.pooler = Dense(w, w, ("embed", None), use_bias=True, **kw) if cfg.pool == "cls_tanh" else None
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -353,7 +356,7 @@ class ViT(nnx.Module):
 
     def __call__(self, images: jax.Array, keep: jax.Array | None = None) -> dict[str, jax.Array]:
         """``tokens`` [B, N, width]: patch tokens from ``feature_layer``; ``pooled`` [B, width]
-        from the normed last layer (class token, patch mean, or attention-pooling head).
+        from the normed last layer (class token, its tanh pooler, patch mean, or attention-pooling head).
         With ``keep`` (see ``hidden_states``) N is the number of kept patches."""
         states = self.hidden_states(images, keep)
         n = self.num_prefix_tokens
@@ -361,6 +364,8 @@ class ViT(nnx.Module):
         final = self.final_norm(states[-1])
         if self.cfg.pool == "cls":
             pooled = final[:, 0]
+        elif self.cfg.pool == "cls_tanh":
+            pooled = jnp.tanh(self.pooler(final[:, 0]))
         elif self.cfg.pool == "map":
             pooled = self.head(final)
         else:

@@ -1,6 +1,7 @@
 """Hugging Face vision encoders -> ``visual_priors.model.vision.ViT``.
 
-Families (``FAMILIES``): CLIP and MetaCLIP, SigLIP, DINOv2 (with SwiGLU and registers), MAE. A
+Families (``FAMILIES``): CLIP and MetaCLIP, SigLIP, DINOv2 (with SwiGLU and registers), MAE, and
+the original ViT (Google's ImageNet-21k ViTs, the Platonic-representation reference). A
 directory holds ``config.json`` and ``model.safetensors`` or shards listed in
 ``model.safetensors.index.json``, and may hold ``preprocessor_config.json`` (image size, mean,
 std, resampling; else the family's published defaults). Only the vision tower of a dual-tower
@@ -12,12 +13,12 @@ CLIP/SigLIP checkpoint is read. Tensors are read lazily with ``safetensors`` (nu
 
 The ViT's ``hidden_states`` are Hugging Face's ``output_hidden_states=True`` tuple (the input to
 the first block, after CLIP's ``pre_layrnorm``, then each block's output, before the final norm),
-``pooled`` its ``pooler_output`` (SigLIP's attention-pooling head; for MAE, which has no pooler,
-the normed class token). MAE runs as a feature extractor: every patch kept, in order
+``pooled`` its ``pooler_output`` (SigLIP's attention-pooling head; ViT's tanh pooler; for MAE and
+a ViT saved without a pooler, the normed class token). MAE runs as a feature extractor: every patch kept, in order
 (``mask_ratio`` is ignored; ``ViT(..., keep=...)`` does the masking when wanted).
 
 The ViT runs at the processor's image size: images of another size (world images) are resized
-whole to it with the processor's resampling (bicubic for all four families; no centre crop), and
+whole to it with the processor's resampling (by default bicubic, bilinear for ViT; no centre crop), and
 a checkpoint whose position grid differs (DINOv2: 518 px grid, 224 px crop) has the grid resized
 the way transformers' ``interpolate_pos_encoding`` does.
 """
@@ -37,19 +38,22 @@ from flax import nnx, traverse_util
 from visual_priors.model import vision
 from visual_priors.model.params_io import save_params
 
-FAMILIES = ("clip", "siglip", "dinov2", "mae")
+FAMILIES = ("clip", "siglip", "dinov2", "mae", "vit")
 DESCRIPTIONS = {
     "clip": "CLIP and MetaCLIP vision towers (CLIPVisionModel, CLIPModel, MetaClip2Model): class token, "
             "pre-norm, quick-GELU",
     "siglip": "SigLIP vision towers (SiglipVisionModel, SiglipModel): no class token, attention-pooling head",
     "dinov2": "DINOv2 (Dinov2Model, Dinov2WithRegistersModel): layer scale, SwiGLU MLP (giant), register tokens",
     "mae": "MAE encoders (ViTMAEModel, ViTMAEForPreTraining) as feature extractors: all patches, in order",
+    "vit": "the original ViT (ViTModel, ViTForImageClassification, e.g. google/vit-large-patch16-224-in21k): "
+           "class token, tanh pooler when saved with one",
 }
 _MODEL_TYPES = {
     "clip": "clip", "clip_vision_model": "clip", "metaclip_2": "clip", "metaclip_2_vision_model": "clip",
     "siglip": "siglip", "siglip_vision_model": "siglip",
     "dinov2": "dinov2", "dinov2_with_registers": "dinov2",
     "vit_mae": "mae",
+    "vit": "vit",
 }
 _ARCHITECTURES = {
     "CLIPModel": "clip", "CLIPVisionModel": "clip", "CLIPVisionModelWithProjection": "clip",
@@ -57,6 +61,7 @@ _ARCHITECTURES = {
     "SiglipModel": "siglip", "SiglipVisionModel": "siglip",
     "Dinov2Model": "dinov2", "Dinov2WithRegistersModel": "dinov2",
     "ViTMAEModel": "mae", "ViTMAEForPreTraining": "mae",
+    "ViTModel": "vit", "ViTForImageClassification": "vit",
 }
 
 # HF config defaults (the config classes'), for fields a config.json leaves out.
@@ -70,6 +75,7 @@ _CONFIG_DEFAULTS = {
     "mae": dict(_ENCODER, intermediate_size=3072, patch_size=16, hidden_act="gelu", layer_norm_eps=1e-12,
                 qkv_bias=True),
 }
+_CONFIG_DEFAULTS["vit"] = _CONFIG_DEFAULTS["mae"]  # ViTMAEConfig copies ViTConfig
 _CONFIG_DEFAULTS_REGISTERS = dict(patch_size=16, num_register_tokens=4)  # Dinov2WithRegistersConfig's
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
                    "quick_gelu": "quick_gelu"}
@@ -82,7 +88,10 @@ _PREPROCESS = {
     "siglip": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "dinov2": (_IMAGENET_MEAN, _IMAGENET_STD),
     "mae": (_IMAGENET_MEAN, _IMAGENET_STD),
+    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # ViTImageProcessor's
 }
+# The processors' default resampling (PIL codes): ViTImageProcessor's is bilinear.
+_DEFAULT_RESAMPLE = {"vit": 2}
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos3", 2: "bilinear", 3: "bicubic"}
 
 # Every tensor of a family: HF name after the vision tower's prefix ("{i}" = layer index), our
@@ -112,7 +121,7 @@ _CLIP_BLOCKS = (
     ("post_layernorm.weight", "final_norm/scale", SAME),
     ("post_layernorm.bias", "final_norm/bias", SAME),
 )
-# DINOv2 and MAE share the ViT layout of the attention; their MLP and norm names differ.
+# DINOv2, MAE and ViT share the ViT layout of the attention; DINOv2's MLP and norm names differ.
 _VIT_ATTENTION = (
     ("encoder.layer.{i}.attention.attention.query.weight", "blocks/{i}/q/kernel", LINEAR),
     ("encoder.layer.{i}.attention.attention.query.bias", "blocks/{i}/q/bias", SAME),
@@ -128,6 +137,18 @@ _VIT_ATTENTION = (
     ("embeddings.patch_embeddings.projection.bias", "patch_embed/bias", SAME),
     ("layernorm.weight", "final_norm/scale", SAME),
     ("layernorm.bias", "final_norm/bias", SAME),
+)
+# MAE and the original ViT: the ViT attention, then norms and MLP under the names BERT gave them.
+_VIT_BLOCKS = (
+    *_VIT_ATTENTION,
+    ("encoder.layer.{i}.layernorm_before.weight", "blocks/{i}/norm1/scale", SAME),
+    ("encoder.layer.{i}.layernorm_before.bias", "blocks/{i}/norm1/bias", SAME),
+    ("encoder.layer.{i}.layernorm_after.weight", "blocks/{i}/norm2/scale", SAME),
+    ("encoder.layer.{i}.layernorm_after.bias", "blocks/{i}/norm2/bias", SAME),
+    ("encoder.layer.{i}.intermediate.dense.weight", "blocks/{i}/fc1/kernel", LINEAR),
+    ("encoder.layer.{i}.intermediate.dense.bias", "blocks/{i}/fc1/bias", SAME),
+    ("encoder.layer.{i}.output.dense.weight", "blocks/{i}/fc2/kernel", LINEAR),
+    ("encoder.layer.{i}.output.dense.bias", "blocks/{i}/fc2/bias", SAME),
 )
 _TENSORS = {
     "clip": (
@@ -174,22 +195,19 @@ _TENSORS = {
         ("encoder.layer.{i}.mlp.weights_out.bias", "blocks/{i}/fc2/bias", SAME),
         ("encoder.layer.{i}.layer_scale2.lambda1", "blocks/{i}/ls2", SAME),
     ),
-    "mae": (
-        *_VIT_ATTENTION,
-        ("encoder.layer.{i}.layernorm_before.weight", "blocks/{i}/norm1/scale", SAME),
-        ("encoder.layer.{i}.layernorm_before.bias", "blocks/{i}/norm1/bias", SAME),
-        ("encoder.layer.{i}.layernorm_after.weight", "blocks/{i}/norm2/scale", SAME),
-        ("encoder.layer.{i}.layernorm_after.bias", "blocks/{i}/norm2/bias", SAME),
-        ("encoder.layer.{i}.intermediate.dense.weight", "blocks/{i}/fc1/kernel", LINEAR),
-        ("encoder.layer.{i}.intermediate.dense.bias", "blocks/{i}/fc1/bias", SAME),
-        ("encoder.layer.{i}.output.dense.weight", "blocks/{i}/fc2/kernel", LINEAR),
-        ("encoder.layer.{i}.output.dense.bias", "blocks/{i}/fc2/bias", SAME),
+    "mae": _VIT_BLOCKS,
+    "vit": (
+        *_VIT_BLOCKS,
+        ("pooler.dense.weight", "pooler/kernel", LINEAR),
+        ("pooler.dense.bias", "pooler/bias", SAME),
     ),
 }
 # The tensor that locates the vision tower in a file (its name's prefix is the tower's).
 _ANCHOR = {"clip": "embeddings.patch_embedding.weight", "siglip": "embeddings.patch_embedding.weight",
            "dinov2": "embeddings.patch_embeddings.projection.weight",
-           "mae": "embeddings.patch_embeddings.projection.weight"}
+           "mae": "embeddings.patch_embeddings.projection.weight",
+           "vit": "embeddings.patch_embeddings.projection.weight"}
+_POOLER = "pooler.dense.weight"  # present in a ViT checkpoint saved with its pooler
 # Tensors under the tower's prefix that a feature extractor does not use.
 _UNUSED = ("embeddings.mask_token", "embeddings.position_ids")
 
@@ -244,9 +262,12 @@ def _processed_size(pre: dict) -> int | None:
     return _square(size, "preprocessor size")
 
 
-def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "hf-vit") -> ml_collections.ConfigDict:
+def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "hf-vit", *,
+                       pooler: bool = True) -> ml_collections.ConfigDict:
     """A ``vision.ViT`` config from an HF ``config.json`` dict (and its ``preprocessor_config.json``
-    dict when there is one; else the family's published mean/std and the native image size)."""
+    dict when there is one; else the family's published mean/std and the native image size).
+    ``pooler``: whether a ViT-family checkpoint holds its tanh pooler (ViTModel does,
+    ViTForImageClassification does not; config.json cannot tell)."""
     family = family_of(hf)
     tower = hf.get("vision_config", hf) if family in ("clip", "siglip") else hf
     defaults = dict(_CONFIG_DEFAULTS[family])
@@ -271,7 +292,8 @@ def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "
     cfg.norm_eps = float(v["layer_norm_eps"])
     cfg.act = _HF_ACTIVATIONS[v["hidden_act"]]
     cfg.pos_grid = native // patch
-    cfg.resize = "bicubic"
+    default_resample = _DEFAULT_RESAMPLE.get(family, 3)
+    cfg.resize = _PIL_RESAMPLE[default_resample]
     if family == "dinov2":
         mlp = int(cfg.width * v["mlp_ratio"])
         cfg.swiglu = bool(v["use_swiglu_ffn"])
@@ -287,6 +309,9 @@ def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "
     if family == "siglip":  # no class token; HF's pooler is the attention-pooling head, if any
         cfg.pool = "map" if v["vision_use_head"] else "mean"
         cfg.class_token = False
+    elif family == "vit" and pooler:
+        cfg.pool = "cls_tanh"
+        cfg.class_token = True
     else:
         cfg.pool = "cls"
         cfg.class_token = True
@@ -301,7 +326,7 @@ def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "
         else:
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         size = _processed_size(preprocessor)
-        resample = preprocessor.get("resample", 3)
+        resample = preprocessor.get("resample", default_resample)
         if resample not in _PIL_RESAMPLE:
             raise ValueError(f"preprocessor resample={resample!r} is not one of {sorted(_PIL_RESAMPLE)}")
         cfg.resize = _PIL_RESAMPLE[resample]
@@ -322,9 +347,14 @@ def read_config(hf_dir: str | Path, dtype="float32") -> tuple[str, ml_collection
     hf = json.loads(config_file.read_text())
     pre_file = hf_dir / PREPROCESSOR_FILE
     pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
-    cfg = vit_config_from_hf(hf, pre, name=hf_dir.absolute().name)
+    family = family_of(hf)
+    pooler = False
+    if family == "vit":
+        tensors = _Tensors(hf_dir)
+        pooler = _tower_prefix(tensors.files, family, tensors.dir) + _POOLER in tensors.files
+    cfg = vit_config_from_hf(hf, pre, name=hf_dir.absolute().name, pooler=pooler)
     cfg.param_dtype = jnp.dtype(dtype).name
-    return family_of(hf), cfg
+    return family, cfg
 
 
 # ---------------------------------------------------------------- tensor mapping
