@@ -84,6 +84,18 @@ def test_rerun_reuses_every_step(micro_root, capsys):
     assert len({r["worker"] for r in rows}) == 2  # both workers ran steps
 
 
+def test_analyze_prints_the_reports_numbers(micro_root, capsys):
+    assert cli.main(["analyze", "experiments/quickstart.py", "--root", str(micro_root), *MICRO]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    study = micro_root / "quickstart"
+    assert numbers["fits"] == json.loads((study / "fits.json").read_text())
+    assert numbers["analysis"] == json.loads((study / "analysis.json").read_text())
+    points = numbers["analysis"]["sections"]["alignment"]["points"]
+    assert sorted(p["run"] for p in points) == ["t1-mix0", "t1-mix6"]  # both LLMs' alignment scores
+    assert cli.main(["analyze", "experiments/quickstart.py", "--root", str(micro_root / "empty")]) == 1
+    assert "no finished runs of quickstart" in capsys.readouterr().err
+
+
 def test_export_writes_every_finished_run_as_parquet_and_csv(micro_root, tmp_path, capsys):
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq

@@ -190,3 +190,7 @@ def test_quickstart_like_study_renders_notes_instead_of_figures(tmp_path):
     analysis = json.loads((tmp_path / "analysis.json").read_text())["sections"]["scaling"]
     assert {p["method"] for p in analysis["extrapolation"]["predictions"]} == {"curve:flops"}
     assert {d["scale"] for d in analysis["decision"]["decision_accuracy"]} == {"t1", "t2"}
+    # The same numbers without the page (what `visual-priors analyze` prints).
+    numbers = report.analysis_numbers(results, study="synthetic-2x3", n_boot=10, paper_spearman=None)
+    assert numbers == {"fits": json.loads((tmp_path / "fits.json").read_text()),
+                       "analysis": json.loads((tmp_path / "analysis.json").read_text())}

@@ -12,7 +12,7 @@
     visual-priors pretrain | adapt | evaluate CONFIG [--run NAME ...]   (one stage of chosen runs)
     visual-priors evaluate CONFIG [--benchmark NAME=PATH] [--lm-task NAME=PATH] [--judge-url U --judge-model M]
     visual-priors benchmarks                                              (world families, real loaders)
-    visual-priors analyze CONFIG [--root runs]                            (curve fits as JSON)
+    visual-priors analyze CONFIG [--root runs]                            (the report's numbers as JSON)
     visual-priors report  CONFIG [--root runs]                            (runs/<study>/report.html)
     visual-priors convert import HF_DIR OUT_DIR | export CKPT_DIR HF_DIR   (Hugging Face Llama checkpoints)
     visual-priors encoders [--root runs] | encoders import SRC OUT_DIR [--arch A]  (vision encoders)
@@ -285,15 +285,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from visual_priors.analysis import curves
+    """The report's numbers as JSON: curve fits and every paper analysis the runs allow."""
+    from visual_priors.analysis.report import analysis_numbers
     from visual_priors.suite.executor import collect
 
-    results = list(collect(_load(args), Path(args.root)).values())
+    cfg = _load(args)
+    results = list(collect(cfg, Path(args.root)).values())
     if not results:
-        print("no finished runs to analyse", file=sys.stderr)
+        print(f"no finished runs of {cfg.study} under {args.root}; run `visual-priors suite run` first",
+              file=sys.stderr)
         return 1
-    fits = curves.fit_curves(results)
-    print(json.dumps([f.to_dict() for f in fits], indent=1))
+    print(json.dumps(analysis_numbers(results, study=cfg.study), indent=1, allow_nan=False))
     return 0
 
 
@@ -673,7 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmarks", help="the world's benchmark families and the real benchmark loaders")
     p.set_defaults(func=cmd_benchmarks)
 
-    p = sub.add_parser("analyze", help="fit accuracy-vs-compute curves of a study's finished runs")
+    p = sub.add_parser("analyze", help="the report's numbers as JSON: curve fits and the paper's "
+                                            "analyses of a study's finished runs")
     _add_config(p)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("report", help="write runs/<study>/report.html from finished runs")

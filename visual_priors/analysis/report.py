@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -451,16 +452,43 @@ def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *, s
                       paper_spearman=paper_spearman)
 
 
-def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_boot: int,
-           seed: int, paper_spearman: str | Path | None) -> Path:
+def _fits_json(study: str, fits: Sequence[CurveFit], *, n_boot: int, seed: int) -> dict:
+    return {"study": study, "form": CURVE_FORM, "band_level": curves.BAND_LEVEL, "n_boot": n_boot,
+            "seed": seed, "fits": [f.to_dict() for f in fits]}
+
+
+def _analysis_json(study: str, paper: Sequence[report_paper.Section], *, seed: int) -> dict:
+    return {"study": study, "seed": seed, "sections": {p.key: p.data for p in paper}}
+
+
+def _curve_fits(results: list[dict], *, n_boot: int, seed: int):
     cats = curves.categories_of(results)
     curve_runs, left_out = curve_series(results)
     fits = curves.fit_curves(curve_runs, categories=cats + [OVERALL], n_boot=n_boot, seed=seed)
+    return cats, curve_runs, left_out, fits
 
+
+def analysis_numbers(results: Sequence[Mapping[str, Any]], *, study: str, n_boot: int = REPORT_N_BOOT,
+                     seed: int = 0, paper_spearman: str | Path | None = report_paper.PAPER_SPEARMAN_CSV) -> dict:
+    """The report's numbers without the page: ``fits`` (fits.json's content) and ``analysis``
+    (analysis.json's: every paper section's numbers, unrounded). Its plots are drawn into a
+    temporary directory and dropped."""
+    results = [dict(r) for r in results]
+    if not results:
+        raise ValueError("analysis_numbers needs at least one run result")
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1, user_api="blas"):
+        *_, fits = _curve_fits(results, n_boot=n_boot, seed=seed)
+        paper = report_paper.paper_sections(results, Path(tmp), curve_fits=fits, seed=seed,
+                                            paper_spearman=paper_spearman)
+    return fmt.jsonable({"fits": _fits_json(study, fits, n_boot=n_boot, seed=seed),
+                         "analysis": _analysis_json(study, paper, seed=seed)})
+
+
+def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_boot: int,
+           seed: int, paper_spearman: str | Path | None) -> Path:
+    cats, curve_runs, left_out, fits = _curve_fits(results, n_boot=n_boot, seed=seed)
     _write_json(out / "results.json", results)
-    _write_json(out / "fits.json", {"study": study, "form": CURVE_FORM,
-                                    "band_level": curves.BAND_LEVEL, "n_boot": n_boot,
-                                    "seed": seed, "fits": [f.to_dict() for f in fits]})
+    _write_json(out / "fits.json", _fits_json(study, fits, n_boot=n_boot, seed=seed))
 
     curve_html, _ = _curve_sections(curve_runs, cats + [OVERALL], fits, out, n_boot=n_boot,
                                     left_out=left_out)
@@ -468,8 +496,7 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
     mle_html, _ = _mle_section(results, out)
     paper = report_paper.paper_sections(results, out, curve_fits=fits, seed=seed,
                                         paper_spearman=paper_spearman)
-    _write_json(out / "analysis.json", {"study": study, "seed": seed,
-                                        "sections": {p.key: p.data for p in paper}})
+    _write_json(out / "analysis.json", _analysis_json(study, paper, seed=seed))
     core = dict(runs=_runs_section(results, cats), encoders=_encoder_section(results, cats),
                 curves=curve_html, comparison=comparison_html,
                 benchmarks=_benchmark_section(results), mle=mle_html,
