@@ -137,6 +137,19 @@ def test_proportions_and_alignment(paper_report):
     assert "No run reports the colour probe" in page
 
 
+def test_sweeps_with_another_encoder_are_their_own(tmp_path):
+    # The encoder study reuses the reasoning sweep's LLMs with other encoders: same text
+    # mixture and scale, so one line per (scale, encoder), never mixed.
+    sweep = [r for r in fx.paper_results() if str(r["text_mixture"]).startswith("category:")]
+    other = [{**r, "run": f"{r['run']}-mae", "encoder": "mae"} for r in sweep]
+    data = report_paper.proportion_section(sweep + other, tmp_path).data["sweeps"]
+    assert list(data) == ["code_reasoning", "code_reasoning (encoder mae)"]
+    for name, enc in (("code_reasoning", "contrastive"), ("code_reasoning (encoder mae)", "mae")):
+        assert [p["percent"] for p in data[name]] == [0, 25, 50, 75, 100]
+        assert {p["encoder"] for p in data[name]} == {enc}
+    assert _png_ok(tmp_path / "proportion_sweeps.png")
+
+
 def test_spearman_beside_the_papers_matrix(paper_report):
     if not PAPER_CSV.is_file():
         pytest.skip("the paper's fig5_spearman.csv is not on this machine")

@@ -65,8 +65,9 @@ def loss_surface_plot(panels: Sequence[tuple[str, ChinchillaFit, np.ndarray]],
 
 def proportion_sweep_plot(sweeps: Mapping[str, Sequence[tuple[float, Mapping[str, Any]]]],
                           categories: Sequence[str], path: str | Path) -> Path:
-    """Fig. 4: per label, each category's accuracy (and overall) against the label's share of
-    the text; one line style per scale when a label was swept at several."""
+    """Fig. 4: per sweep (a label, with what else differs in parentheses), each category's
+    accuracy (and overall) against the label's share of the text; one line style per scale
+    when a label was swept at several."""
     labels = list(sweeps)
     nrows, ncols = _grid_shape(len(labels))
     fig = new_figure(5.4 * ncols, 3.9 * nrows + 0.5)
@@ -79,7 +80,7 @@ def proportion_sweep_plot(sweeps: Mapping[str, Sequence[tuple[float, Mapping[str
     for ax, label in zip(axes, labels):
         pts = sweeps[label]
         for scale in curves.scales_of([r for _, r in pts]):
-            sub = sorted((p, r) for p, r in pts if str(r.get("scale")) == scale)
+            sub = sorted(((p, r) for p, r in pts if str(r.get("scale")) == scale), key=lambda t: t[0])
             xs = np.array([p for p, _ in sub])
             for c in cats:
                 ys = np.array([curves.accuracy_of(r, c) for _, r in sub])
@@ -89,7 +90,7 @@ def proportion_sweep_plot(sweeps: Mapping[str, Sequence[tuple[float, Mapping[str
                 ax.errorbar(xs, ys, yerr=np.where(np.isfinite(se), se, 0.0), color=colours[c],
                             ls=styles[scale], marker="o", ms=4, lw=2.0 if c == OVERALL else 1.3,
                             capsize=2, elinewidth=0.8)
-        ax.set_xlabel(f"{label.replace('_', ' ')} share of the text (%)")
+        ax.set_xlabel(f"{label.split(' (')[0].replace('_', ' ')} share of the text (%)")
         ax.set_ylabel("Accuracy")
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
         ax.set_title(label.replace("_", " "))

@@ -324,16 +324,25 @@ def scaling_section(results: Sequence[Mapping[str, Any]], out: Path,
 # Category proportion sweeps (Fig. 4)
 
 
+def _variant(r: Mapping[str, Any]) -> tuple[str, str]:
+    return str(r.get("encoder")), str(r.get("sft_set"))
+
+
 def proportion_section(results: Sequence[Mapping[str, Any]], out: Path) -> Section:
     key, title = "proportions", "Category proportion sweeps (Fig. 4)"
-    sweeps: dict[str, list] = {}
-    for r in results:
-        mix = mixtures.mixture_of(r)
-        if mix is not None and mix.kind == "category":
-            sweeps.setdefault(mix.label, []).append((float(mix.percent), r))
-    if not sweeps:
+    swept = [(mix, r) for r in results
+             if (mix := mixtures.mixture_of(r)) is not None and mix.kind == "category"]
+    if not swept:
         return _note(key, title, "No run's text mixture is a category sweep "
                                  "(category:<label>=<percent>).")
+    # Runs that share a text mixture but not the encoder or SFT set (the encoder study reuses
+    # the reasoning sweep's LLMs) are a sweep of their own, named by what differs.
+    common = Counter(_variant(r) for _, r in swept).most_common(1)[0][0]
+    sweeps: dict[str, list] = {}
+    for mix, r in swept:
+        differs = [f"{what} {v}" for what, v, c in zip(("encoder", "SFT"), _variant(r), common) if v != c]
+        name = f"{mix.label} ({', '.join(differs)})" if differs else mix.label
+        sweeps.setdefault(name, []).append((float(mix.percent), r))
     sweeps = dict(sorted(sweeps.items()))
     cats = curves.categories_of([r for pts in sweeps.values() for _, r in pts])
     name = "proportion_sweeps.png"
@@ -346,7 +355,8 @@ def proportion_section(results: Sequence[Mapping[str, Any]], out: Path) -> Secti
             rows.append([fmt.esc(label), fmt.plain(p), fmt.esc(r.get("run")), fmt.esc(r.get("scale"))]
                         + [fmt.pm(curves.accuracy_of(r, c), curves.category_se(r, c)) for c in all_cats])
             data.setdefault(label, []).append(
-                {"percent": p, "run": r.get("run"), "scale": r.get("scale"),
+                {"percent": p, "run": r.get("run"), "scale": r.get("scale"), "encoder": r.get("encoder"),
+                 "sft_set": r.get("sft_set"),
                  **{c: curves.accuracy_of(r, c) for c in all_cats}})
     parts = ['<p class="note">Each run draws the label\'s share of its tokens from segments '
              "carrying the label and the rest from segments without it. Accuracy in %, ± one "
