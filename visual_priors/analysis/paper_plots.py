@@ -7,7 +7,7 @@ fits anything itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,15 +226,18 @@ def spearman_plot(categories: Sequence[str], rho: np.ndarray, lo: np.ndarray, hi
 
 
 def alignment_plot(series: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, *,
-                   ylabel: str = "Alignment score") -> Path:
-    """Fig. 11: alignment score against the reasoning share of the text, one line per series."""
+                   ylabel: str = "Alignment score", lines: Collection[str] | None = None) -> Path:
+    """Fig. 11: alignment score against the reasoning share of the text, one marker style per
+    series; the series in ``lines`` (all when None: sweeps of one share) joined by a line, the
+    others (several mixtures at one share, grids) as points."""
     fig = new_figure(7.2, 4.6)
     ax = fig.add_subplot(1, 1, 1)
     cmap = colormaps["tab10"]
     for i, (name, pts) in enumerate(series.items()):
         xs, ys = zip(*sorted(pts))
-        ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], color=cmap(i % 10), lw=1.5, ms=5,
-                label=name)
+        joined = lines is None or name in lines
+        ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], color=cmap(i % 10), lw=1.5 if joined else 0,
+                ms=5, label=name)
     ax.set_xlabel("Reasoning share of the text (%; a category sweep: its label's share)")
     ax.set_ylabel(ylabel)
     ax.set_title("LLM-vision alignment against reasoning data (paper Fig. 11)")

@@ -599,6 +599,7 @@ def alignment_section(results: Sequence[Mapping[str, Any]], out: Path) -> Sectio
                                  "alignment step).")
     several = len({str(r.get("scale")) for r in runs}) > 1
     series: dict[str, list[tuple[float, float]]] = {}
+    sweeps: set[str] = set()  # series of one share swept: drawn as lines, the others as points
     rows, points, unplaced = [], [], []
     metrics = sorted({m for r in runs for m in (alignment_of(r).get("table") or {})})
     for r in sorted(runs, key=lambda r: curves.natural_key(str(r.get("run")))):
@@ -608,6 +609,9 @@ def alignment_section(results: Sequence[Mapping[str, Any]], out: Path) -> Sectio
         score = float(a["score"])
         if math.isfinite(x):
             series.setdefault(name, []).append((x, score))
+            mix = mixtures.mixture_of(r)
+            if mix is not None and mix.kind == "category":
+                sweeps.add(name)
         else:
             unplaced.append(str(r.get("run")))
         points.append({"run": r.get("run"), "series": name, "reasoning_pct": x, "score": score})
@@ -617,7 +621,7 @@ def alignment_section(results: Sequence[Mapping[str, Any]], out: Path) -> Sectio
     parts, files = [], []
     if series:
         name = "alignment.png"
-        paper_plots.alignment_plot(series, out / name)
+        paper_plots.alignment_plot(series, out / name, lines=sweeps)
         files.append(name)
         parts.append(fmt.image(name, "Alignment score against the reasoning share"))
     else:
