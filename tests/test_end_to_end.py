@@ -18,6 +18,8 @@ MICRO = [
     "--set", "align.examples=128", "--set", "sft.examples=256",
     "--set", "eval.questions_per_benchmark=8", "--set", "eval.mle_per_bin=8",
     "--set", "eval.language.n_per_task=12", "--set", "eval.judge.questions_per_benchmark=2",
+    "--set", "encoder.probe.train=140", "--set", "encoder.probe.test=70",
+    "--set", "eval.knowledge_questions=16", "--set", "eval.naming_per_kind=2",
 ]
 
 
@@ -54,10 +56,25 @@ def test_micro_study_writes_report_with_every_category(micro_root):
         judge = r["judge"]
         assert judge["judge"] == "rules" and judge["n"] == 2 * 9
         assert set(judge["by_category"]) == {"knowledge", "vision_centric"}
+        # The signal chain, every hop measured against its chance with an interval.
+        chain = r["chain"]
+        assert set(chain) == {"H1", "H2", "H3", "H4", "H5"}
+        assert set(chain["H1"]) == {"kind", "colour", "shape", "count", "position"}
+        assert chain["H2"]["all"]["n"] == 2 * 14 and chain["H2"]["chance"] == pytest.approx(1 / 14)
+        assert chain["H3"]["heldout"]["n"] == 16 and chain["H3"]["train"]["n"] == 16
+        assert set(chain["H4"]) == set(chain["H5"]) == set(r["categories"])
+        assert r["chain_verdict"]["text"]
+        sig = r["signal"]
+        for condition in ("image", "blind", "described", "image_minus_blind"):
+            overall = sig[condition]["margin"]["overall"]
+            assert overall["ci"][0] <= overall["mean"] <= overall["ci"][1]
+        # Accuracy from margins is the accuracy the run reports.
+        assert sig["image"]["accuracy"]["overall"]["mean"] == pytest.approx(r["overall"])
         # Every LLM's alignment with the reference encoder, and its colour probe.
         assert 0.0 <= r["alignment"]["score"] <= 1.0
         colour = r["alignment"]["colour"]
         assert colour["language_error"] >= 0 and colour["vision_error"] >= 0
+    assert html.index(">Signal chain</h2>") < html.index(">Runs</h2>")
     for section in ("Benchmarks", "Language", "Reasoning traces", "LLM–vision alignment (Fig. 11)"):
         assert f">{section}</h2>" in html
 

@@ -70,6 +70,8 @@ MIN_POINTS_BAND = 3
 # Box on the centred intercept and on the slope (logits per decade): keeps fits to points at
 # or below chance, or to exactly saturated points, finite instead of running off to infinity.
 _BOUND = 30.0
+# A midpoint this many decades beyond the points is a shape the data allow, not one they show.
+UNCONSTRAINED_DECADES = 1.0
 
 
 def category_label(category: str) -> str:
@@ -235,6 +237,19 @@ class CurveFit:
         return self.band_x is not None
 
     @property
+    def constrained(self) -> bool:
+        """Whether the points pin the curve down: a fit whose slope sits at its bound, or whose
+        midpoint lies more than UNCONSTRAINED_DECADES decades outside the points, is a shape
+        the data merely allow; it is drawn as points and marked, never as a curve."""
+        if not self.ok or abs(self.b) >= _BOUND - 1e-6 or len(self.x) == 0:
+            return False
+        mid = self.midpoint
+        if not np.isfinite(mid) or mid <= 0:
+            return False
+        lo, hi = np.log10(np.min(self.x)), np.log10(np.max(self.x))
+        return lo - UNCONSTRAINED_DECADES <= np.log10(mid) <= hi + UNCONSTRAINED_DECADES
+
+    @property
     def form(self) -> str:
         return curve_form(self.variable)
 
@@ -389,6 +404,9 @@ def fit_curve(x: Any, acc: Any, chance: float, *, category: str = "", mixture: s
         notes.append(f"only two distinct {name} values: no residual degrees of freedom")
     if abs(fit.b) >= _BOUND - 1e-6:
         notes.append("slope at its bound: the points do not constrain the curve")
+    elif not fit.constrained:
+        notes.append(f"midpoint more than {UNCONSTRAINED_DECADES} decades outside the points: "
+                     "the points do not constrain the curve")
     if n_boot > 0:
         if n_distinct >= MIN_POINTS_BAND:
             _bootstrap_into(fit, n_boot=n_boot, seed=seed, grid=grid)
@@ -396,6 +414,17 @@ def fit_curve(x: Any, acc: Any, chance: float, *, category: str = "", mixture: s
             notes.append(f"no band: fewer than {MIN_POINTS_BAND} distinct {name} values")
     fit.note = "; ".join(notes)
     return fit
+
+
+def unconstrained_notes(fits: Sequence[CurveFit]) -> list[str]:
+    """One sentence per fitted curve its points do not constrain (CurveFit.constrained)."""
+    out = []
+    for f in fits:
+        if f.ok and not f.constrained:
+            out.append(f"{category_label(f.category)}, {f.mixture}: the fitted curve is not constrained by "
+                       f"its {f.n_points} points (slope {f.b:.3g}, midpoint {f.midpoint:.3g}); drawn as "
+                       "points only.")
+    return out
 
 
 def default_grid(x: np.ndarray, n: int = 60) -> np.ndarray:

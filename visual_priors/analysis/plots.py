@@ -103,7 +103,9 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
                 has_blind = True
         fit = by_mix.get(mix)
         label = mix
-        if fit is not None and fit.ok:
+        if fit is not None and fit.ok and not fit.constrained:
+            label = f"{mix} (fit not constrained: points only)"
+        elif fit is not None and fit.ok:
             grid = fit.band_x if fit.has_band else curves.default_grid(fit.x)
             ax.plot(grid, fit.predict(grid), color=col, lw=1.8, zorder=2)
             if fit.has_band:
@@ -121,7 +123,7 @@ def category_plot(results: Sequence[Mapping[str, Any]], category: str,
                               label="blind (image withheld)"))
     if has_zero:
         handles.append(Line2D([], [], color="0.3", ls=":", label="no pre-training (0 FLOPs)"))
-    if any(f.has_band for f in by_mix.values()):
+    if any(f.has_band and f.constrained for f in by_mix.values()):
         handles.append(Patch(color="0.5", alpha=0.25,
                              label=f"{curves.BAND_LEVEL:.0%} bootstrap band"))
     scale_handles = [Line2D([], [], color="0.3", marker=m, ls="none", label=f"scale {s}")

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from visual_priors.analysis import curves, plots
 from visual_priors.analysis import report_format as fmt
-from visual_priors.analysis import report_paper
+from visual_priors.analysis import report_paper, report_signal
 from visual_priors.analysis.curves import CURVE_FORM, OVERALL, CurveFit
 
 # One-sided 5% test of accuracy above chance.
@@ -411,7 +411,7 @@ def _encoder_section(results, cats) -> str:
 # Fewer resamples than curves.N_BOOT: a report of ~50 runs is written in seconds.
 REPORT_N_BOOT = 100
 
-_CORE_SECTIONS = (("runs", "Runs"), ("encoders", "Encoders"),
+_CORE_SECTIONS = (("signal", "Signal chain"), ("runs", "Runs"), ("encoders", "Encoders"),
                   ("curves", "Accuracy against pre-training compute"),
                   ("comparison", "Mixture comparison"), ("benchmarks", "Benchmarks"),
                   ("mle", "MLE-Bench by object size"), ("chance", "Beats chance"))
@@ -497,7 +497,8 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
     paper = report_paper.paper_sections(results, out, curve_fits=fits, seed=seed,
                                         paper_spearman=paper_spearman)
     _write_json(out / "analysis.json", _analysis_json(study, paper, seed=seed))
-    core = dict(runs=_runs_section(results, cats), encoders=_encoder_section(results, cats),
+    core = dict(signal=report_signal.signal_section(results),
+                runs=_runs_section(results, cats), encoders=_encoder_section(results, cats),
                 curves=curve_html, comparison=comparison_html,
                 benchmarks=_benchmark_section(results), mle=mle_html,
                 chance=_chance_section(results, cats), language=_language_section(results),
@@ -509,6 +510,11 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     studies = [s for s, _ in study_groups(results) if s is not None]
     body = "\n".join(b for _, _, b in blocks if b)
+    # What a reader must know before any number: where the chain breaks, where the image
+    # does not help (and, from the curves, which fits the points do not constrain).
+    notes = report_signal.findings(results) + curves.unconstrained_notes(fits)
+    findings = ('<div class="findings"><b>Read this first</b><ul>'
+                + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>") if notes else ""
     doc = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -525,6 +531,7 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
 <p class="meta">Data: <a href="results.json">results.json</a> &middot; fits:
 <a href="fits.json">fits.json</a> &middot; paper analyses: <a href="analysis.json">analysis.json</a>.
 Plots are the PNG files beside this page.</p>
+{findings}
 {_contents(blocks)}
 {body}
 </body>

@@ -91,7 +91,8 @@ def llm_features(model, tokens: np.ndarray, mask: np.ndarray, *, layers: Sequenc
 
 def _vit_states(encoder, images):
     first = encoder.num_prefix_tokens
-    states = encoder.hidden_states(images)[1:]  # each block's output; [0] is the blocks' input
+    # Each block's output ([0] is the blocks' input); a ViT without blocks has only its stem's.
+    states = encoder.hidden_states(images)[1:] or encoder.hidden_states(images)
     if encoder.cls is not None:
         return tuple(s[:, 0].astype(jnp.float32) for s in states)
     return tuple(s[:, first:].astype(jnp.float32).mean(axis=1) for s in states)

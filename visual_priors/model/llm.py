@@ -210,13 +210,21 @@ class Llama(nnx.Module):
         return with_logical_constraint(x, _ACT)
 
     def _embed_with_prefix(self, tokens, prefix):
-        """Embeddings [B, P+T, D] of ``prefix`` [B, P, D] (optional) followed by ``tokens``, and P."""
+        """Embeddings [B, P+T, D] of ``tokens`` with ``prefix`` [B, P, D] (optional) inserted after
+        the first token, and P.
+
+        The first token is the text's BOS, so an image sits where LLaVA puts it: after the start
+        of the text, never before it. An LLM pre-trained on documents that each begin with BOS
+        has never attended across a BOS; image tokens placed before it are out of its reach
+        until its attention is retrained (measured: a connector alone could not teach a frozen
+        LLM to name what the image shows). Logit ``P + t`` still predicts token ``t + 1``.
+        """
         x = self.embed(tokens)
         if prefix is None:
             return x, 0
         if prefix.shape[0] != x.shape[0] or prefix.shape[-1] != x.shape[-1]:
             raise ValueError(f"prefix {prefix.shape} does not fit token embeddings {x.shape}")
-        return jnp.concatenate([prefix.astype(self.dtype), x], axis=1), prefix.shape[1]
+        return jnp.concatenate([x[:, :1], prefix.astype(self.dtype), x[:, 1:]], axis=1), prefix.shape[1]
 
     def _inputs(self, tokens, prefix, mask, segment_ids=None, positions=None):
         if prefix is not None and (segment_ids is not None or positions is not None):
@@ -229,7 +237,7 @@ class Llama(nnx.Module):
         if mask is not None:
             mask = jnp.asarray(mask).astype(bool)
             if mask.shape[1] == length - n_prefix and n_prefix:
-                mask = jnp.concatenate([jnp.ones((b, n_prefix), bool), mask], axis=1)
+                mask = jnp.concatenate([mask[:, :1], jnp.ones((b, n_prefix), bool), mask[:, 1:]], axis=1)
             if mask.shape != (b, length):
                 raise ValueError(f"mask {mask.shape} must be [B, T] or [B, P+T] = {(b, length)}")
         if segment_ids is not None:

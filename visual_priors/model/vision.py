@@ -31,7 +31,13 @@ _VIT = {
     # name: (image_size, patch_size, width, depth, heads, mlp_dim)
     "tiny": (32, 8, 96, 4, 4, 192),
     "small": (64, 8, 192, 6, 6, 384),
+    # A small convolutional network in the ViT's clothes: three stem stages (32 -> 4 px maps),
+    # a linear embedding per 8 px cell and no transformer block. On 32 px world scenes it
+    # learns kinds from a few hundred steps where the patch ViTs above do not (measured, kind
+    # probe after 600 steps of kind classification: 86-92% against 48-72%).
+    "conv": (32, 8, 96, 0, 4, 192),
 }
+_STEMS = {"conv": (32, 64, 96)}
 VIT_NAMES = tuple(_VIT)
 # cls_tanh: BERT/ViT's pooler, tanh of a dense layer over the normed class token (HF ViTModel).
 POOLS = ("mean", "cls", "map", "cls_tanh")
@@ -60,6 +66,11 @@ _ARCH_DEFAULTS = dict(
     resize="bilinear",  # jax.image.resize method for images of another size
     pos_grid=0,  # side of the position-embedding grid; 0: image_size // patch_size
     pos_resize="bicubic",  # how that grid is resized: torch's bicubic, or with antialias
+    # Channels of the stages of a convolutional stem before the patch embedding (Xiao et al.
+    # 2021, "Early convolutions help transformers see better"): each stage is a stride-1 and a
+    # stride-2 3x3 convolution and halves the map; patch_size stays the image side one token
+    # covers. () is the plain linear patch embedding of imported ViTs.
+    stem=(),
 )
 
 
@@ -76,12 +87,14 @@ def vit_config(name: str = "tiny") -> ml_collections.ConfigDict:
     cfg.depth = depth
     cfg.heads = heads
     cfg.mlp_dim = mlp_dim
-    cfg.feature_layer = -2
+    # Penultimate, as LLaVA reads; the last (and only) state of a model without blocks.
+    cfg.feature_layer = -2 if depth >= 1 else -1
     cfg.pool = "mean"
     cfg.norm_eps = 1e-6
     cfg.dtype = "float32"
     cfg.param_dtype = "float32"
     cfg.update(_ARCH_DEFAULTS)
+    cfg.stem = _STEMS.get(name, ())
     return cfg
 
 
@@ -148,6 +161,34 @@ class EncoderBlock(nnx.Module):
         x = x + (att if self.ls1 is None else att * self.ls1[...].astype(att.dtype))
         y = self.mlp(self.norm2(x))
         return x + (y if self.ls2 is None else y * self.ls2[...].astype(y.dtype))
+
+
+def _conv3x3(rngs, c_in: int, c_out: int, param_dtype) -> nnx.Param:
+    init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+    return make_param(rngs, init, (3, 3, c_in, c_out), (None, None, None, None), param_dtype)
+
+
+class ConvStemLayer(nnx.Module):
+    """One stage of a convolutional stem: a 3x3 convolution at stride 1, then one at stride 2,
+    each followed by LayerNorm over channels and GELU: [B, H, W, C_in] -> [B, H/2, W/2, C_out]."""
+
+    def __init__(self, c_in: int, c_out: int, *, rngs, eps: float = 1e-6, dtype="float32",
+                 param_dtype="float32"):
+        self.dtype = jnp.dtype(dtype).name
+        kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+        self.kernel1 = _conv3x3(rngs, c_in, c_out, param_dtype)
+        self.norm1 = LayerNorm(c_out, eps=eps, **kw)
+        self.kernel2 = _conv3x3(rngs, c_out, c_out, param_dtype)
+        self.norm2 = LayerNorm(c_out, eps=eps, **kw)
+
+    def _conv(self, x, kernel, stride):
+        return jax.lax.conv_general_dilated(x.astype(self.dtype), kernel[...].astype(self.dtype),
+                                            (stride, stride), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jax.nn.gelu(self.norm1(self._conv(x, self.kernel1, 1)))
+        return jax.nn.gelu(self.norm2(self._conv(x, self.kernel2, 2)))
 
 
 class MAPHead(nnx.Module):
@@ -254,7 +295,15 @@ class ViT(nnx.Module):
         self.grid = cfg.image_size // p
         self.pos_grid = cfg.pos_grid or self.grid
         self.num_patches = self.grid**2
-        self.patch_embed = Dense(p * p * 3, w, (None, "embed"), use_bias=cfg.patch_bias, **kw)
+        stem = tuple(int(c) for c in cfg.stem)
+        if p % (2 ** len(stem)):
+            raise ValueError(f"patch_size {p} is not divisible by the stem's stride {2 ** len(stem)}")
+        chans = (3,) + stem
+        self.stem = nnx.List([ConvStemLayer(c_in, c_out, rngs=keys, eps=cfg.norm_eps, dtype=cfg.dtype,
+                                            param_dtype=cfg.param_dtype)
+                              for c_in, c_out in zip(chans[:-1], chans[1:])])
+        sub = p // 2 ** len(stem)
+        self.patch_embed = Dense(sub * sub * chans[-1], w, (None, "embed"), use_bias=cfg.patch_bias, **kw)
         n_pos = self.pos_grid**2 + has_cls
         self.pos_embed = make_param(keys, nnx.initializers.normal(0.02), (n_pos, w), (None, "embed"), cfg.param_dtype)
         self.cls = (
@@ -303,13 +352,22 @@ class ViT(nnx.Module):
         return to_float_images(images, self.dtype, self.cfg.image_mean, self.cfg.image_std)
 
     def patchify(self, images: jax.Array) -> jax.Array:
-        """[B, S, S, C] -> [B, patches, p * p * C], each patch flattened (row, column, channel)."""
+        """[B, S, S, C] -> [B, patches, p * p * C], each patch flattened (row, column, channel);
+        of a stem's feature map [B, S', S', C'] alike, with patches p * S' / S wide."""
         b, hgt, wid, c = images.shape
-        s, p = self.cfg.image_size, self.cfg.patch_size
-        if (hgt, wid, c) != (s, s, 3):
+        s = self.cfg.image_size
+        if (hgt, wid, c) != (s, s, 3) and not (hgt == wid and len(self.stem) and s % hgt == 0):
             raise ValueError(f"images {images.shape} do not match the ViT's [B, {s}, {s}, 3]")
-        x = images.reshape(b, s // p, p, s // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-        return x.reshape(b, (s // p) ** 2, p * p * c)
+        p = self.cfg.patch_size * hgt // s
+        x = images.reshape(b, hgt // p, p, hgt // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+        return x.reshape(b, (hgt // p) ** 2, p * p * c)
+
+    def embed_patches(self, images: jax.Array) -> jax.Array:
+        """Normalised images [B, S, S, 3] -> patch embeddings [B, patches, W], through the stem."""
+        x = images
+        for layer in self.stem:
+            x = layer(x)
+        return self.patch_embed(self.patchify(x))
 
     def positions(self) -> jax.Array:
         """Position embeddings [(class token) + grid**2, W] at the running grid."""
@@ -332,7 +390,7 @@ class ViT(nnx.Module):
         embeddings, and the class token and registers if any) through the blocks: masked
         autoencoding.
         """
-        x = self.patch_embed(self.patchify(self.preprocess(images)))
+        x = self.embed_patches(self.preprocess(images))
         pos = self.positions().astype(x.dtype)
         first = 1 if self.cls is not None else 0
         x = x + pos[first:][None]

@@ -127,25 +127,42 @@ def mae_loss(model: MAEModel, batch: dict):
 # ---------------------------------------------------------------- supervised
 
 
-class KindClassifier(nnx.Module):
-    """A linear head over the ViT's pooled output, one logit per kind."""
+# Weight of the colour cross-entropy beside the kind's. Kind is colour-blind (a kind is
+# painted in another colour one time in four), so a kind-only encoder drops colour (colour
+# probe 64%); at weight 1 colour crowds kind out (kind probe 65% against 86%); at 0.1 both
+# stay (80% / 86%), measured after 600 steps on 14 kinds.
+COLOUR_WEIGHT = 0.1
 
-    def __init__(self, vit_cfg: ml_collections.ConfigDict, n_kinds: int, *, rngs: nnx.Rngs):
+
+class KindClassifier(nnx.Module):
+    """Linear heads over the ViT's pooled output: one logit per kind and, with ``n_colours``,
+    one per colour."""
+
+    def __init__(self, vit_cfg: ml_collections.ConfigDict, n_kinds: int, *, rngs: nnx.Rngs,
+                 n_colours: int = 0):
         keys = KeyStream(rngs)
         self.vit = ViT(vit_cfg, rngs=nnx.Rngs(keys.params()))
         # A zero head starts at uniform predictions (loss log n_kinds), as big_vision does.
-        self.head = Dense(vit_cfg.width, int(n_kinds), ("embed", None), use_bias=True,
-                          kernel_init=nnx.initializers.zeros, rngs=keys, dtype=vit_cfg.dtype,
-                          param_dtype=vit_cfg.param_dtype)
+        kw = dict(use_bias=True, kernel_init=nnx.initializers.zeros, rngs=keys, dtype=vit_cfg.dtype,
+                  param_dtype=vit_cfg.param_dtype)
+        self.head = Dense(vit_cfg.width, int(n_kinds), ("embed", None), **kw)
+        self.colour_head = Dense(vit_cfg.width, int(n_colours), ("embed", None), **kw) if n_colours else None
 
     def __call__(self, images: jax.Array) -> jax.Array:
         return self.head(self.vit(images)["pooled"], out_dtype=jnp.float32)
 
 
+def _ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels))
+
+
 def kind_loss(model: KindClassifier, batch: dict):
-    """Cross-entropy of the kind labels; batch {images, labels int [B]}."""
-    logits = model(batch["images"]).astype(jnp.float32)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]))
+    """Cross-entropy of the kind labels; batch {images, labels int [B]}, plus COLOUR_WEIGHT
+    times that of ``colours`` (int [B]) when the model has a colour head."""
+    pooled = model.vit(batch["images"])["pooled"]
+    loss = _ce(model.head(pooled), batch["labels"])
+    if model.colour_head is not None:
+        loss = loss + COLOUR_WEIGHT * _ce(model.colour_head(pooled), batch["colours"])
     return loss, _images(batch)
 
 

@@ -21,12 +21,23 @@ from visual_priors.data.files import write_atomic
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
 from visual_priors.model.scoring import masked_nll
 from visual_priors.suite import steps
-from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of
+from visual_priors.eval import signal
+from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of, world_of
 from visual_priors.suite.vision_steps import load_features
 from visual_priors.train import flops, loop
 
 ALIGN_RULES = (("connector/.*", True),)                       # everything else frozen
 SFT_RULES = (("connector/.*", True), ("llm/.*", True))         # the encoder is not in the model
+# What stage 1 may train (cfg.align.train): LLaVA's connector alone, or the LLM with it.
+ALIGN_PARTS = {("connector",): ALIGN_RULES, ("connector", "llm"): SFT_RULES}
+
+
+def align_rules(parts) -> tuple:
+    """Freeze rules of stage 1 for ``cfg.align.train``; unknown combinations fail."""
+    key = tuple(parts or ("connector",))
+    if key not in ALIGN_PARTS:
+        raise ValueError(f"align.train={list(key)} is not one of {[list(k) for k in ALIGN_PARTS]}")
+    return ALIGN_PARTS[key]
 
 
 def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int, *,
@@ -40,9 +51,14 @@ def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int, 
     return mllm_lib.MLLM(llm, conn)
 
 
-def load_mllm(pretrain_step, connector_dir: Path, locate: Locate, tok, feature_dim: int) -> mllm_lib.MLLM:
+def load_mllm(pretrain_step, align_dir: Path, locate: Locate, tok, feature_dim: int) -> mllm_lib.MLLM:
+    """The MLLM after stage 1: the pre-trained LLM with its trained connector, or the whole
+    model where stage 1 trained the LLM as well."""
+    if (align_dir / "mllm").exists():
+        model = build_mllm(pretrain_step, locate, tok, feature_dim, 0, load_pretrained=False)
+        return restore_module(model, align_dir / "mllm", {"kind": "mllm"})
     model = build_mllm(pretrain_step, locate, tok, feature_dim, 0)
-    restore_module(model.connector, connector_dir, {"kind": "connector"})
+    restore_module(model.connector, align_dir / "connector", {"kind": "connector"})
     return model
 
 
@@ -93,11 +109,21 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     tokens, mask = encode_examples(examples, tok, f["text_len"])
     data = _batches(tokens, mask, feats, [e["row"] for e in examples], f)
     model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
-    result = loop.run(model, mllm_loss(model, train_llm=False), data, steps=len(data),
-                      optim_cfg=as_config(f["optim"]), freeze_rules=ALIGN_RULES, mesh=mesh,
+    rules = align_rules(f.get("train"))
+    result = loop.run(model, mllm_loss(model, train_llm=rules is SFT_RULES), data, steps=len(data),
+                      optim_cfg=as_config(f["optim"]), freeze_rules=rules, mesh=mesh,
                       workdir=out / "work", ckpt_every=100, desc="align", metadata={"kind": "align"})
-    save_module(model.connector, out / "connector", {"kind": "connector"})
-    return {"train": result.to_dict(), "examples": len(examples), "flops": result.flops}
+    if rules is SFT_RULES:  # stage 2 starts from the LLM stage 1 tuned, not the pre-trained one
+        save_module(model, out / "mllm", {"kind": "mllm"})
+    else:
+        save_module(model.connector, out / "connector", {"kind": "connector"})
+    out_result = {"train": result.to_dict(), "examples": len(examples), "flops": result.flops}
+    if (feat_dir / "kinds.json").exists():  # the connector hop (H2)
+        records = json.loads((feat_dir / "kinds.json").read_text())
+        out_result["naming"] = signal.naming_hop(model, tok, world_of(step.input("features").fields),
+                                                 load_features(feat_dir, "kinds"), records,
+                                                 prompt=examples[0]["prompt"], text_len=f["text_len"])
+    return out_result
 
 
 def blind_pass(model, loss_fn, withheld: multimodal.ExampleBatches, optim_cfg, out: Path, mesh=None) -> dict:
@@ -128,8 +154,7 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     examples = select_sft(available, sft_set["keep"], f["seed"])
     tokens, mask = encode_examples(examples, tok, f["text_len"])
     rows = np.array([e["row"] for e in examples])
-    model = load_mllm(step.input("pretrain"), locate(step.input("align")) / "connector", locate, tok,
-                      feats.shape[-1])
+    model = load_mllm(step.input("pretrain"), locate(step.input("align")), locate, tok, feats.shape[-1])
     loss_fn = mllm_loss(model, train_llm=True)
     result = {"examples": len(examples), "available": len(available),
               "image_examples": int((rows >= 0).sum()),

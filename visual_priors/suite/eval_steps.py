@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from visual_priors.data import multimodal
+from visual_priors.world.instructions import described_prompt
 from visual_priors.eval import alignment, alignment_features, colour, judge as judge_lib, language, mle_bench
-from visual_priors.eval import real, vqa
+from visual_priors.eval import real, signal, vqa
 from visual_priors.model import encoders, generate
 from visual_priors.suite.adapt_steps import build_mllm
 from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of, world_of
@@ -44,8 +45,13 @@ def run_language(step, out: Path, locate: Locate) -> dict:
     pre = step.input("pretrain")
     model = load_llm(locate(pre), pre.fields["scale"], tok)
     tasks = tuple(f["tasks"]) + tuple(t for t in sorted(f.get("paths") or {}) if t not in f["tasks"])
-    return language.run_battery(model, tok, world=world_of(f), tasks=tasks, n_per_task=f["n_per_task"],
-                                seq_len=f["seq_len"], paths=f.get("paths") or {})
+    world = world_of(f)
+    result = language.run_battery(model, tok, world=world, tasks=tasks, n_per_task=f["n_per_task"],
+                                  seq_len=f["seq_len"], paths=f.get("paths") or {})
+    if f.get("knowledge_questions"):  # the text-knowledge hop (H3)
+        result["knowledge"] = signal.knowledge_hop(model, tok, world, n=f["knowledge_questions"],
+                                                   seq_len=f["seq_len"])
+    return result
 
 
 def run_alignment(step, out: Path, locate: Locate) -> dict:
@@ -120,6 +126,8 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
         "perplexity": pre["perplexity_mean"], "final_loss": pre["train"]["final_loss"],
         "n_questions": n_questions, "language": result_of(step.input("language"), locate),
     }
+    result.update(_signal_chain(step, locate, model, tok, vq, sums[vqa_idx], blind_sums[vqa_idx], bench_cat,
+                                chance_summary["categories"], f, out))
     if f.get("answer_tokens"):
         result["generated"] = _generated(model, tok, vq, np.asarray(feats)[vqa_idx], bench_cat,
                                          f["answer_tokens"])
@@ -135,6 +143,41 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
             result.update({k: result["real"][k] for k in world_scores})
             result["world"] = world_scores
     return result
+
+
+def _signal_chain(step, locate: Locate, model, tok, questions, image_sums, blind_sums, bench_cat: dict,
+                  chance: dict, f: dict, out: Path) -> dict:
+    """Scores per condition with intervals (accuracy and the log-probability margin), image
+    minus blind paired by question, the perfect-perception hop (H4: each question asked about
+    the scene's description, no image), and the run's whole chain H1-H5 with its verdict.
+    Per-question margins go to per_question.json."""
+    answers = [q.answer for q in questions]
+    groups = [q.benchmark for q in questions]
+    described = [SimpleNamespace(**{**vars(q), "question": described_prompt(q.description, q.question)})
+                 for q in questions]
+    described_sums, _ = vqa.score_options(model, tok, described, None, text_len=f["described_text_len"])
+    scores = {"image": image_sums, "blind": blind_sums, "described": described_sums}
+    conditions = {k: signal.condition_scores(v, answers, groups, bench_cat) for k, v in scores.items()}
+    difference = signal.paired_difference(image_sums, blind_sums, answers, groups, bench_cat)
+    held = np.asarray([q.heldout_facts for q in questions])
+    heldout = None
+    if held.any():  # facts only pre-training text states: does seeing the kind help?
+        sub = [q.category for q in questions if q.heldout_facts]
+        heldout = signal.paired_difference(image_sums[held], blind_sums[held], np.asarray(answers)[held],
+                                           sub, {c: c for c in sub})
+    margins = {k: signal.margins(v, answers) for k, v in scores.items()}
+    (out / "per_question.json").write_text(json.dumps([
+        {"benchmark": q.benchmark, "category": q.category, "answer": q.answer,
+         **{f"margin_{k}": float(margins[k][i]) for k in scores}} for i, q in enumerate(questions)]))
+    align = step.input("sft").input("align")
+    encoder = step.input("features").input("encoder")
+    chain = {"H1": result_of(encoder, locate).get("probes"), "H2": result_of(align, locate).get("naming"),
+             "H3": result_of(step.input("language"), locate).get("knowledge"),
+             "H4": {c: {**b, "chance": chance[c]} for c, b in conditions["described"]["accuracy"]["categories"].items()},
+             "H5": difference["accuracy"]["categories"]}
+    chain = {k: v for k, v in chain.items() if v}
+    return {"signal": {**conditions, "image_minus_blind": difference, "heldout_facts": heldout},
+            "chain": chain, "chain_verdict": signal.verdict(chain)}
 
 
 def _generated(model, tok, questions, feats, bench_cat: dict, max_new_tokens: int) -> dict:

@@ -34,8 +34,11 @@ HASH_LEN = 12
 # (features 4 / evaluate 3: sixteen world families with yes/no and multi-view questions, real
 # benchmark files, the reasoning judge; language 1: the language battery of each LLM;
 # alignment 1: PRH's representational alignment of each LLM with reference encoders.)
-VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 2, "features": 4,
-            "align": 2, "sft": 2, "evaluate": 3, "language": 1, "real_features": 1, "alignment": 1}
+# (encoder 3 / features 5 / align 3 / language 2 / evaluate 4 / sft 3: the signal chain:
+# five probes, the naming hop, text knowledge, described questions and paired scores; image
+# tokens after the text's BOS.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 3, "features": 5,
+            "align": 3, "sft": 3, "evaluate": 4, "language": 2, "real_features": 1, "alignment": 1}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,7 +155,7 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         "world": world, "layer": cfg.features.layer, "tokens": cfg.features.tokens,
         "dtype": cfg.features.dtype, "align": _plain(cfg.align.examples), "sft": cfg.sft.examples,
         # Only what decides which images are encoded: scoring settings leave features alone.
-        "eval": {k: cfg.eval[k] for k in ("questions_per_benchmark", "mle_per_bin")}},
+        "eval": {k: cfg.eval[k] for k in ("questions_per_benchmark", "mle_per_bin", "naming_per_kind")}},
         (_encoder_step(cfg, name, world, tokenizer),))
         for name in encoders}
     # Real benchmark images get their own step, so adding files retrains nothing.
@@ -185,7 +188,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 for tokens in grid.tokens[scale]:
                     pretrain = pretrain_step(scale, mixture, tokens)
                     # Language ability belongs to the LLM: one step, shared by every encoder and SFT set.
-                    language = Step("language", {"world": world, **_plain(cfg.eval.language)},
+                    language = Step("language", {"world": world, **_plain(cfg.eval.language),
+                                                 "knowledge_questions": cfg.eval.knowledge_questions},
                                     (pretrain, tokenizer))
                     # So is its alignment with the reference encoders (none when they are off).
                     llm_alignment = (Step("alignment", alignment_fields,

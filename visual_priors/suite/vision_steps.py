@@ -17,6 +17,7 @@ from visual_priors.model import encoders, visual_tokens
 from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
 from visual_priors.train import encoders as train_encoders, flops
 from visual_priors.world import BENCHMARK_CATEGORY, BENCHMARKS, SIZE_BINS
+from visual_priors.world.describe import describe
 
 ALIGN_PROMPT = "Describe the image."
 # Stage-1 pairs are drawn after the local encoders' own training scenes.
@@ -50,7 +51,10 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
         encoders.save_frozen(encoder, out / "encoder", "vit", encoder.cfg, objective=f["objective"])
     probe = result.pop("probe")
     check = visual_tokens.check_encoder(encoder, world.image_size, encoder.num_tokens(world.image_size))
-    return {**result, "probe": probe, "probe_accuracy": probe["accuracy"],
+    # The signal chain's first hop (H1): what the questions ask about, read linearly from the
+    # frozen tokens of held-out images.
+    probes = probe_lib.scene_probes(encoder, world, n_train=f["probe"]["train"], n_test=f["probe"]["test"])
+    return {**result, "probe": probe, "probe_accuracy": probe["accuracy"], "probes": probes,
             "patch_tokens": check.patch_tokens, "feature_dim": check.width,
             "input_size": check.input_size,
             "forward_flops_per_image": encoder_forward_flops(encoder, world.image_size)}
@@ -124,13 +128,25 @@ def run_features(step, out: Path, locate: Locate) -> dict:
     for size_bin in SIZE_BINS:
         questions += [world.mle_question(size_bin, "test", i) for i in range(ev["mle_per_bin"])]
     writer.write(out / "eval.npy", [q.image for q in questions], check.width, "encode eval")
+    heldout = {k.index for k in world.heldout_kinds}
     (out / "eval.json").write_text(json.dumps([
         {"question": q.question, "options": list(q.options), "answer": q.answer,
          "benchmark": q.benchmark, "category": q.category, "size_bin": q.size_bin,
          # What the rule-based judge checks reasoning traces against.
-         "evidence": judge.world_evidence(world, q)} for q in questions]))
+         "evidence": judge.world_evidence(world, q),
+         # The scene in words, for the perfect-perception hop (H4).
+         "description": describe(q.scene, q.views),
+         # Whether the answer needs a fact that only pre-training text states.
+         "heldout_facts": bool(q.fact_kinds) and set(q.fact_kinds) <= heldout} for q in questions]))
+
+    # The connector hop (H2): held-out single-object images of every kind, with their captions.
+    n_naming = ev.get("naming_per_kind", 0) * len(world.kinds)
+    scenes = [world.kind_image("test", i, with_scene=True) for i in range(n_naming)]
+    writer.write(out / "kinds.npy", [t[0] for t in scenes], check.width, "encode kinds")
+    (out / "kinds.json").write_text(json.dumps([{"caption": world.caption(t[2]), "kind": t[1]} for t in scenes]))
     per_image = encoder_forward_flops(encoder, world.image_size)
     return {"align": len(pairs), "sft": len(sft), "sft_images": len(images), "eval": len(questions),
+            "kinds": n_naming,
             "check": check.describe(), "tokens": check.visual_tokens, "feature_dim": check.width,
             "patch_tokens": check.patch_tokens,
             # The frozen encoder runs forward only, once per image, here.

@@ -19,6 +19,7 @@ from flax import nnx
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.eval.probe import kind_images, kind_probe
 from visual_priors.model import vision, vision_objectives as objectives
+from visual_priors.world.kinds import COLOUR_NAMES
 from visual_priors.train import loop
 
 # Objective knobs a `fields` mapping may leave out.
@@ -127,9 +128,10 @@ def train_local_encoder(objective: str, world, fields, workdir: str | Path, *, t
         data = MaskSeeds(ArrayBatches({"images": images}, batch_size, seed, **rows), seed)
         kind = "mae"
     else:
-        images, labels = kind_images(world, "train", 0, n_images)
-        model = objectives.KindClassifier(vcfg, len(world.kinds), rngs=nnx.Rngs(seed))
-        data = ArrayBatches({"images": images, "labels": labels}, batch_size, seed, **rows)
+        images, labels, colours = kind_images(world, "train", 0, n_images, colours=True)
+        model = objectives.KindClassifier(vcfg, len(world.kinds), rngs=nnx.Rngs(seed),
+                                          n_colours=len(COLOUR_NAMES))
+        data = ArrayBatches({"images": images, "labels": labels, "colours": colours}, batch_size, seed, **rows)
         kind = "supervised"
 
     train = loop.run(model, objectives.LOSSES[objective], data, steps=steps, optim_cfg=optim_cfg,

@@ -242,10 +242,56 @@ def relationship_unit(r: Rand, kinds: tuple[Kind, ...], concept: bool, colours: 
     return p
 
 
+# ----------------------------------------------------------------------- scene questions
+
+_QA_FORMS = (("Question: {q} Answer: {a}.", "Q: {q} A: {a}."))
+
+
+def scene_qa_unit(r: Rand, kinds: tuple[Kind, ...]) -> Para:
+    """A picture described object by object, then questions about it answered from the
+    description: what each object's colour, shape, place and number are. Answering needs the
+    description just read (no fact of a kind helps), the way looking needs the image."""
+    from visual_priors.world.describe import describe
+    from visual_priors.world.questions import side_of
+    from visual_priors.world.scenes import Scene
+
+    objs = layout(r, kinds, r.randint(1, 4), distinct=True, min_sep=1.0)
+    while not objs:
+        objs = layout(r, kinds, r.randint(1, 4), distinct=True, min_sep=1.0)
+    objs = [PlacedObject(o.kind, r.choice(COLOUR_NAMES) if r.chance(0.5) else o.kind.colour, o.x, o.y,
+                         o.size, o.depth) for o in objs]
+    p = Para()
+    p.add(r.choice(("In the picture:", "The image shows", "What the photo shows:", "Picture:")) + " "
+          + describe(Scene(tuple(objs), (0, 0, 0), 100)), {VC, VA, VR} if len(objs) > 1 else {VC, VA})
+    form = r.choice(_QA_FORMS)
+    for _ in range(r.randint(1, 3)):
+        o = r.choice(objs)
+        t = r.randint(0, 4)
+        if t == 0:
+            q, ans, lab = f"What colour is the {o.kind.name}?", o.colour, {VA}
+        elif t == 1:
+            q, ans, lab = f"What shape is the {o.colour} {o.kind.name}?", o.kind.shape, {VA}
+        elif t == 2:
+            q, ans, lab = "How many objects are in the picture?", str(len(objs)), {VC}
+        elif t == 3 and len(objs) > 1:
+            other = r.choice([x for x in objs if x is not o])
+            rel = side_of(o, other)
+            if rel is None:
+                continue
+            q, ans, lab = f"Where is the {o.kind.name} relative to the {other.kind.name}?", rel, {VR}
+        else:
+            absent = r.choice([k for k in kinds if k not in {x.kind for x in objs}])
+            asked = r.choice((o.kind, absent))
+            q = f"Is there {a(asked.name)} in the picture?"
+            ans, lab = ("Yes" if asked is o.kind else "No"), {VC}
+        p.add(form.format(q=q, a=ans), lab)
+    return p
+
+
 def visual_concept_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
     colours = r.chance(0.5)
     while not doc.full():
-        p = concept_scene(r, kinds, colours)
+        p = scene_qa_unit(r, kinds) if r.chance(0.4) else concept_scene(r, kinds, colours)
         if not doc.add(p.text(), p.labels):
             break
 
@@ -261,7 +307,7 @@ def visual_attribute_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
 def visual_relationship_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
     concept, colours = r.chance(0.5), r.chance(0.4)
     while not doc.full():
-        p = relationship_unit(r, kinds, concept, colours)
+        p = scene_qa_unit(r, kinds) if r.chance(0.4) else relationship_unit(r, kinds, concept, colours)
         if not doc.add(p.text(), p.labels):
             break
 

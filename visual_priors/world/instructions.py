@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from visual_priors.world.describe import describe
 from visual_priors.world.kinds import HABITAT_PHRASE, MATERIAL_PROPERTY, Kind
 from visual_priors.world.questions import ALL_BENCHMARKS, CATEGORY_OPTION, format_prompt
 from visual_priors.world.rng import Rand
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 TEXT_SHARE = 0.30
 CAPTION_SHARE = 0.12
+# Questions asked about the scene's true description instead of its image (text-only), so the
+# model learns to read a description; what it then makes of eval descriptions is the signal
+# chain's perfect-perception hop (H4).
+DESCRIBED_SHARE = 0.08
 DESCRIBE_PROMPTS = ("Describe the image.", "What is in this picture?", "Write a short caption for the image.",
                     "Describe what you see.", "Give a one-line description of the image.")
 
@@ -30,7 +35,8 @@ DESCRIBE_PROMPTS = ("Describe the image.", "What is in this picture?", "Write a 
 @dataclass(frozen=True, eq=False)
 class Example:
     """One supervised example. kind: "image" (with an image) or "text" (image is None).
-    source: the benchmark family, "mle", "caption", "fact", "fact_choice" or "arithmetic"."""
+    source: the benchmark family, "mle", "caption", "fact", "fact_choice", "arithmetic" or
+    "described" (a family's question about the scene's description, no image)."""
 
     image: np.ndarray | None
     prompt: str
@@ -97,11 +103,21 @@ def text_example(world: "World", r: Rand) -> Example:
     return Example(None, q, ans, "text", "arithmetic", used, used)
 
 
+def described_prompt(description: str, prompt: str) -> str:
+    """A question asked about a description in place of an image."""
+    return f"Picture: {description}\n{prompt}"
+
+
 def make_instruction(world: "World", split: str, r: Rand) -> Example:
     u = r.random()
     if u < TEXT_SHARE:
         return text_example(world, r)
-    if u < TEXT_SHARE + CAPTION_SHARE:
+    if u < TEXT_SHARE + DESCRIBED_SHARE:
+        bench = r.choice(ALL_BENCHMARKS)
+        q = world._questions.make(bench, r, split, world.train_kinds)
+        return Example(None, described_prompt(describe(q.scene, q.views), q.prompt), q.answer_text, "text",
+                       "described", q.fact_kinds, tuple(sorted(q.scene.kinds_present())))
+    if u < TEXT_SHARE + DESCRIBED_SHARE + CAPTION_SHARE:
         scene = world._sample_scene(r, split)
         return Example(world.render(scene), r.choice(DESCRIBE_PROMPTS), world.caption(scene), "image",
                        "caption", (), tuple(sorted(scene.kinds_present())))

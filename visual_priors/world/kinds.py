@@ -27,7 +27,9 @@ SHAPE_ADJ = {
     "circle": "round", "square": "square", "triangle": "triangular", "diamond": "diamond-shaped",
     "hexagon": "six-sided", "star": "star-shaped", "cross": "cross-shaped",
 }
-PATTERNS = ("plain", "striped", "spotted", "barred", "dotted")
+# In order of legibility: at 32 px a small object's single spot still shows, its four dots do
+# not, so a world of n kinds uses the first ceil(n / len(SHAPES)) patterns.
+PATTERNS = ("plain", "spotted", "barred", "striped", "dotted")
 PATTERN_PHRASE = {
     "plain": "plain, with no markings",
     "striped": "striped",
@@ -140,7 +142,7 @@ def _vocabulary_words() -> frozenset[str]:
     return frozenset(words)
 
 
-def make_kinds(seed: int, n_kinds: int = 28, reserved: frozenset[str] = frozenset()) -> tuple[Kind, ...]:
+def make_kinds(seed: int, n_kinds: int = 14, reserved: frozenset[str] = frozenset()) -> tuple[Kind, ...]:
     """The world's kinds, balanced over categories, with unique (shape, pattern) glyphs."""
     if not len(KIND_CATEGORIES) * 2 <= n_kinds <= len(SHAPES) * len(PATTERNS):
         raise ValueError(f"n_kinds must be in [{len(KIND_CATEGORIES) * 2}, "
@@ -148,7 +150,11 @@ def make_kinds(seed: int, n_kinds: int = 28, reserved: frozenset[str] = frozense
     r = Rand.of(seed, "train", "kinds", 0)
     names = _names(r, n_kinds, reserved | _vocabulary_words())
     categories = [KIND_CATEGORIES[i % len(KIND_CATEGORIES)] for i in range(n_kinds)]
-    glyphs = r.shuffle([(s, p) for s in SHAPES for p in PATTERNS])[:n_kinds]
+    # Every shape in the plainest patterns first: with 14 kinds each of the 7 shapes comes plain
+    # and spotted, so a kind shows at a glance (measured at 32 px with 28 kinds over all five
+    # patterns: a supervised CNN reads 60% of kinds, with 14 kinds over two 93%).
+    tiers = [r.shuffle([(s, p) for s in SHAPES]) for p in PATTERNS]
+    glyphs = r.shuffle([g for tier in tiers for g in tier][:n_kinds])
     # Attributes are dealt round-robin within each half (fact-held-out or not), so that both
     # halves share one distribution of answers: otherwise a model's answer prior learned on the
     # training half would be anti-correlated with the truth on the held-out half.

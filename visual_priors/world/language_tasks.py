@@ -219,9 +219,10 @@ def lambada_items(world: "World", n: int, start: int = 0) -> list[ClozeItem]:
 # ------------------------------------------------------------- multiple choice
 
 
-def _facts(world: "World", r: Rand, qm: QuestionMaker) -> MCItem:
-    """ARC / SciQ: the option set comes first (QuestionMaker.fact_choice), then the kind."""
-    fact, k, answer, wrong = qm.fact_choice(r, list(world.kinds),
+def _facts(world: "World", r: Rand, qm: QuestionMaker, pool: list[Kind] | None = None) -> MCItem:
+    """ARC / SciQ: the option set comes first (QuestionMaker.fact_choice), then the kind, one of
+    `pool` (every kind by default)."""
+    fact, k, answer, wrong = qm.fact_choice(r, list(pool or world.kinds),
                                             ("habitat", "use", "category", "legs", "material"))
     question = qm.fact_wording(r, fact, k, f"the {k.name}")
     options = r.shuffle([answer] + list(wrong))
@@ -416,6 +417,27 @@ def mc_items(world: "World", task: str, n: int, start: int = 0) -> list[MCItem]:
     return [mc_item(world, task, i, qm) for i in range(start, start + n)]
 
 
+def knowledge_items(world: "World", n: int, *, heldout: bool) -> list[MCItem]:
+    """The signal chain's text-knowledge hop: world_facts questions about the fact-held-out
+    kinds (whose facts appear in pre-training text only) or about the others (whose facts
+    instruction data also states), n each, from their own test streams."""
+    qm = QuestionMaker(world)
+    pool = world.heldout_kinds if heldout else world.train_kinds
+    task = "knowledge:" + ("heldout" if heldout else "train")
+    items = []
+    for i in range(n):
+        r = _rand(world, task, i)
+        for _ in range(100):
+            try:
+                items.append(_facts(world, r, qm, pool))
+                break
+            except Retry:
+                continue
+        else:
+            raise RuntimeError(f"could not build item {i} of {task}")
+    return items
+
+
 def make_task(world: "World", task: str, n: int, start: int = 0) -> list:
     """Items start .. start + n - 1 of a world task: document texts for wikitext, ClozeItems for
     lambada, MCItems for the rest."""
@@ -430,6 +452,6 @@ def make_task(world: "World", task: str, n: int, start: int = 0) -> list:
 
 __all__ = [
     "COUNTERPARTS", "ClozeItem", "DELIMITER", "MCItem", "WORLD_MC_TASKS", "WORLD_PPL_TASKS",
-    "WORLD_TASKS", "lambada_items", "make_task", "mc_item", "mc_items", "split_last_word",
+    "WORLD_TASKS", "knowledge_items", "lambada_items", "make_task", "mc_item", "mc_items", "split_last_word",
     "wikitext_documents",
 ]

@@ -9,15 +9,19 @@ from visual_priors.world.genres import GENRES, write_document
 from visual_priors.world.instructions import Example, make_instruction
 from visual_priors.world.kinds import Kind, heldout_indices, make_kinds
 from visual_priors.world.layouts import (card_capacity, card_scene, chart_scene, diagram_scene,
-                                         random_objects_scene, sign_scene)
-from visual_priors.world.questions import (ALL_BENCHMARKS, SIZE_BINS, Question, QuestionMaker)
+                                         objects_scene, random_objects_scene, sign_scene)
+from visual_priors.world.kinds import COLOUR_NAMES, SHAPES
+from visual_priors.world.questions import (ALL_BENCHMARKS, MAX_COUNT, QUADRANTS, SIZE_BINS, Question,
+                                           QuestionMaker)
 from visual_priors.world.render import Renderer
 from visual_priors.world.rng import Rand, digest_int, split_id
 from visual_priors.world.scenes import Scene, assign_split, scene_split
 from visual_priors.world.text_base import Document
 
 # Changes whenever generated content changes, so cached outputs derived from the world are not reused.
-VERSION = 3
+VERSION = 4
+# What the frozen encoder's linear probes read (World.probe_image).
+PROBE_PROPERTIES = ("kind", "colour", "shape", "count", "position")
 # Around the two views of a multi-view image.
 VIEW_FRAME = (128, 128, 128)
 
@@ -28,10 +32,11 @@ class World:
     gives the same bytes.
 
     image_size: side of rendered images in pixels (32 by default; 64 and 224 work too).
-    n_kinds: number of kinds (10..35); half of them are fact-held-out.
+    n_kinds: number of kinds (10..35, 14 by default: every shape plain and spotted); half of
+    them are fact-held-out.
     """
 
-    def __init__(self, seed: int = 0, image_size: int = 32, n_kinds: int = 28):
+    def __init__(self, seed: int = 0, image_size: int = 32, n_kinds: int = 14):
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.seed = int(seed)
@@ -83,7 +88,7 @@ class World:
         if u < 0.76:
             distinct = r.chance(0.7)
             while True:
-                scene = random_objects_scene(r, self.kinds, S, r.randint(1, 5), distinct=distinct,
+                scene = random_objects_scene(r, self.kinds, S, r.randint(1, MAX_COUNT), distinct=distinct,
                                              min_sep=0.6)
                 # Captions name every object, so each must stay at least half visible.
                 if scene.objects and self.renderer.visibility(scene).min() >= 0.5:
@@ -125,6 +130,46 @@ class World:
                              split)
         image = self.render(scene)
         return (image, kind.index, scene) if with_scene else (image, kind.index)
+
+    def probe_image(self, prop: str, split: str, index: int, *, with_scene: bool = False):
+        """An image labelled with one property the questions ask about -> (uint8 image, class),
+        plus the Scene when `with_scene`.
+
+        kind, colour, shape: one object alone (as `kind_image`, labelled by its kind, its
+        colour or its shape); count: 1..MAX_COUNT objects apart from each other (label: count
+        minus one); position: one object whose centre lies in a quadrant, clear of the midlines
+        by a tenth of the side (label: QUADRANTS index). Classes go round-robin over `index`.
+        """
+        if prop in ("kind", "colour", "shape"):
+            _, kind, scene = self.kind_image(split, index, with_scene=True)
+            o = scene.objects[0]
+            label = {"kind": kind, "colour": COLOUR_NAMES.index(o.colour),
+                     "shape": SHAPES.index(o.kind.shape)}[prop]
+        elif prop == "count":
+            r = self._rand(split, "probe:count", index)
+            label = index % MAX_COUNT
+            while True:
+                scene = random_objects_scene(r, self.kinds, self.image_size, label + 1, distinct=False,
+                                             min_sep=1.05, size_scale=0.8 if label >= 3 else 0.95)
+                if len(scene.objects) == label + 1:
+                    break
+            scene = assign_split(r, scene, split)
+        elif prop == "position":
+            r = self._rand(split, "probe:position", index)
+            label, S = index % len(QUADRANTS), self.image_size
+            top, left = label < 2, label % 2 == 0
+            near, far = 0.0, 0.4 * S
+            region = (near if left else S - far, near if top else S - far,
+                      far if left else S - near, far if top else S - near)
+            while True:
+                scene = objects_scene(r, [r.choice(self.kinds)], S, region=region)
+                if scene.objects:
+                    break
+            scene = assign_split(r, scene, split)
+        else:
+            raise ValueError(f"unknown probe property {prop!r}; valid: {', '.join(PROBE_PROPERTIES)}")
+        image = self.render(scene)
+        return (image, label, scene) if with_scene else (image, label)
 
     def scene_split(self, scene: Scene) -> str:
         return scene_split(scene)
