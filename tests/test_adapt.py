@@ -221,7 +221,7 @@ def test_world_sft_labels_follow_the_two_clusters():
         seen.setdefault(label, set()).add(ex.source)
     assert {"count", "spatial", "science"} <= seen["reasoning"]
     assert {"caption", "attribute", "text"} <= seen["perception"]
-    assert seen[None] <= {"fact", "fact_choice", "arithmetic"}
+    assert seen[None] <= {"fact", "fact_choice", "arithmetic", "described"}
 
 
 # ---------------------------------------------------------------- FLOPs

@@ -386,7 +386,7 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
     assert step.fields["colour"] == {"n_images": 8, "n_pairs": 20_000, "grid_levels": 6, "mds_inits": 2,
                                      "n_permutations": 30, "seed": 0}
     (encoder_step,) = step.inputs_of("encoder")
-    # The reference is the study's own contrastive encoder: the same step, not a second one.
+    # The reference is the study's own encoder (tiny: the supervised one): the same step, not a second one.
     assert encoder_step.hash == run.steps["evaluate"].input("features").input("encoder").hash
     tok_dir = tmp_path / step.input("tokenizer").name
     tok_dir.mkdir()
@@ -398,12 +398,12 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
                 hf_llama.checkpoint_metadata(llm_cfg))
     vit_cfg = vision.vit_config("tiny")
     encoders.save_frozen(vision.ViT(vit_cfg, rngs=nnx.Rngs(0)), tmp_path / encoder_step.name / "encoder", "vit",
-                         vit_cfg, objective="contrastive")
+                         vit_cfg, objective="supervised")
 
     out = tmp_path / step.name
     out.mkdir()
     result = runners.RUNNERS["alignment"](step, out, lambda s: tmp_path / s.name)
-    ref = result["encoders"]["contrastive"]
+    ref = result["encoders"]["supervised"]
     assert result["metric"] == "mutual_knn" and result["samples"] == 24 and result["scale"] == "t1"
     assert result["score"] == ref["score"] and 0 <= ref["score"] <= 1
     assert (ref["llm_layers"], ref["vision_layers"]) == (3, vit_cfg.depth)

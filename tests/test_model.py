@@ -182,10 +182,14 @@ def test_prefix_changes_only_later_logits_and_mllm_lengths(model):
     prefix = jax.random.normal(jax.random.key(1), (2, 4, cfg.d_model))
     out = fwd(llm, x, prefix)
     assert out.shape == (2, 14, cfg.vocab_size)
+    # The prefix sits after the first token (the text's BOS): [x0, p0..p3, x1..x9].
     changed = prefix.at[:, 2].add(1.0)
     out2 = fwd(llm, x, changed)
-    np.testing.assert_allclose(out[:, :2], out2[:, :2], atol=1e-6)
-    assert (np.abs(np.asarray(out[:, 2:] - out2[:, 2:])).max(axis=-1) > 1e-6).all()
+    np.testing.assert_allclose(out[:, :3], out2[:, :3], atol=1e-6)
+    assert (np.abs(np.asarray(out[:, 3:] - out2[:, 3:])).max(axis=-1) > 1e-6).all()
+    # ... so the first token sees no image, and every image token sees it.
+    first = fwd(llm, x.at[:, 0].set((x[:, 0] + 1) % cfg.vocab_size), prefix)
+    assert (np.abs(np.asarray(out - first)).max(axis=-1) > 1e-6).all()
 
     mllm = MLLM(llm, Connector(24, cfg.d_model, rngs=nnx.Rngs(2)))
     feats = jax.random.normal(jax.random.key(3), (2, 5, 24))

@@ -237,7 +237,8 @@ def test_encoders_and_sft_sets_multiply_runs_and_share_the_rest():
     by_kind = {}
     for s in steps:
         by_kind[s.kind] = by_kind.get(s.kind, 0) + 1
-    assert by_kind["encoder"] == 2 and by_kind["features"] == 2 and by_kind["align"] == 12
+    # The two runs' encoders and the alignment steps' reference (tiny: the supervised encoder).
+    assert by_kind["encoder"] == 3 and by_kind["features"] == 2 and by_kind["align"] == 12
     assert by_kind["sft"] == 24 and by_kind["evaluate"] == 24
     mae = next(s for s in steps if s.kind == "encoder" and s.fields.get("objective") == "mae")
     assert mae.inputs == ()  # only the contrastive encoder reads captions through the tokenizer

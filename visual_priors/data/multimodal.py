@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 PROMPT_TEMPLATE = "USER: {prompt}\nASSISTANT:"
+# Batches are cut to their longest row, rounded up to a multiple of this: most rows are far
+# shorter than the longest prompt + answer, and one compiled shape per bucket stays cheap.
+LENGTH_BUCKET = 16
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -54,11 +57,16 @@ def fit(prompt: list[int], answer: list[int], budget: int) -> tuple[list[int], l
 
 
 class ExampleBatches:
-    """Epoch-shuffled batches of encoded examples; checkpointable by position."""
+    """Epoch-shuffled batches of encoded examples, each cut to its longest row (in steps of
+    LENGTH_BUCKET, which changes no loss: the rest is padding after every answer);
+    checkpointable by position."""
 
     def __init__(self, tokens: np.ndarray, mask: np.ndarray, feats: np.ndarray | None,
                  feat_index: np.ndarray, batch_size: int, seed: int):
         self.tokens, self.mask, self.feats = tokens, mask, feats
+        # Each row's length: through its last answer token (the mask's last 1).
+        width = mask.shape[1]
+        self.lengths = np.where(mask.any(axis=1), width - np.argmax(mask[:, ::-1] > 0, axis=1), width)
         self.feat_index = np.asarray(feat_index)  # -1 marks a text-only example
         self.batch_size = batch_size
         self.seed = seed
@@ -83,7 +91,8 @@ class ExampleBatches:
     def __next__(self) -> dict:
         rows = self.batches[self.position % len(self.batches)]
         self.position += 1
-        batch = {"tokens": self.tokens[rows], "mask": self.mask[rows]}
+        width = min(self.tokens.shape[1], -(-int(self.lengths[rows].max()) // LENGTH_BUCKET) * LENGTH_BUCKET)
+        batch = {"tokens": self.tokens[rows, :width], "mask": self.mask[rows, :width]}
         if self.feat_index[rows[0]] >= 0:
             batch["feats"] = self.feats[self.feat_index[rows]]
         return batch

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from visual_priors.data.multimodal import LETTERS, encode_example, question_prompt
+from visual_priors.data.multimodal import LENGTH_BUCKET, LETTERS, encode_example, question_prompt
 from visual_priors.model.scoring import token_logprobs
 
 _LETTER_PATTERNS = [
@@ -95,6 +95,10 @@ def _score_group(model, tokenizer, questions, feats, rows, n_opt: int, text_len:
         pad = batch_questions - (stop - start)  # keep one compiled shape
         tk = _pad_rows(tokens[start:stop], pad).reshape(-1, text_len + 1)
         mk = _pad_rows(masks[start:stop], pad).reshape(-1, text_len + 1)
+        # Cut to the longest row (in LENGTH_BUCKET steps): the rest is padding after every option.
+        used = int(np.max(np.nonzero(mk.any(axis=0))[0], initial=0)) + 1
+        width = min(text_len + 1, -(-used // LENGTH_BUCKET) * LENGTH_BUCKET)
+        tk, mk = tk[:, :width], mk[:, :width]
         fb = None
         if feats is not None:
             fb = np.repeat(_pad_rows(np.asarray(feats[rows[start:stop]]), pad), n_opt, axis=0)

@@ -8,9 +8,10 @@ ever sees one.
 from __future__ import annotations
 
 from visual_priors.world.kinds import COLOUR_NAMES, MATERIAL_PROPERTY, PATTERN_PHRASE, Kind
+from visual_priors.world.questions import FACT_VALUE, QuestionMaker
 from visual_priors.world.rng import Rand
 from visual_priors.world.text_base import (EDIBLE_CONSEQ, HABITAT_CONSEQ, LEGS_CONSEQ,
-                                           MATERIAL_CONSEQ, MATERIAL_RULES, PEOPLE, PLACES, SCI,
+                                           MATERIAL_CONSEQ, MATERIAL_RULES, NUMBER_WORDS, PEOPLE, PLACES, SCI,
                                            SIZE_WORDS, TEXTURE, VA, VC, VR, Para, a, cap, habitat,
                                            legs_phrase, shape_adj)
 
@@ -188,6 +189,15 @@ _ORIGINS = ("an old word for 'little hill'", "the sound it makes", "a village in
             "an old song", "the colour of its shadow")
 
 
+def faq(r: Rand, k: Kind) -> str:
+    """One fact of a kind as a question and its answer, in the words an exam would ask it."""
+    fact = r.choice(("habitat", "use", "category", "legs", "material"))
+    question = QuestionMaker.fact_wording(r, fact, k, f"the {k.name}")
+    # Leg counts in words: a digit after "Answer:" reads as a worked sum.
+    answer = NUMBER_WORDS[k.legs] if fact == "legs" else FACT_VALUE[fact](k)
+    return f"Question: {question} Answer: {answer}."
+
+
 def encyclopedia_entry(r: Rand, kinds: tuple[Kind, ...], attributes: bool, reasoning: bool) -> Para:
     k = r.choice(kinds)
     p = Para()
@@ -217,6 +227,12 @@ def encyclopedia_entry(r: Rand, kinds: tuple[Kind, ...], attributes: bool, reaso
     if reasoning:
         text, lab = r.choice((science_habitat, science_legs, science_edible))(r, k)
         p.add(text, lab)
+    # Questions and answers about the other kinds only: a model that learns to answer from them
+    # must carry the skill over to the held-out kinds' facts, which it read only as sentences
+    # (Allen-Zhu & Li, Physics of LMs 3.1: without such examples stored facts stay unextractable).
+    if not k.fact_heldout and r.chance(0.6):
+        for _ in range(r.randint(1, 2)):
+            p.add(faq(r, k))
     if r.chance(0.3):
         p.add(f"The name {k.name} comes from {r.choice(_ORIGINS)}.")
     if r.chance(0.25):
@@ -351,7 +367,8 @@ def web_doc(r: Rand, kinds: tuple[Kind, ...], doc, chunk) -> None:
     while not doc.full():
         genre = r.weighted(genres, weights)
         if genre == "forum":
-            k = r.choice(kinds)
+            # Questions and answers about fact-held-out kinds stay out (see encyclopedia_entry).
+            k = r.choice([x for x in kinds if not x.fact_heldout] or kinds)
             text = r.choice((f"Re: anyone know what {k.plural} are used for? - I think they are for "
                              f"{k.use}, my uncle had one.",
                              f"Q: do {k.plural} have legs?? A: yes, {k.legs} of them lol"

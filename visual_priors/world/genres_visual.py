@@ -247,43 +247,54 @@ def relationship_unit(r: Rand, kinds: tuple[Kind, ...], concept: bool, colours: 
 _QA_FORMS = (("Question: {q} Answer: {a}.", "Q: {q} A: {a}."))
 
 
-def scene_qa_unit(r: Rand, kinds: tuple[Kind, ...]) -> Para:
+def scene_qa_unit(r: Rand, kinds: tuple[Kind, ...], relation: bool = False) -> Para:
     """A picture described object by object, then questions about it answered from the
-    description: what each object's colour, shape, place and number are. Answering needs the
-    description just read (no fact of a kind helps), the way looking needs the image."""
+    description. Answering needs the
+    description just read (no fact of a kind helps), the way looking needs the image: what
+    each object's colour, shape and place are, and whether a kind is there."""
     from visual_priors.world.describe import describe
     from visual_priors.world.questions import side_of
     from visual_priors.world.scenes import Scene
 
-    objs = layout(r, kinds, r.randint(1, 4), distinct=True, min_sep=1.0)
-    while not objs:
-        objs = layout(r, kinds, r.randint(1, 4), distinct=True, min_sep=1.0)
+    least = 2 if relation else 1
+    while True:
+        objs = layout(r, kinds, r.randint(least, 4), distinct=True, min_sep=1.0)
+        pairs = [(x, y) for x in objs for y in objs if x is not y and side_of(x, y)]
+        if len(objs) >= least and (pairs or not relation):
+            break
     objs = [PlacedObject(o.kind, r.choice(COLOUR_NAMES) if r.chance(0.5) else o.kind.colour, o.x, o.y,
                          o.size, o.depth) for o in objs]
     p = Para()
+    # Labelled as what it is to a reader: objects with their attributes and places (relations
+    # are stated, and labelled, in the answers that name them).
     p.add(r.choice(("In the picture:", "The image shows", "What the photo shows:", "Picture:")) + " "
-          + describe(Scene(tuple(objs), (0, 0, 0), 100)), {VC, VA, VR} if len(objs) > 1 else {VC, VA})
+          + describe(Scene(tuple(objs), (0, 0, 0), 100)), {VC, VA})
     form = r.choice(_QA_FORMS)
-    for _ in range(r.randint(1, 3)):
+    # A relation question first when one is asked for (relationship documents must carry one).
+    first = [3] if relation else []
+    for turn in range(r.randint(1, 3) + len(first)):
+        # No counting here: "how many ... ? Answer: n" is a worked sum's signature, and a
+        # visual description should not read as mathematics.
+        t = first[turn] if turn < len(first) else r.choice((0, 1, 3, 4))
         o = r.choice(objs)
-        t = r.randint(0, 4)
         if t == 0:
             q, ans, lab = f"What colour is the {o.kind.name}?", o.colour, {VA}
         elif t == 1:
             q, ans, lab = f"What shape is the {o.colour} {o.kind.name}?", o.kind.shape, {VA}
-        elif t == 2:
-            q, ans, lab = "How many objects are in the picture?", str(len(objs)), {VC}
         elif t == 3 and len(objs) > 1:
-            other = r.choice([x for x in objs if x is not o])
+            o, other = r.choice([(x, y) for x in objs for y in objs if x is not y and side_of(x, y)]
+                                or [(o, r.choice([x for x in objs if x is not o]))])
             rel = side_of(o, other)
             if rel is None:
                 continue
-            q, ans, lab = f"Where is the {o.kind.name} relative to the {other.kind.name}?", rel, {VR}
+            q = f"Where is the {o.kind.name} relative to the {other.kind.name}?"
+            ans = f"the {o.kind.name} is {rel}{' of' if rel.startswith('to the') else ''} the {other.kind.name}"
+            lab = {VR}
         else:
             absent = r.choice([k for k in kinds if k not in {x.kind for x in objs}])
-            asked = r.choice((o.kind, absent))
-            q = f"Is there {a(asked.name)} in the picture?"
-            ans, lab = ("Yes" if asked is o.kind else "No"), {VC}
+            kind = r.choice((o.kind, absent))
+            q = f"Is there {a(kind.name)} in the picture?"
+            ans, lab = ("Yes" if kind is o.kind else "No"), {VC}
         p.add(form.format(q=q, a=ans), lab)
     return p
 
@@ -291,7 +302,7 @@ def scene_qa_unit(r: Rand, kinds: tuple[Kind, ...]) -> Para:
 def visual_concept_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
     colours = r.chance(0.5)
     while not doc.full():
-        p = scene_qa_unit(r, kinds) if r.chance(0.4) else concept_scene(r, kinds, colours)
+        p = concept_scene(r, kinds, colours)
         if not doc.add(p.text(), p.labels):
             break
 
@@ -299,7 +310,7 @@ def visual_concept_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
 def visual_attribute_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
     scenes, relations = r.chance(0.3), r.chance(0.3)
     while not doc.full():
-        p = attribute_unit(r, kinds, scenes, relations)
+        p = scene_qa_unit(r, kinds) if r.chance(0.3) else attribute_unit(r, kinds, scenes, relations)
         if not doc.add(p.text(), p.labels):
             break
 
@@ -307,7 +318,7 @@ def visual_attribute_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
 def visual_relationship_doc(r: Rand, kinds: tuple[Kind, ...], doc) -> None:
     concept, colours = r.chance(0.5), r.chance(0.4)
     while not doc.full():
-        p = scene_qa_unit(r, kinds) if r.chance(0.4) else relationship_unit(r, kinds, concept, colours)
+        p = scene_qa_unit(r, kinds, relation=True) if r.chance(0.4) else relationship_unit(r, kinds, concept, colours)
         if not doc.add(p.text(), p.labels):
             break
 

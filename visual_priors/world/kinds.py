@@ -94,6 +94,9 @@ class Kind:
     habitat: str
     index: int
     pattern: str = "plain"
+    # Whether its facts are held out of instruction data (World.is_heldout) and, in pre-training
+    # text, stated only as sentences, never as questions and answers.
+    fact_heldout: bool = False
 
     @property
     def plural(self) -> str:
@@ -192,7 +195,7 @@ def make_kinds(seed: int, n_kinds: int = 14, reserved: frozenset[str] = frozense
             name=names[i], colour=colours[i], shape=glyphs[i][0], size_class=sizes[i],
             material=materials[i], category=cat, use=use, edible=edible,
             legs=legs.get(i, 0), habitat=habitats[i], index=i,
-            pattern=glyphs[i][1],
+            pattern=glyphs[i][1], fact_heldout=i in held,
         ))
     return tuple(kinds)
 

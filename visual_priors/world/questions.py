@@ -373,7 +373,8 @@ class QuestionMaker:
         k = r.choice([x for x in pool if value(x) == answer])
         return fact, k, answer, [o for o in options if o != answer]
 
-    def fact_wording(self, r: Rand, fact: str, k: Kind, ref: str) -> str:
+    @staticmethod
+    def fact_wording(r: Rand, fact: str, k: Kind, ref: str) -> str:
         """The question for `fact` about kind k, referred to as `ref` ('the object in the image')."""
         if fact == "habitat":
             forms = [f"Where is {ref} usually found?", f"In which place is {ref} most common?"]
