@@ -17,13 +17,14 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/visual-priors suite run experiments/quickstart.py --root $(ROOT)
+	$(BIN)/visual-priors suite run experiments/quickstart.py --root $(ROOT) --workers 2
 
+# Whole test files on two processes: a file's module fixtures (the micro study) run once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(ROOT)

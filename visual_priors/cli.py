@@ -194,14 +194,16 @@ def cmd_status(args) -> int:
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    print(f"{'step':<24} {'status':<8} {'tries':>5} {'seconds':>8} {'host':<16} run / error")
+    print(f"{'step':<24} {'status':<8} {'tries':>5} {'seconds':>8} {'compile':>7} {'host':<16} run / error")
     for r in rows:
         secs = f"{r['ended'] - r['started']:.1f}" if r["ended"] and r["started"] else ""
+        compiling = f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else ""
         note = r.get("runs") or ""
         note = note if len(note) <= 60 else note[:57] + "..."
         if r["status"] == "failed" and r["error"]:
             note = r["error"].strip().splitlines()[-1][:80]
-        print(f"{r['name']:<24} {r['status']:<8} {r['attempts']:>5} {secs:>8} {(r['host'] or '')[:16]:<16} {note}")
+        print(f"{r['name']:<24} {r['status']:<8} {r['attempts']:>5} {secs:>8} {compiling:>7} "
+              f"{(r['host'] or '')[:16]:<16} {note}")
         if r["status"] == "failed" and r.get("log_tail"):
             for line in r["log_tail"].splitlines()[-5:]:
                 print(f"{'':<24} | {line[:120]}")

@@ -149,7 +149,7 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.eval.perplexity_windows = 32 if tiny else 1000
     # Greedy free-form answers (KV cache) parsed back to an option, beside likelihood scoring;
     # 0 turns generation off.
-    cfg.eval.answer_tokens = 12 if tiny else 64
+    cfg.eval.answer_tokens = 8 if tiny else 64
     # Real benchmark files, name -> local path (`visual-priors benchmarks` lists the names):
     # scored beside the world's families, and in their place once all four categories are given.
     cfg.eval.benchmarks = ml_collections.ConfigDict()
@@ -188,7 +188,7 @@ def get(profile: str) -> ml_collections.ConfigDict:
     # Reasoning traces on Knowledge and Vision-Centric questions, judged by the world's rules, or
     # by an LLM over an OpenAI-compatible endpoint when `url` and `model` are set.
     cfg.eval.judge = ml_collections.ConfigDict(dict(
-        questions_per_benchmark=8 if tiny else 100, max_tokens=32 if tiny else 256, url="", model=""))
+        questions_per_benchmark=4 if tiny else 100, max_tokens=24 if tiny else 256, url="", model=""))
 
     cfg.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     cfg.rules = [("batch", ("data", "fsdp")), ("embed", "fsdp"), ("mlp", "tensor"),

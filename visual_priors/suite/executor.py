@@ -37,6 +37,7 @@ from visual_priors.config import stages as stages_lib, studies as studies_lib
 from visual_priors.suite import spec as spec_lib
 from visual_priors.suite.registry import Registry, worker_id
 from visual_priors.suite.runners import RUNNERS
+from visual_priors.train.compile_meter import CompileMeter
 from visual_priors.train.loop import Preempted
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _run_group(group, labels, root, registry, worker, options, owner, echo) -> N
     heartbeat = _Heartbeat(registry.path, [s.hash for s in group], worker, options.lease_s)
     t_step = time.perf_counter()
     try:
-        with _step_log(partials):
+        with _step_log(partials), CompileMeter() as compiling:
             results = _run_steps(group, partials, root)
     except (Preempted, KeyboardInterrupt) as err:  # stop; the partial steps resume on a rerun
         for step in group:
@@ -240,13 +241,14 @@ def _run_group(group, labels, root, registry, worker, options, owner, echo) -> N
         heartbeat.stop()
     seconds = time.perf_counter() - t_step
     for label, step, partial, result in zip(labels, group, partials, results):
-        result = {"step": step.name, "seconds": seconds, **result}
+        result = {"step": step.name, "seconds": seconds, "compile_seconds": compiling.seconds,
+                  "compile_cache_hits": compiling.cache_hits, **result}
         (partial / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True, default=float))
         final = output_dir(root, step)
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)
-        if not registry.finish(step, final, worker=worker):
+        if not registry.finish(step, final, worker=worker, compile_s=compiling.seconds):
             log.warning("%s finished after its lease passed to another worker", step.name)
         echo(f"{label} done in {seconds:.1f}s" + (f" (packed with {len(group) - 1} more)" if len(group) > 1 else ""))
         if "requested_shares" in result:  # what the run actually read, against what it asked for

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS deps (
 );
 """
 # Columns added after the first release; older registries gain them when opened.
-LATER_COLUMNS = {"worker": "TEXT", "lease_until": "REAL", "not_before": "REAL", "log_tail": "TEXT"}
+LATER_COLUMNS = {"worker": "TEXT", "lease_until": "REAL", "not_before": "REAL", "log_tail": "TEXT",
+                 "compile_s": "REAL"}
 STATUSES = ("pending", "running", "done", "failed")
 # Takeovers of a step whose worker died, beyond its attempts, before the step counts as failed:
 # a preempted machine is not the step's fault, but a step that kills its worker every time is.
@@ -160,13 +161,15 @@ class Registry:
                     for h in hashes)
         return n == len(hashes)
 
-    def finish(self, step, output: str | Path, worker: str | None = None) -> bool:
-        """Mark done; with `worker`, only if that worker still holds the lease."""
+    def finish(self, step, output: str | Path, worker: str | None = None,
+               compile_s: float | None = None) -> bool:
+        """Mark done; with `worker`, only if that worker still holds the lease. `compile_s`: the
+        seconds the step spent tracing and compiling (None where not measured)."""
         with self._tx():
             cur = self.db.execute(
-                "UPDATE steps SET status='done', ended=?, output=?, lease_until=NULL, error=NULL "
-                "WHERE hash=?" + (" AND worker=?" if worker else ""),
-                (time.time(), str(output), step.hash, *([worker] if worker else [])))
+                "UPDATE steps SET status='done', ended=?, output=?, lease_until=NULL, error=NULL, "
+                "compile_s=? WHERE hash=?" + (" AND worker=?" if worker else ""),
+                (time.time(), str(output), compile_s, step.hash, *([worker] if worker else [])))
         return cur.rowcount == 1
 
     def fail(self, step, error: str, *, log_tail: str = "", backoff_s: float = 0.0,
