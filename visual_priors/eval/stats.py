@@ -14,19 +14,18 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 Z95 = 1.959963984540054
 
 
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (well behaved at 0 and 1, unlike p +- z se)."""
+def wilson_interval(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (well behaved at 0 and 1, unlike p +- z se);
+    `successes` may be a float that counts whole hits (accuracy x n)."""
     if n <= 0:
         return float("nan"), float("nan")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = scipy_stats.binomtest(int(round(successes)), n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -239,16 +239,16 @@ def _run_group(group, labels, root, registry, worker, options, owner, echo) -> N
         return
     finally:
         heartbeat.stop()
-    seconds = time.perf_counter() - t_step
+    seconds, compile_s = time.perf_counter() - t_step, compiling.seconds
     for label, step, partial, result in zip(labels, group, partials, results):
-        result = {"step": step.name, "seconds": seconds, "compile_seconds": compiling.seconds,
+        result = {"step": step.name, "seconds": seconds, "compile_seconds": compile_s,
                   "compile_cache_hits": compiling.cache_hits, **result}
         (partial / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True, default=float))
         final = output_dir(root, step)
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)
-        if not registry.finish(step, final, worker=worker, compile_s=compiling.seconds):
+        if not registry.finish(step, final, worker=worker, compile_s=compile_s):
             log.warning("%s finished after its lease passed to another worker", step.name)
         echo(f"{label} done in {seconds:.1f}s" + (f" (packed with {len(group) - 1} more)" if len(group) > 1 else ""))
         if "requested_shares" in result:  # what the run actually read, against what it asked for
