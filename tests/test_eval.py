@@ -101,23 +101,28 @@ def _mllm():
     return MLLM(Llama(cfg, rngs=nnx.Rngs(0)), Connector(8, cfg.d_model, rngs=nnx.Rngs(1)))
 
 
-def test_option_scores_equal_summed_answer_logprobs():
+@pytest.mark.parametrize("text_len", [40, 76, 200])
+def test_option_scores_equal_summed_answer_logprobs(text_len):
+    # 40: every question overflows (whole rows, prompts cut); 200: every prompt is run once and
+    # its options continue it; 76: some of each, in one batch.
     model, tok = _mllm(), _CharTokenizer()
     rng = np.random.default_rng(0)
-    qs = [SimpleNamespace(question=f"what is {i}?", options=("red", "blue", "dark green", "x"), answer=i % 4)
-          for i in range(5)]
+    qs = [SimpleNamespace(question=f"what is {'very ' * i}{i}?", options=("red", "blue", "dark green", "x"),
+                          answer=i % 4) for i in range(5)]
     feats = rng.normal(size=(5, 3, 8)).astype(np.float32)
-    sums, per_token = score_options(model, tok, qs, feats, text_len=40, batch_questions=2)
-    assert sums.shape == (5, 4)
-    for qi, q in enumerate(qs):
-        for oi, opt in enumerate(q.options):
-            tokens, mask = encode_example(tok, question_prompt(q.question, q.options), opt, 40)
-            lp = token_logprobs(model, jnp.asarray(tokens[None]), jnp.asarray(feats[qi:qi + 1]))
-            want = float(jnp.sum(lp[0] * mask[1:]))
-            assert sums[qi, oi] == pytest.approx(want, rel=1e-4, abs=1e-4)
-            assert per_token[qi, oi] == pytest.approx(want / mask[1:].sum(), rel=1e-4, abs=1e-4)
-    blind, _ = score_options(model, tok, qs, None, text_len=40)
-    assert not np.allclose(blind, sums)  # the image changes the scores
+    for f in (feats, None):
+        sums, per_token = score_options(model, tok, qs, f, text_len=text_len, batch_questions=2)
+        assert sums.shape == (5, 4)
+        for qi, q in enumerate(qs):
+            for oi, opt in enumerate(q.options):
+                tokens, mask = encode_example(tok, question_prompt(q.question, q.options), opt, text_len)
+                lp = token_logprobs(model, jnp.asarray(tokens[None]), None if f is None else jnp.asarray(f[qi:qi + 1]))
+                want = float(jnp.sum(lp[0] * mask[1:]))
+                assert sums[qi, oi] == pytest.approx(want, rel=1e-4, abs=1e-4)
+                assert per_token[qi, oi] == pytest.approx(want / mask[1:].sum(), rel=1e-4, abs=1e-4)
+        if f is feats:
+            with_image = sums
+    assert not np.allclose(sums, with_image)  # the image changes the scores
 
 
 def test_perplexity_is_exp_of_mean_next_token_nll():

@@ -320,3 +320,39 @@ def test_keystream_is_deterministic():
     assert not bool(jnp.all(jax.random.key_data(ka[0]) == jax.random.key_data(ka[1])))
     m1, m2 = build_tiny(7), build_tiny(7)
     np.testing.assert_array_equal(m1.layers[1].mlp.up.kernel[...], m2.layers[1].mlp.up.kernel[...])
+
+
+def _answer_rows(b, t, vocab, seed):
+    rng = np.random.default_rng(seed)
+    toks = rng.integers(0, vocab, (b, t)).astype(np.int32)
+    mask = np.zeros((b, t), np.float32)
+    for r in range(b):
+        start = rng.integers(1, t - 4)
+        mask[r, start:start + rng.integers(1, 4)] = 1.0
+    return jnp.asarray(toks), jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_answer_only_head_gives_the_full_heads_loss_and_gradient(with_image):
+    from visual_priors.model.scoring import masked_logprobs, masked_nll, target_capacity
+    cfg = tiny()
+    llm = build_tiny(3)
+    model = MLLM(llm, Connector(12, cfg.d_model, rngs=nnx.Rngs(1))) if with_image else llm
+    toks, mask = _answer_rows(4, 17, cfg.vocab_size, 5)
+    feats = jax.random.normal(jax.random.key(2), (4, 3, 12)) if with_image else None
+    k = target_capacity(mask, multiple=8)
+    assert k >= int(mask[:, 1:].sum()) and k % 8 == 0
+
+    # Reference: log-softmax at every position by hand, summed where the mask is 1.
+    logits = (model(feats, toks[:, :-1]) if with_image else model(toks[:, :-1]))[:, -16:]
+    ref_lp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), toks[:, 1:, None], -1)[..., 0]
+    sums, counts = masked_logprobs(model, toks, mask, feats, max_targets=k)
+    np.testing.assert_allclose(sums, jnp.sum(ref_lp * mask[:, 1:], -1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(counts, mask[:, 1:].sum(-1))
+
+    grad = nnx.jit(nnx.grad(lambda m, mt: masked_nll(m, toks, mask, feats, max_targets=mt)[0]),
+                   static_argnums=1)
+    full, picked = grad(model, None), grad(model, k)
+    for a, b in zip(jax.tree.leaves(nnx.state(full)), jax.tree.leaves(nnx.state(picked))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert any(float(jnp.abs(a).max()) > 0 for a in jax.tree.leaves(nnx.state(picked)))

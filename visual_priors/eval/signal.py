@@ -15,6 +15,8 @@ accuracy cannot).
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -23,7 +25,7 @@ from flax import nnx
 
 from visual_priors.data.multimodal import encode_example
 from visual_priors.eval import stats
-from visual_priors.model.scoring import token_logprobs
+from visual_priors.model.scoring import masked_logprobs, target_capacity
 
 HOPS = ("H1", "H2", "H3", "H4", "H5")
 HOP_NAMES = {"H1": "encoder", "H2": "connector", "H3": "text knowledge", "H4": "perfect perception",
@@ -65,10 +67,9 @@ def paired_difference(scores_a: np.ndarray, scores_b: np.ndarray, answers: Seque
 # ----------------------------------------------------------------------------- H2 naming
 
 
-@nnx.jit
-def _caption_logprob(model, tokens, mask, feats):
-    lp = token_logprobs(model, tokens, feats)
-    return jnp.sum(lp * mask[:, 1:], axis=-1)
+@functools.partial(nnx.jit, static_argnames="max_targets")
+def _caption_logprob(model, tokens, mask, feats, max_targets: int):
+    return masked_logprobs(model, tokens, mask, feats, max_targets=max_targets)[0]
 
 
 def naming_hop(model, tokenizer, world, feats: np.ndarray, records: Sequence[Mapping], *, prompt: str,
@@ -88,13 +89,18 @@ def naming_hop(model, tokenizer, world, feats: np.ndarray, records: Sequence[Map
             masks.append(m)
             feat_rows.append(i)
     tokens, masks, feat_rows = np.stack(rows), np.stack(masks), np.asarray(feat_rows)
+    # One compiled shape: every row cut after the longest caption, every batch the same size.
+    width = int(np.max(np.nonzero(masks.any(axis=0))[0])) + 1
+    tokens, masks = tokens[:, :width], masks[:, :width]
+    batches = [np.concatenate([np.arange(a, min(a + batch_size, len(tokens))),
+                               np.full(max(0, a + batch_size - len(tokens)), len(tokens) - 1)])
+               for a in range(0, len(tokens), batch_size)]
+    capacity = target_capacity([masks[sel] for sel in batches])
     scores = np.empty(len(tokens), np.float32)
-    for start in range(0, len(tokens), batch_size):
-        stop = min(start + batch_size, len(tokens))
-        pad = batch_size - (stop - start)  # one compiled shape
-        sel = np.concatenate([np.arange(start, stop), np.full(pad, stop - 1)])
+    for sel in batches:
+        start, stop = int(sel[0]), min(int(sel[0]) + batch_size, len(tokens))
         out = _caption_logprob(model, jnp.asarray(tokens[sel]), jnp.asarray(masks[sel]),
-                               jnp.asarray(np.asarray(feats)[feat_rows[sel]]))
+                               jnp.asarray(np.asarray(feats)[feat_rows[sel]]), max_targets=capacity)
         scores[start:stop] = np.asarray(out)[: stop - start]
     scores = scores.reshape(len(records), len(names))
     kinds = np.asarray([rec["kind"] for rec in records])

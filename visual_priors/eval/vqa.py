@@ -6,6 +6,7 @@ over benchmarks (not the mean of category means; table 3 reproduces only that wa
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from visual_priors.data.multimodal import LENGTH_BUCKET, LETTERS, encode_example, question_prompt
-from visual_priors.model.scoring import token_logprobs
+from visual_priors.data.multimodal import LENGTH_BUCKET, LETTERS, answer_ids, encode_example, prompt_ids, question_prompt
+from visual_priors.model.continuations import continuation_logprobs
+from visual_priors.model.scoring import masked_logprobs, target_capacity
 
 _LETTER_PATTERNS = [
     # the letter itself must be upper case: "the answer is a dax" names no option letter
@@ -58,11 +60,9 @@ def encode_choices(tokenizer, question: str, options: Sequence[str], text_len: i
     return np.stack([e[0] for e in encoded]), np.stack([e[1] for e in encoded])
 
 
-@nnx.jit
-def _option_logprob(model, tokens, mask, feats):
-    lp = token_logprobs(model, tokens, feats)
-    m = mask[:, 1:]
-    return jnp.sum(lp * m, axis=-1), jnp.sum(m, axis=-1)
+@functools.partial(nnx.jit, static_argnames="max_targets")
+def _option_logprob(model, tokens, mask, feats, max_targets: int):
+    return masked_logprobs(model, tokens, mask, feats, max_targets=max_targets)
 
 
 def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text_len: int,
@@ -86,13 +86,40 @@ def score_options(model, tokenizer, questions, feats: np.ndarray | None, *, text
 
 def _score_group(model, tokenizer, questions, feats, rows, n_opt: int, text_len: int,
                  batch_questions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Questions of one option count: the prompt (and image) run once per question, the options
+    as its continuations; a question whose prompt and longest option overflow ``text_len`` is
+    scored as whole rows instead, where instruction tuning's encoding cuts the prompt's start
+    to fit each option."""
+    prompts = [prompt_ids(tokenizer, question_prompt(q.question, q.options)) for q in questions]
+    options = [[answer_ids(tokenizer, opt) for opt in q.options] for q in questions]
+    fits = np.array([len(p) + max(map(len, o)) <= text_len + 1 for p, o in zip(prompts, options)])
+    sums = np.empty((len(questions), n_opt), np.float32)
+    counts = np.empty((len(questions), n_opt), np.float32)
+    shared, whole = np.flatnonzero(fits), np.flatnonzero(~fits)
+    if len(shared):
+        sums[shared], counts[shared] = continuation_logprobs(
+            model, [prompts[i] for i in shared], [options[i] for i in shared],
+            None if feats is None else np.asarray(feats)[rows[shared]],
+            pad_id=tokenizer.pad_id, batch_size=batch_questions)
+    if len(whole):
+        sums[whole], counts[whole] = _score_whole_rows(model, tokenizer, [questions[i] for i in whole], feats,
+                                                       rows[whole], n_opt, text_len, batch_questions)
+    return sums, sums / np.maximum(counts, 1)
+
+
+def _score_whole_rows(model, tokenizer, questions, feats, rows, n_opt: int, text_len: int,
+                      batch_questions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-likelihood and token count of every option, one prompt + option row each."""
     encoded = [encode_choices(tokenizer, q.question, q.options, text_len) for q in questions]
     tokens = np.stack([e[0] for e in encoded])
     masks = np.stack([e[1] for e in encoded])
-    sums, per_token = [], []
-    for start in range(0, len(questions), batch_questions):
-        stop = min(start + batch_questions, len(questions))
-        pad = batch_questions - (stop - start)  # keep one compiled shape
+    sums, counts = [], []
+    # (start, stop, pad): padding repeats the last question so every batch keeps one shape.
+    chunks = [(a, min(a + batch_questions, len(questions)), max(0, a + batch_questions - len(questions)))
+              for a in range(0, len(questions), batch_questions)]
+    # Option-token slots for the fullest batch: one static head size for the whole group.
+    capacity = target_capacity([_pad_rows(masks[a:b], pad) for a, b, pad in chunks])
+    for start, stop, pad in chunks:
         tk = _pad_rows(tokens[start:stop], pad).reshape(-1, text_len + 1)
         mk = _pad_rows(masks[start:stop], pad).reshape(-1, text_len + 1)
         # Cut to the longest row (in LENGTH_BUCKET steps): the rest is padding after every option.
@@ -102,11 +129,11 @@ def _score_group(model, tokenizer, questions, feats, rows, n_opt: int, text_len:
         fb = None
         if feats is not None:
             fb = np.repeat(_pad_rows(np.asarray(feats[rows[start:stop]]), pad), n_opt, axis=0)
-        s, c = _option_logprob(model, jnp.asarray(tk), jnp.asarray(mk), None if fb is None else jnp.asarray(fb))
-        s, c = np.asarray(s).reshape(batch_questions, n_opt), np.asarray(c).reshape(batch_questions, n_opt)
-        sums.append(s[: stop - start])
-        per_token.append((s / np.maximum(c, 1))[: stop - start])
-    return np.concatenate(sums), np.concatenate(per_token)
+        s, c = _option_logprob(model, jnp.asarray(tk), jnp.asarray(mk), None if fb is None else jnp.asarray(fb),
+                               max_targets=capacity)
+        sums.append(np.asarray(s).reshape(batch_questions, n_opt)[: stop - start])
+        counts.append(np.asarray(c).reshape(batch_questions, n_opt)[: stop - start])
+    return np.concatenate(sums), np.concatenate(counts)
 
 
 def _pad_rows(x: np.ndarray, pad: int) -> np.ndarray:

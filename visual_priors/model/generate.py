@@ -36,7 +36,7 @@ LENGTH_BUCKET = 16
 TRACES: collections.Counter = collections.Counter()
 
 
-def _parts(model, feats):
+def llm_and_prefix(model, feats):
     """(Llama, image prefix or None) of an MLLM or a bare Llama."""
     if hasattr(model, "connector"):
         return model.llm, model.image_prefix(feats)
@@ -51,7 +51,7 @@ def _greedy_cached(model, tokens, lengths, feats, eos_id, pad_id, *, max_new_tok
 
     ``eos_id`` and ``pad_id`` are traced scalars: changing them does not recompile."""
     TRACES["prefill"] += 1
-    llm, prefix = _parts(model, feats)
+    llm, prefix = llm_and_prefix(model, feats)
     b, t = tokens.shape
     n_prefix = 0 if prefix is None else prefix.shape[1]
     rows = jnp.arange(b)

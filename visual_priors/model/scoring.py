@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _check_row_shape(name: str, value, tokens: jax.Array) -> jax.Array:
@@ -79,6 +80,49 @@ def token_logprobs(
     return lp
 
 
+def target_capacity(mask, multiple: int = 64) -> int:
+    """Most targets any row set of ``mask`` ([..., B, T+1] arrays, or one) scores, rounded up to
+    ``multiple``: a static ``max_targets`` for ``masked_logprobs`` that one compiled shape keeps."""
+    masks = mask if isinstance(mask, (list, tuple)) else [mask]
+    most = max(int((np.asarray(m)[..., 1:] > 0).sum()) for m in masks)
+    return max(multiple, -(-most // multiple) * multiple)
+
+
+def masked_logprobs(model, tokens: jax.Array, mask: jax.Array, feats: jax.Array | None = None, *,
+                    max_targets: int) -> tuple[jax.Array, jax.Array]:
+    """Per row [B]: the summed log-probability of the targets where mask[:, 1:] is non-zero
+    (weighted by it), and the sum of those weights, as ``token_logprobs`` would give them.
+
+    The output head and its log-softmax run only at the scored positions, gathered into
+    ``max_targets`` slots (static; callers size it with ``target_capacity`` over all their
+    batches, since targets past it would be left out), not at every position: in instruction tuning and option scoring most positions are prompt
+    or image, and at the tiny scales the head over the vocabulary is most of a step's work.
+    """
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    weights = mask[:, 1:].astype(jnp.float32)
+    llm = model.llm if hasattr(model, "connector") else model
+    if hasattr(model, "connector"):
+        hidden = model.hidden_states(feats, inputs)[-1]
+    else:
+        if feats is not None:
+            raise ValueError("image feats need an MLLM")
+        hidden = model.hidden_states(inputs)[-1]
+    b, t = inputs.shape
+    hidden = hidden[:, hidden.shape[1] - t:]
+    slots = min(max_targets, b * t)
+    flat_w = weights.reshape(-1)
+    count = jnp.sum(flat_w != 0)
+    idx = jnp.nonzero(flat_w != 0, size=slots, fill_value=0)[0]
+    filled = jnp.arange(slots) < count
+    logits = llm.logits(hidden.reshape(b * t, -1)[idx][None])[0]
+    tgt = targets.reshape(-1)[idx]
+    hit = tgt[:, None] == jnp.arange(logits.shape[-1], dtype=tgt.dtype)
+    lp = jnp.sum(jnp.where(hit, logits, 0.0), axis=-1) - jax.nn.logsumexp(logits, axis=-1)
+    lp = jnp.where(filled, lp * flat_w[idx], 0.0)
+    sums = jax.ops.segment_sum(lp, idx // t, num_segments=b)
+    return sums, jnp.sum(weights, axis=-1)
+
+
 def masked_nll(
     model,
     tokens: jax.Array,
@@ -87,6 +131,7 @@ def masked_nll(
     *,
     segment_ids: jax.Array | None = None,
     positions: jax.Array | None = None,
+    max_targets: int | None = None,
 ):
     """Mean negative log-likelihood over target positions where mask[:, 1:] is 1, and their count.
 
@@ -94,7 +139,16 @@ def masked_nll(
     ``token_logprobs``) a target also needs the same non-zero segment id as its input position:
     each document's first token and all padding targets are left out of both the mean and the
     count, so the loss is the token-weighted mean of the documents' own NLLs.
+
+    With ``max_targets`` (unpacked rows only) the output head runs at the masked positions alone
+    (``masked_logprobs``); the value is the same.
     """
+    if max_targets is not None:
+        if segment_ids is not None or positions is not None:
+            raise ValueError("max_targets applies to unpacked rows only")
+        sums, counts = masked_logprobs(model, tokens, mask, feats, max_targets=max_targets)
+        count = jnp.sum(counts)
+        return -jnp.sum(sums) / jnp.maximum(count, 1.0), count
     lp = token_logprobs(model, tokens, feats, segment_ids=segment_ids, positions=positions)
     m = mask[:, 1:].astype(jnp.float32)
     if segment_ids is not None:

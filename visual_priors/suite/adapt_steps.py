@@ -19,7 +19,7 @@ from flax import nnx
 from visual_priors.data import multimodal
 from visual_priors.data.files import write_atomic
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
-from visual_priors.model.scoring import masked_nll
+from visual_priors.model.scoring import masked_nll, target_capacity
 from visual_priors.suite import steps
 from visual_priors.eval import signal
 from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of, world_of
@@ -62,20 +62,27 @@ def load_mllm(pretrain_step, align_dir: Path, locate: Locate, tok, feature_dim: 
     return model
 
 
-def mllm_loss(model: mllm_lib.MLLM, *, train_llm: bool):
-    """Answer-token loss with the step's training FLOPs (image and text batches differ)."""
+def mllm_loss(model: mllm_lib.MLLM, *, train_llm: bool, max_targets: int | None = None):
+    """Answer-token loss with the step's training FLOPs (image and text batches differ); the
+    output head runs at answer positions only, in ``max_targets`` slots (``answer_capacity``),
+    or everywhere when None."""
     conn_params = model.connector.fc1.kernel.size + model.connector.fc2.kernel.size  # matmul weights
     llm_cfg = model.llm.cfg
 
     def loss_fn(model, batch):
         tokens = batch["tokens"]
-        loss, count = masked_nll(model, tokens, batch["mask"], batch.get("feats"))
+        loss, count = masked_nll(model, tokens, batch["mask"], batch.get("feats"), max_targets=max_targets)
         n_visual = batch["feats"].shape[1] if "feats" in batch else 0
         per_example = flops.mllm_train_flops(llm_cfg, conn_params, n_visual, tokens.shape[1] - 1,
                                              train_llm=train_llm)
         return loss, {"tokens": count, "flops": jnp.asarray(per_example * tokens.shape[0], jnp.float32)}
 
     return loss_fn
+
+
+def answer_capacity(*datasets: multimodal.ExampleBatches) -> int:
+    """Slots for the answer tokens of any batch of ``datasets``: one static size per run."""
+    return target_capacity([d.mask[rows] for d in datasets for rows in d.batches])
 
 
 def encode_examples(examples: list[dict], tok, text_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +117,8 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     data = _batches(tokens, mask, feats, [e["row"] for e in examples], f)
     model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
     rules = align_rules(f.get("train"))
-    result = loop.run(model, mllm_loss(model, train_llm=rules is SFT_RULES), data, steps=len(data),
+    loss_fn = mllm_loss(model, train_llm=rules is SFT_RULES, max_targets=answer_capacity(data))
+    result = loop.run(model, loss_fn, data, steps=len(data),
                       optim_cfg=as_config(f["optim"]), freeze_rules=rules, mesh=mesh,
                       workdir=out / "work", ckpt_every=100, desc="align", metadata={"kind": "align"})
     if rules is SFT_RULES:  # stage 2 starts from the LLM stage 1 tuned, not the pre-trained one
@@ -155,17 +163,17 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     tokens, mask = encode_examples(examples, tok, f["text_len"])
     rows = np.array([e["row"] for e in examples])
     model = load_mllm(step.input("pretrain"), locate(step.input("align")), locate, tok, feats.shape[-1])
-    loss_fn = mllm_loss(model, train_llm=True)
+    data = _batches(tokens, mask, feats, rows, f)
+    withheld = _batches(tokens, mask, None, np.full(len(rows), -1), f) if sft_set["blind"] else None
+    loss_fn = mllm_loss(model, train_llm=True, max_targets=answer_capacity(data, *filter(None, [withheld])))
     result = {"examples": len(examples), "available": len(available),
               "image_examples": int((rows >= 0).sum()),
               "by_label": {str(k): sum(e.get("label") == k for e in examples)
                            for k in ("perception", "reasoning", None)}}
     total_flops = 0.0
     if sft_set["blind"]:
-        result["blind"] = blind_pass(model, loss_fn, _batches(tokens, mask, None, np.full(len(rows), -1), f),
-                                     as_config(f["optim"]), out / "blind", mesh)
+        result["blind"] = blind_pass(model, loss_fn, withheld, as_config(f["optim"]), out / "blind", mesh)
         total_flops += result["blind"]["flops"]
-    data = _batches(tokens, mask, feats, rows, f)
     train = loop.run(model, loss_fn, data, steps=len(data), optim_cfg=as_config(f["optim"]),
                      freeze_rules=SFT_RULES, mesh=mesh, workdir=out / "work", ckpt_every=100,
                      desc="sft", metadata={"kind": "sft"})
