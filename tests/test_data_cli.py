@@ -81,6 +81,22 @@ def test_bad_data_input_fails_with_the_problem_named(cache, capsys):
     assert "unknown labeller 'oracle'" in capsys.readouterr().err
 
 
+def test_real_corpora_are_labelled_with_the_real_text_rules(cache, tmp_path, capsys):
+    docs = ["The old stone bridge crosses the river below a red brick tower with a round window. "
+            "On the left bank stands a white church with a tall spire." for _ in range(40)]
+    (tmp_path / "enc.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    (tmp_path / "sources.json").write_text(json.dumps(
+        {"encyclopedia": {"format": "jsonl", "paths": ["enc.jsonl"]}}))
+    args = ["data", "label", "--sources", "encyclopedia,math", "--corpora",
+            str(tmp_path / "sources.json"), "--tokens", "20000", "--sample-chars", "200000",
+            "--vocab", "400", "--cache", str(cache)]  # a vocabulary the short corpus can fill
+    assert cli.main([*args, "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["labellers"]["encyclopedia"]["name"] == "lexical rules=real"
+    assert rep["labellers"]["math"]["name"] == "lexical rules=world"  # the world keeps its rules
+    assert rep["rates"]["encyclopedia"]["visual_concept"] == 100.0
+
+
 def test_sources_lists_the_sixteen(capsys):
     assert cli.main(["data", "sources"]) == 0
     out = capsys.readouterr().out

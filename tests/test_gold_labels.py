@@ -1,11 +1,12 @@
-"""The gold set loads, rejects bad files by name, and the real-text lexical rules keep their
-held-out F1 (a drift guard: a rule change that loses real-text quality fails here)."""
+"""The gold set loads, rejects bad files by name, and the default labeller for real corpora keeps
+its held-out F1 (a drift guard: a rule change that loses real-text quality fails here)."""
 
 import json
 
 import pytest
 
-from visual_priors.data.labelling import get_labeller
+from visual_priors.config import profiles
+from visual_priors.data.labelling import config_for_source, labeller_from_config
 from visual_priors.data.labelling.gold import GOLD_PATH, GoldFormatError, load_gold
 from visual_priors.data.labelling.report import precision_recall
 
@@ -17,9 +18,10 @@ def test_gold_file_is_valid_and_split():
     assert len(dev) + len(held) == len(gold) and not set(dev.ids) & set(held.ids)
 
 
-def test_real_rules_keep_their_heldout_f1():
+def test_default_labeller_for_real_text_keeps_its_heldout_f1():
     held = load_gold().subset("heldout")
-    pr = precision_recall(get_labeller("lexical", rules="real").label(held.texts), held.bits)
+    config = config_for_source(profiles.get("paper").data.labeller, real_text=True)
+    pr = precision_recall(labeller_from_config(config).label(held.texts), held.bits)
     assert pr["reasoning_combination"]["f1"] >= 0.8
     assert pr["visual_combination"]["f1"] >= 0.7
     for name in ("code_reasoning", "visual_concept", "visual_attribute"):  # >= 20 positives

@@ -476,3 +476,19 @@ def test_labeller_from_config(world):
         labeller_from_config({"nouns": []})
     with pytest.raises(ValueError, match="needs a world"):
         labeller_from_config({"name": "lexical", "nouns": "world"})
+
+
+def test_real_corpora_default_to_the_real_text_rules():
+    from visual_priors.config import profiles
+    from visual_priors.data.labelling import config_for_source, labeller_from_config
+
+    default = profiles.get("paper").data.labeller
+    real = labeller_from_config(config_for_source(default, real_text=True))
+    world = labeller_from_config(config_for_source(default, real_text=False))
+    assert (real.rules, world.rules) == ("real", "world")
+    # Labels cached under the world rules' fingerprint are not reused for real text.
+    assert real.fingerprint != world.fingerprint
+    assert world.fingerprint == get_labeller("lexical").fingerprint
+    # Rules named in the config, and other backends, are left as they are.
+    assert config_for_source({"name": "lexical", "rules": "world"}, True)["rules"] == "world"
+    assert config_for_source({"name": "distilled", "path": "x"}, True) == {"name": "distilled", "path": "x"}

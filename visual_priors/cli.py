@@ -436,11 +436,25 @@ def _data_context(args):
     return world, tok, sets
 
 
-def _labeller(args, world):
+def _labeller(args, world, real_text: bool):
+    """The --labeller with its --option values, as configured for real or world text
+    (`labelling.config_for_source`: lexical reads real corpora with rules="real")."""
     from visual_priors.data import labelling
 
     options = dict(_key_value(o) for o in args.option)
-    return labelling.labeller_from_config({"name": args.labeller, **options}, world=world)
+    config = labelling.config_for_source({"name": args.labeller, **options}, real_text)
+    return labelling.labeller_from_config(config, world=world)
+
+
+def _labellers(args, world, sets) -> dict:
+    """One labeller per source (at most one per kind of text)."""
+    made = {kind: _labeller(args, world, kind) for kind in {s.real_text for s in sets.values()}}
+    return {name: made[s.real_text] for name, s in sets.items()}
+
+
+def _describe(labeller) -> str:
+    rules = getattr(labeller, "rules", None)
+    return f"{labeller.name} rules={rules}" if rules else labeller.name
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -517,15 +531,20 @@ def cmd_data_label(args) -> int:
     from visual_priors.data.labelling import report
 
     world, tok, sets = _data_context(args)
-    labeller = _labeller(args, world)
-    rep = prepare.label_report(sets, prepare.label_sets(sets, labeller, tok))
+    labellers = _labellers(args, world, sets)
+    rep = prepare.label_report(sets, prepare.label_sets(sets, labellers, tok))
     if args.format == "json":
+        rep["labellers"] = {name: {"name": _describe(lab), "fingerprint": lab.fingerprint}
+                            for name, lab in labellers.items()}
         print(json.dumps(rep, indent=1))
         return 0
     segs = sum(len(s) for s in sets.values())
     length = next(iter(sets.values())).meta["segment_tokens"]
-    print(f"% of {length:,}-token segments carrying each label "
-          f"({labeller.name} labeller, {segs:,} segments)")
+    used = {}
+    for name, s in sets.items():
+        used.setdefault(_describe(labellers[name]), []).append("real" if s.real_text else "world")
+    how = "; ".join(f"{desc} on {' and '.join(sorted(set(kinds)))} text" for desc, kinds in used.items())
+    print(f"% of {length:,}-token segments carrying each label ({how}; {segs:,} segments)")
     print(report.format_rates(rep["rates"], fmt=args.format))
     if rep.get("precision_recall_all"):
         print("\nagainst the world's true labels (segments of generated text only):")
@@ -547,8 +566,7 @@ def cmd_data_distill(args) -> int:
             texts += s.texts(tok, idx)
             bits.append(s.truth[idx])
     else:
-        teacher = _labeller(args, world)
-        labels = prepare.label_sets(sets, teacher, tok)
+        labels = prepare.label_sets(sets, _labellers(args, world, sets), tok)
         for name, s in sets.items():
             texts += s.texts(tok)
             bits.append(labels[name])
@@ -564,7 +582,7 @@ def cmd_data_mixture(args) -> int:
     from visual_priors.data import pipeline, prepare
 
     world, tok, sets = _data_context(args)
-    labels = prepare.label_sets(sets, _labeller(args, world), tok)
+    labels = prepare.label_sets(sets, _labellers(args, world, sets), tok)
     data = pipeline.PretrainData(pipeline.SegmentPool(sets, labels), args.mixture,
                                  seq_len=args.seq_len, batch_size=args.batch,
                                  total_tokens=args.draw, max_epochs=args.max_epochs)
