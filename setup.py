@@ -9,6 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["visual_priors", "visual_priors.*"]),
+    # The hand-labelled gold set that measures the labellers on real text.
+    package_data={"visual_priors.data.labelling": ["gold/*.jsonl"]},
     install_requires=[
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",

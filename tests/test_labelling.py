@@ -415,6 +415,17 @@ def test_label_rates_and_combinations():
         report.format_rates(rates, "xml")
 
 
+def test_format_rates_beside_a_reference():
+    bits = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]], bool)
+    rates = report.label_rates({"code": bits, "arts": bits})
+    ref = {"code": (96.7, 13.3, 6.8, 97.3, 3.3, 2.0, 2.4, 3.7)}
+    csv = report.format_rates(rates, "csv", beside=ref).splitlines()
+    assert csv[1].startswith("code,50.0,0.0")
+    assert csv[2] == "code (table 4),96.7,13.3,6.8,97.3,3.3,2.0,2.4,3.7"
+    assert csv[3] == "code (difference),-46.7,-13.3,-6.8,-47.3,+46.7,-2.0,-2.4,+46.3"
+    assert csv[4].startswith("arts,") and len(csv) == 5  # no reference row for arts
+
+
 def test_format_rates_reproduces_the_paper_table_layout():
     paper = Path(__file__).resolve().parents[2] / "shared" / "paper" / "table4_label_rates.csv"
     if not paper.is_file():
@@ -450,6 +461,36 @@ def test_precision_recall_hand_computed():
         report.precision_recall(pred[:2], true)
 
 
+def test_precision_recall_intervals():
+    rng = np.random.default_rng(1)
+    true = rng.random((120, 6)) < 0.3
+    pred = true ^ (rng.random((120, 6)) < 0.15)  # about 15% of the bits flipped
+    plain = report.precision_recall(pred, true)
+    pr = report.precision_recall(pred, true, intervals=True)
+    for name, m in pr.items():
+        for ratio in ("precision", "recall", "f1"):
+            assert m[ratio] == plain[name][ratio]
+            low, high = m[f"{ratio}_ci"]
+            assert 0 <= low <= m[ratio] <= high <= 1, (name, ratio)
+            assert high - low < 0.4
+    # Precision's interval is scipy's Wilson interval, not a normal approximation.
+    from scipy.stats import binomtest
+
+    code = pr["code_reasoning"]
+    hits = int(np.sum(pred[:, 0] & true[:, 0]))
+    ci = binomtest(hits, int(pred[:, 0].sum())).proportion_ci(0.95, method="wilson")
+    assert code["precision_ci"] == pytest.approx([ci.low, ci.high])
+    # The bootstrap is seeded: the same call gives the same interval; more data, narrower.
+    assert report.precision_recall(pred, true, intervals=True) == pr
+    big = report.precision_recall(np.tile(pred, (8, 1)), np.tile(true, (8, 1)), intervals=True)
+    width = lambda m: m["f1_ci"][1] - m["f1_ci"][0]  # noqa: E731
+    assert width(big["reasoning_combination"]) < width(pr["reasoning_combination"])
+    csv = report.format_precision_recall(pr, "csv").splitlines()
+    assert csv[0] == ("label,precision,precision_low,precision_high,recall,recall_low,recall_high,"
+                      "f1,f1_low,f1_high,support")
+    assert "[" in report.format_precision_recall(pr)
+
+
 def test_every_genre_is_covered(test_excerpts):
     assert set(test_excerpts.genres) == set(GENRES)
 
@@ -476,3 +517,19 @@ def test_labeller_from_config(world):
         labeller_from_config({"nouns": []})
     with pytest.raises(ValueError, match="needs a world"):
         labeller_from_config({"name": "lexical", "nouns": "world"})
+
+
+def test_real_corpora_default_to_the_real_text_rules():
+    from visual_priors.config import profiles
+    from visual_priors.data.labelling import config_for_source, labeller_from_config
+
+    default = profiles.get("paper").data.labeller
+    real = labeller_from_config(config_for_source(default, real_text=True))
+    world = labeller_from_config(config_for_source(default, real_text=False))
+    assert (real.rules, world.rules) == ("real", "world")
+    # Labels cached under the world rules' fingerprint are not reused for real text.
+    assert real.fingerprint != world.fingerprint
+    assert world.fingerprint == get_labeller("lexical").fingerprint
+    # Rules named in the config, and other backends, are left as they are.
+    assert config_for_source({"name": "lexical", "rules": "world"}, True)["rules"] == "world"
+    assert config_for_source({"name": "distilled", "path": "x"}, True) == {"name": "distilled", "path": "x"}

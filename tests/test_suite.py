@@ -221,6 +221,20 @@ def test_a_corpus_changed_after_planning_is_refused(tmp_path):
         runners.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)
 
 
+def test_real_corpora_are_labelled_with_the_real_text_rules(tmp_path):
+    import json
+
+    (tmp_path / "web.jsonl").write_text(json.dumps({"text": "a red box on a table."}) + "\n")
+    (tmp_path / "sources.json").write_text(json.dumps(
+        {"web_crawl": {"format": "jsonl", "paths": ["web.jsonl"]}}))
+    steps = spec.expand(_cfg(f"data.corpora='{tmp_path / 'sources.json'}'"))[1]
+    labels = {s.input("shards").fields["source"]: s for s in steps if s.kind == "labels"}
+    assert labels["web_crawl"].fields["labeller"] == {"name": "lexical", "rules": "real"}
+    # World sources keep their labeller config, hence the labels of the world rules.
+    world = [s for src, s in labels.items() if src != "web_crawl"]
+    assert world and all(s.fields["labeller"] == {"name": "lexical"} for s in world)
+
+
 def test_scoring_settings_change_only_the_evaluate_steps():
     base = {s.hash for s in spec.expand(_cfg())[1]}
     changed = spec.expand(_cfg("eval.answer_tokens=4", "eval.text_len=64"))[1]

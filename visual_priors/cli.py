@@ -436,11 +436,25 @@ def _data_context(args):
     return world, tok, sets
 
 
-def _labeller(args, world):
+def _labeller(args, world, real_text: bool):
+    """The --labeller with its --option values, as configured for real or world text
+    (`labelling.config_for_source`: lexical reads real corpora with rules="real")."""
     from visual_priors.data import labelling
 
     options = dict(_key_value(o) for o in args.option)
-    return labelling.labeller_from_config({"name": args.labeller, **options}, world=world)
+    config = labelling.config_for_source({"name": args.labeller, **options}, real_text)
+    return labelling.labeller_from_config(config, world=world)
+
+
+def _labellers(args, world, sets) -> dict:
+    """One labeller per source (at most one per kind of text)."""
+    made = {kind: _labeller(args, world, kind) for kind in {s.real_text for s in sets.values()}}
+    return {name: made[s.real_text] for name, s in sets.items()}
+
+
+def _describe(labeller) -> str:
+    rules = getattr(labeller, "rules", None)
+    return f"{labeller.name} rules={rules}" if rules else labeller.name
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -513,23 +527,63 @@ def cmd_data_fetch_starter(args) -> int:
 
 
 def cmd_data_label(args) -> int:
+    from visual_priors.config.mixtures import TABLE4_RATES
+    from visual_priors.data.labelling import ALL_LABELS
     from visual_priors.data import prepare
     from visual_priors.data.labelling import report
 
+    if args.gold is not None:
+        return _label_gold(args)
     world, tok, sets = _data_context(args)
-    labeller = _labeller(args, world)
-    rep = prepare.label_report(sets, prepare.label_sets(sets, labeller, tok))
+    labellers = _labellers(args, world, sets)
+    rep = prepare.label_report(sets, prepare.label_sets(sets, labellers, tok))
+    # Real corpora stand beside the paper's own rates for the same source (table 4).
+    beside = {name: TABLE4_RATES[name] for name, s in sets.items()
+              if s.real_text and name in TABLE4_RATES}
     if args.format == "json":
+        rep["labellers"] = {name: {"name": _describe(lab), "fingerprint": lab.fingerprint}
+                            for name, lab in labellers.items()}
+        rep["table4"] = {name: dict(zip(ALL_LABELS, rates)) for name, rates in beside.items()}
         print(json.dumps(rep, indent=1))
         return 0
     segs = sum(len(s) for s in sets.values())
     length = next(iter(sets.values())).meta["segment_tokens"]
-    print(f"% of {length:,}-token segments carrying each label "
-          f"({labeller.name} labeller, {segs:,} segments)")
-    print(report.format_rates(rep["rates"], fmt=args.format))
+    used = {}
+    for name, s in sets.items():
+        used.setdefault(_describe(labellers[name]), []).append("real" if s.real_text else "world")
+    how = "; ".join(f"{desc} on {' and '.join(sorted(set(kinds)))} text" for desc, kinds in used.items())
+    print(f"% of {length:,}-token segments carrying each label ({how}; {segs:,} segments)")
+    print(report.format_rates(rep["rates"], fmt=args.format, beside=beside))
     if rep.get("precision_recall_all"):
         print("\nagainst the world's true labels (segments of generated text only):")
         print(report.format_precision_recall(rep["precision_recall_all"], fmt=args.format))
+    return 0
+
+
+def _gold(path: str):
+    """The gold set at `path` ("": the packaged one)."""
+    from visual_priors.data.labelling import gold as gold_lib
+
+    return gold_lib.load_gold(Path(path) if path else gold_lib.GOLD_PATH)
+
+
+def _label_gold(args) -> int:
+    """Scores the labeller, as configured for real text, on a hand-labelled gold set."""
+    from visual_priors.data.labelling import gold as gold_lib, report
+    from visual_priors.world import World
+
+    path = Path(args.gold) if args.gold else gold_lib.GOLD_PATH
+    gold = _gold(args.gold).subset(args.split)
+    labeller = _labeller(args, World(seed=args.world_seed), real_text=True)
+    pr = report.precision_recall(labeller.label(gold.texts), gold.bits, intervals=True)
+    if args.format == "json":
+        print(json.dumps({"gold": str(path), "split": args.split, "segments": len(gold),
+                          "labeller": _describe(labeller), "fingerprint": labeller.fingerprint,
+                          "precision_recall": pr}, indent=1))
+        return 0
+    print(f"{_describe(labeller)} labeller on {len(gold)} gold segments ({args.split}) of {path}; "
+          "95% intervals: Wilson for precision and recall, bootstrap for F1")
+    print(report.format_precision_recall(pr, fmt=args.format))
     return 0
 
 
@@ -547,11 +601,14 @@ def cmd_data_distill(args) -> int:
             texts += s.texts(tok, idx)
             bits.append(s.truth[idx])
     else:
-        teacher = _labeller(args, world)
-        labels = prepare.label_sets(sets, teacher, tok)
+        labels = prepare.label_sets(sets, _labellers(args, world, sets), tok)
         for name, s in sets.items():
             texts += s.texts(tok)
             bits.append(labels[name])
+    if args.gold is not None:  # the development half only: the held-out half stays for scoring
+        dev = _gold(args.gold).subset("dev")
+        texts += dev.texts
+        bits.append(dev.bits)
     if not texts:
         raise ValueError("no segments to learn from: the world knows no labels of these sources")
     student = distilled.train(texts, np.concatenate(bits), args.out)
@@ -564,7 +621,7 @@ def cmd_data_mixture(args) -> int:
     from visual_priors.data import pipeline, prepare
 
     world, tok, sets = _data_context(args)
-    labels = prepare.label_sets(sets, _labeller(args, world), tok)
+    labels = prepare.label_sets(sets, _labellers(args, world, sets), tok)
     data = pipeline.PretrainData(pipeline.SegmentPool(sets, labels), args.mixture,
                                  seq_len=args.seq_len, batch_size=args.batch,
                                  total_tokens=args.draw, max_epochs=args.max_epochs)
@@ -744,15 +801,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--find-links", help="local directory of archives to download from")
     p.add_argument("--no-index", action="store_true", help="only --find-links, no index")
     p.set_defaults(func=cmd_data_fetch_starter)
-    p = data.add_parser("label", help="label-rate table per source (table 4's layout); on world "
-                                      "text also precision and recall against the truth")
+    p = data.add_parser("label", help="label-rate table per source (table 4's layout, real corpora "
+                                      "beside table 4's rates); on world text also precision and "
+                                      "recall against the truth; with --gold, scores on hand-labelled text")
     _add_data_args(p)
+    p.add_argument("--gold", nargs="?", const="", metavar="PATH",
+                   help="instead of rates: precision, recall and F1 with 95%% intervals on a gold "
+                        "JSONL file (no PATH: the packaged gold set, docs/labelling.md)")
+    p.add_argument("--split", choices=("dev", "heldout", "all"), default="heldout",
+                   help="which half of the gold set is scored (default heldout)")
     p.set_defaults(func=cmd_data_label)
     p = data.add_parser("distill", help="train the linear labeller from the world's truth or a teacher")
     _add_data_args(p)
     p.add_argument("--teacher", default="truth",
                    help="truth (the world's labels) or the labeller named by --labeller")
     p.add_argument("--out", required=True, help="where the distilled labeller is written")
+    p.add_argument("--gold", nargs="?", const="", metavar="PATH",
+                   help="also learn from the development half of a gold JSONL file (no PATH: the "
+                        "packaged gold set)")
     p.set_defaults(func=cmd_data_distill)
     p = data.add_parser("mixture", help="build a mixture and draw from it: requested vs realised shares")
     p.add_argument("mixture", help="mix0..mix10, category:<label>=<p>, grid:reasoning=<r>,visual=<v>")

@@ -51,7 +51,8 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg.data.heldout_tokens = 20_000 if tiny else 2_000_000
     # The unit that is labelled and drawn: 1,024 tokens in the paper.
     cfg.data.segment_tokens = 256 if tiny else 1024
-    # Segment labeller (visual_priors.data.labelling.get_labeller): name and options.
+    # Segment labeller (visual_priors.data.labelling.get_labeller): name and options. Lexical
+    # without `rules` reads real corpora with rules="real" and world text with the world rules.
     cfg.data.labeller = ml_collections.ConfigDict({"name": "lexical"})
     # Passes over a component's segments a run may make before the mixture counts as short.
     cfg.data.max_epochs = 2.0 if tiny else 1.0

@@ -7,7 +7,7 @@ what they built before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,11 @@ def prepare_segments(sources: Sequence[sources_lib.AnySource], world: Any, *, ca
     return tok, sets
 
 
-def label_sets(sets: dict[str, segments_lib.SegmentSet], labeller: Any,
+def label_sets(sets: dict[str, segments_lib.SegmentSet], labeller: Any | Mapping[str, Any],
                tok: tokenizer_lib.Tokenizer, *, progress: bool = True) -> dict[str, np.ndarray]:
-    return {name: segments_lib.label_segments(s, labeller, tok, progress=progress)
+    """Every set's labels by `labeller`: one for all, or a mapping source name -> labeller."""
+    pick = labeller.__getitem__ if isinstance(labeller, Mapping) else (lambda _: labeller)
+    return {name: segments_lib.label_segments(s, pick(name), tok, progress=progress)
             for name, s in sets.items()}
 
 

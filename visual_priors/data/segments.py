@@ -261,6 +261,11 @@ class SegmentSet:
         return self.meta["source"]
 
     @property
+    def real_text(self) -> bool:
+        """Whether the segments come from a real corpus rather than the world's generator."""
+        return self.meta.get("world") is None
+
+    @property
     def n_tokens(self) -> int:
         return int(self.meta["n_tokens"])
 

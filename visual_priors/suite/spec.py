@@ -20,6 +20,7 @@ import ml_collections
 from visual_priors.config import mixtures, stages as stages_lib
 from visual_priors.config.studies import grids
 from visual_priors.data import sources as sources_lib
+from visual_priors.data.labelling import config_for_source
 from visual_priors.eval import alignment as alignment_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
@@ -145,7 +146,10 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     heldout = {src: Step("shards", {**origin(src), "source": src, "split": "test",
                                     "tokens": cfg.data.heldout_tokens, "segment_tokens": segment_tokens},
                          (tokenizer,), workers) for src in all_sources}
-    labels = {src: Step("labels", {"labeller": _plain(cfg.data.labeller)}, (shards[src], tokenizer))
+    # Real corpora get the labeller config for real text (labelling.config_for_source).
+    labels = {src: Step("labels", {"labeller": config_for_source(_plain(cfg.data.labeller),
+                                                                 real_text=src in used_corpora)},
+                        (shards[src], tokenizer))
               for src in all_sources}
     study_grids = grids(cfg)
     encoders = list(dict.fromkeys(e for g in study_grids for e in g.encoders))

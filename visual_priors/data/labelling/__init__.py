@@ -50,6 +50,19 @@ def names_to_bits(label_sets: Sequence[frozenset[str] | set[str]]) -> np.ndarray
 from visual_priors.data.labelling.registry import BACKENDS, Labeller, get_labeller  # noqa: E402
 
 
+def config_for_source(config, real_text: bool) -> dict:
+    """The labeller config one source is labelled with. A lexical config that names no `rules`
+    reads a real corpus with rules="real" (tuned on hand-labelled real segments: the world rules
+    find science in scripture and almost no visual concepts in prose); world text keeps the config
+    as given, so it keeps the world rules that match the world's own labels and its cached labels."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    config = dict(config)
+    if real_text and config.get("name") == "lexical" and "rules" not in config:
+        config["rules"] = "real"
+    return config
+
+
 def labeller_from_config(config, world=None) -> Labeller:
     """A labeller from a config mapping {"name": backend, **options} (a dict or a ConfigDict).
     For the lexical backend, `nouns="world"` means the names of `world`'s kinds."""

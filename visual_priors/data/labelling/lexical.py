@@ -34,7 +34,7 @@ import numpy as np
 from visual_priors.data.labelling import LABELS
 
 # Bump whenever a rule, a word list or a default threshold changes: the fingerprint follows it.
-RULES_VERSION = "lexical-6"
+RULES_VERSION = "lexical-7"
 
 
 # Cues start at a word: right after one of these characters. A cue regex begins with this
@@ -131,6 +131,23 @@ _CODE_LINE = re.compile(r"""^[ \t]*(?:
     | [\w.$ ]*\{[ \t]*$
     | \}.*$
 )""", re.MULTILINE | re.VERBOSE)
+# Lines of code documentation (real docstrings and language references explain programs in prose
+# between few program lines): doctest prompts, grammar rules, numpydoc section rules, `name : type`
+# parameter lines. Each counts as a program line.
+_DOC_LINE = re.compile(r"""^[ \t]*(?:
+      >>>[ \t].*
+    | [\w"]+[ \t]*::=.*
+    | (?:Parameters|Returns|Yields|Raises|Examples|See[ ]Also|Notes|Attributes)[ \t]*\n[ \t]*-{3,}
+    | [a-z_]\w*[ \t]:[ \t](?:node|graph|int|float|str|string|bool|list|dict|tuple|set|function|callable|
+          iterable|container|object|NetworkX[ ]graph|array)\b.*
+)$""", re.MULTILINE | re.VERBOSE)
+# Words that only prose about programs uses; 1/4 each, quoted keywords and call forms 1/2.
+_CODE_PROSE = re.compile(r"""(?:\b(?:interpreter|traceback|bytecode|docstring|namespace|iterator|iterable|
+    subclass|subclasses|keyword[ ]argument|built-in[ ]function|exception[ ]handler|identifiers?)\b)
+    |(?P<half>"(?:return|global|nonlocal|yield|raise|try|except|finally|import|class|def|lambda|
+    await|continue|break|pass|with)"|\b__\w+__\b|\b[a-z_]\w*\(\)(?!\w))""", re.VERBOSE)
+CODE_PROSE_WEIGHT, CODE_PROSE_HALF = 0.25, 0.5
+
 _COMMENT_LINE = re.compile(r"^[ \t]*(?:#|//)[ \t]?(.*)$", re.MULTILINE)
 # A comment that is a sentence (capital letter first, full stop, ? or ! last) reads as prose.
 _SENTENCE = re.compile(r"^[A-Z].*[.?!]$")
@@ -153,8 +170,11 @@ _MATH = _Cues({
     "question": (0.25, [r"how (?:many|much)\b[^.?!\n]{0,120}\?"]),
 })
 _LATEX = re.compile(r"\\(?:frac|sqrt|sum|int|cdot|times|leq|geq|alpha|beta|theta|pi)\b"
-                    r"|\$[^$\n]{1,80}\$")
+                    r"|\$(?!o\()[^$\n]{1,80}\$")
 EQUATION_WEIGHT = LATEX_WEIGHT = 1.0
+# Formulas as papers write them: "g(i) = k + i", "p(a) = exp(...)", set membership, argmax.
+_FORMULA = re.compile(r"\b[a-z]\w{0,3} ?\([a-z0-9 ,|.]{1,20}\) ?= ?[-\w(]|∈|∑|∂|\barg ?max\b|\blog p ?\(")
+FORMULA_WEIGHT = 0.5
 
 # ----------------------------------------------------------------------- science (lower case)
 
@@ -193,6 +213,25 @@ _NATURE = _rx(*_lex(
     "molecule molecules atom atoms electron electrons electricity magnet magnetic planet planets "
     "star stars earth moon orbit wave waves sound vibration friction velocity acceleration "
     "experiment experiments observation observations hypothesis prediction"))
+
+# Mechanism verbs of explanations of nature ("fins that open and close to create suction").
+_MECHANISM = _rx(*_lex("causing resulting triggers stimulates converts"), r"results? (?:in|from)\b",
+                 r"to (?:produce|create|generate|release|absorb|capture)\b", r"in response to\b")
+MECHANISM_WEIGHT = 0.5
+# Words of the scientific register; real prose names nature everywhere ("blood", "fire", "sun"),
+# so causal cues count as science only beside at least SCIENCE_TERMS_MIN distinct ones of these.
+_SCI_TERMS = re.compile(r"\b(?:" + _alt(
+    "species organism organisms cell cells tissue tissues protein proteins gene genes dna bacteria "
+    "bacterium virus viruses infection disease diseases symptoms immune enzyme enzymes hormone "
+    "molecule molecules atom atoms electron electrons ion ions oxygen hydrogen nitrogen carbon "
+    "chemical chemicals compound compounds acid reaction reactions metal minerals temperature "
+    "pressure energy force gravity gravitational mass density velocity acceleration friction "
+    "radiation wavelength pigment pigments photosynthesis chlorophyll evolution evolved fossil "
+    "fossils sediment erosion weathering climate atmosphere orbit planet planets galaxy nucleus "
+    "organ organs muscle muscles nerve nerves brain lungs airways airflow reproduction spores "
+    "pollination pollinators predator prey habitat ecosystem nutrients vibrate vibration "
+    "buoyant suction heat sunlight blood sugar") + r")\b")
+SCIENCE_TERMS_MIN = 2
 
 # ----------------------------------------------------------------------- visual concept
 
@@ -247,14 +286,45 @@ _SCENE = _rx(
     r"the scene (?:is|was|has|includes)\b",
 )
 
+# Things a reader can picture, as real descriptions name them: body parts, landforms, buildings
+# and objects. Distinct ones count 1/3 each: a segment naming three is a concept.
+# People, and nouns that are as often verbs or abstractions ("bear", "train", "table 2"), are left out.
+_NOT_PICTURABLE = set("""man men woman women boy boys girl girls child children people person baby
+face hand hands feet eyes bear train table tables sign key keys screen book books phone computer
+toy toys""".split())
+_PICTURABLE = re.compile(r"\b(?:" + _alt((set(CONCRETE_NOUNS) - _NOT_PICTURABLE) | set("""
+fin fins tail tails wing wings feather feathers plumage beak bill bills petal petals leaves bark
+scales scale horn horns antlers fur mane claws talons paws teeth tooth jaw jaws skull crest ears
+legs skin shell shells trunk branches stem stems roots seeds cones blossom blooms berries
+forest forests woods wood hills valley valleys plain plains desert swamp swamps marsh island
+islands coast shore shores cliff cliffs cave caves waterfall glacier glaciers mountains riverbank
+statue statues pedestal dome domes arch arches columns tower towers temple palace fort walls
+gate ruins monument stones lintel lintels fountain courtyard garden gardens mosaic mosaics
+panel panels canvas sculpture sword swords crown sceptre shield helmet armour cloak gown robe
+sleeves beard torch lantern candle chariot horse steed ship boat basket envelope rope
+""".split())) + r")\b")
+PICTURABLE_WEIGHT = 1 / 3
+# What a description of looks or arrangement adds to the concept score.
+DESCRIBED_WEIGHT = 1.0
+# Colour words written with a capital are names ("the Golden Horde", "Snow White", "Black Sea").
+_PROPER_COLOUR = re.compile(r"\b(?:" + "|".join(c.capitalize() for c in COLOURS) + r")\b")
+
 # ----------------------------------------------------------------------- visual attribute
 
 _UNITS = r"(?! (?:root|roots|metres?|meters?|miles?|feet|foot|inches|kilometres?|kilometers?|units?)\b)"
 _ATTRIBUTE = _Cues({
-    "colour": (1.0, _lex(COLOURS, r"(?! (?:cross|house|sea|tea|pepper|wine|card|carpet)\b)")),
+    "colour": (1.0, _lex(COLOURS, r"(?! (?:cross|house|sea|tea|pepper|wine|card|carpet|medals?)\b)")),
+    # How real descriptions give colour, shape and size besides colour names.
+    "look": (1.0, [*_lex("pale colourful colorful colourless colorless transparent translucent "
+                         "iridescent lustrous elongated slender forked stripes markings spotted"),
+                   r"in colou?r\b",
+                   rf"made (?:of|from) (?:{_alt(('brass', 'bronze', 'concrete', 'basalt', 'nylon', 'fabric', 'sandstone', 'reinforced'))})\b"]),
+    "look_half": (0.5, _lex("dark bright flat tall thin thick narrow")),
     # "village square" is a place, "square metres" a unit.
-    "shape": (1.0, [w[0] + "".join(rf"(?<!{p} {w[0]})" for p in ("village", "market", "town"))
-                    + re.escape(w[1:]) + r"(?![\w-])" + _UNITS for w in SHAPES]),
+    "shape": (1.0, [w[0] + "".join(rf"(?<!{p} {w[0]})" for p in ("village", "market", "town",
+                                                                  "perfect"))
+                    + re.escape(w[1:]) + r"(?![\w-])" + _UNITS + r"(?! (?:number|numbers|brackets?)\b)"
+                    for w in SHAPES]),
     # Shape nouns are as often geometry ("a circle of radius r") as the look of a thing.
     "shape_noun": (0.5, _lex(SHAPE_NOUNS)),
     "pattern": (1.0, [*_lex(PATTERNS), r"with no markings\b", r"marked with\b", r"covered in\b",
@@ -262,12 +332,19 @@ _ATTRIBUTE = _Cues({
     "material": (1.0, [rf"made (?:of|from|out of) {_alt(MATERIALS)}\b", r"built from\b",
                        r"carved from\b",
                        *(rf"{re.escape(m)} (?:things|objects)\b" for m in MATERIAL_ADJ)]),
-    "texture": (0.5, _lex(TEXTURES)),
-    "material_adj": (0.5, [rf"{re.escape(m)} (?!things\b|objects\b)[a-z]" for m in MATERIAL_ADJ]),
-    "size": (0.5, [rf"{d} {_alt(SIZES)}(?![\w-])"
+    # Alone, "soft", "smooth" and "rough" are as often abstract ("soft attention", "rough idea").
+    "texture": (0.5, _lex(t for t in TEXTURES if t not in ("soft", "smooth", "rough"))),
+    "material_adj": (0.5, [rf"{re.escape(m)} (?!things\b|objects\b|age\b)[a-z]" for m in MATERIAL_ADJ]),
+    "size": (0.5, [rf"{d} {_alt(SIZES)}(?![\w-])(?! (?:number|numbers|amount|amounts|group|groups|"
+                   r"part|proportion|scale|quantities|majority|population|range|extent|share|"
+                   r"set|sets|body|variety|collection|fraction|percentage)\b)"
                    for d in ("a", "an", "the", "is", "are", "was", "were", "very", "quite",
                              "rather", "as", "and", ",")]),
 })
+
+# Shapes and dimensions written with a hyphen or a number ("H-shaped", "30 metres high").
+_LOOK_EXTRA = re.compile(r"[a-z]+-shaped\b|\d+ ?(?:m|cm|mm|ft|in|metres|meters|feet|inches|centimetres)"
+                         r" (?:\([^)\n]{1,20}\) )?(?:high|tall|long|wide|across|in diameter)\b")
 
 # ----------------------------------------------------------------------- visual relationship
 
@@ -297,6 +374,17 @@ _RELATION = _rx(
     r"higher up\b", r"in the (?:foreground|background)\b", r"hiding part of\b",
     r"blocking the view\b", r"surrounded by\b",
 )
+# Real descriptions place parts on a thing ("suspended beneath is a basket", "topped by lintels");
+# read with rules="real" only (world sentences of other labels use these phrases too).
+_RELATION_REAL = _rx(
+    r"suspended (?:beneath|below|above|from)\b", r"topped (?:by|with)\b", r"at both ends\b",
+    r"at (?:the|its|each|one) (?:top|bottom|base|tip|front|rear|back|centre|center|edge|end) of\b",
+    *(rf"{w} (?:ring|layer|surface|edge|toe|panels?)\b" for w in ("outer", "inner")),
+    r"covered (?:by|with)\b", r"runs? (?:into|along)\b",
+    *(rf"{w} (?:part|side|surface|jaw|half)\b" for w in ("upper", "lower")),
+    r"inside (?:is|are|was|were|these|this)\b", r"in the (?:centre|center|middle) of\b",
+    r"faces? (?:east|west|north|south)\b", r"from the front\b", r"rest of the body\b",
+)
 
 # ----------------------------------------------------------------------- the labeller
 
@@ -309,6 +397,10 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "visual_relationship": 1.0,  # spatial relation phrases
 }
 DETAIL_WEIGHT = 0.5
+# "world": the cues that read the procedural world's genres; "real": tuned on the development half
+# of the gold set (`gold.py`) for real prose, adding a scientific-register requirement for science,
+# concept from several picturable things or a described look, and part placement phrases.
+RULES = ("world", "real")
 
 
 class LexicalLabeller:
@@ -316,7 +408,11 @@ class LexicalLabeller:
 
     name = "lexical"
 
-    def __init__(self, nouns: Iterable[str] = (), thresholds: Mapping[str, float] | None = None):
+    def __init__(self, nouns: Iterable[str] = (), thresholds: Mapping[str, float] | None = None,
+                 rules: str = "world"):
+        if rules not in RULES:
+            raise ValueError(f"unknown rules {rules!r}; valid: {', '.join(RULES)}")
+        self.rules = rules
         unknown = set(thresholds or ()) - set(LABELS)
         if unknown:
             raise ValueError(f"unknown labels in thresholds: {sorted(unknown)}; "
@@ -329,7 +425,7 @@ class LexicalLabeller:
         self._detail = _rx(*(re.escape(m) + rf"(?:,? {_alt(mods)})* {_alt(lexicon)}(?![\w-])"
                              for m in mods))
         self._th = np.array([self.thresholds[k] for k in LABELS], np.float32)
-        blob = json.dumps({"version": RULES_VERSION, "nouns": self.nouns,
+        blob = json.dumps({"version": RULES_VERSION, "rules": rules, "nouns": self.nouns,
                            "thresholds": self.thresholds}, sort_keys=True)
         self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -338,29 +434,43 @@ class LexicalLabeller:
 
     def _score(self, text: str) -> list[float]:
         body, n_code = _CODE_LINE.subn("", text)
-        code = float(n_code)
+        body, n_doc = _DOC_LINE.subn("", body)
+        code = float(n_code + n_doc)
+        for m in _CODE_PROSE.finditer(body):
+            code += CODE_PROSE_HALF if m.group("half") else CODE_PROSE_WEIGHT
         if code >= self.thresholds["code_reasoning"]:
             # Program lines carry no prose evidence. Comment sentences are read for the visual
             # labels (a comment describing a picture describes it), not for math or science
             # (comments explain the code: "so the smallest x is furthest left").
             plain = " " + _COMMENT_LINE.sub("", body).lower()
             visual = _COMMENT_LINE.sub(
-                lambda m: m.group(1) if _SENTENCE.match(m.group(1).strip()) else "", body).lower()
-            visual = " " + visual
+                lambda m: m.group(1) if _SENTENCE.match(m.group(1).strip()) else "", body)
         else:
-            plain = visual = " " + text.lower()
+            plain = " " + text.lower()
+            visual = text
+        visual = " " + _PROPER_COLOUR.sub("_", visual).lower()
         n_eq = 0
         for m in _EQ.finditer(plain):
             if _EQ_LEFT.search(plain, max(0, m.start() - 40), m.start()):
                 n_eq += 1
         math = (EQUATION_WEIGHT * n_eq + LATEX_WEIGHT * len(_LATEX.findall(plain))
-                + _MATH.score(plain))
+                + FORMULA_WEIGHT * len(_FORMULA.findall(plain)) + _MATH.score(plain))
+        real = self.rules == "real"
         science = _SCIENCE.score(plain)
-        if science and _NATURE.search(plain) is None:
+        if real:
+            science += MECHANISM_WEIGHT * len(_MECHANISM.findall(plain))
+        if science and (_NATURE.search(plain) is None or (
+                real and len(set(_SCI_TERMS.findall(plain))) < SCIENCE_TERMS_MIN)):
             science = 0.0
-        concept = len(_SCENE.findall(visual)) + DETAIL_WEIGHT * len(self._detail.findall(visual))
-        attribute = _ATTRIBUTE.score(visual)
+        attribute = _ATTRIBUTE.score(visual) + len(_LOOK_EXTRA.findall(visual))
         relation = float(len(_RELATION.findall(visual)))
+        concept = len(_SCENE.findall(visual)) + DETAIL_WEIGHT * len(self._detail.findall(visual))
+        if real:
+            relation += len(_RELATION_REAL.findall(visual))
+            # Describing how things look or sit presents visible things; so does naming several.
+            concept += (PICTURABLE_WEIGHT * len(set(_PICTURABLE.findall(visual)))
+                        + DESCRIBED_WEIGHT * (attribute >= self.thresholds["visual_attribute"]
+                                              or relation >= self.thresholds["visual_relationship"]))
         return [code, math, science, concept, attribute, relation]
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:

@@ -70,23 +70,43 @@ def _render(header: list[str], rows: list[list[str]], fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_rates(rates: Mapping[str, Mapping[str, float]], fmt: str = "table") -> str:
+def format_rates(rates: Mapping[str, Mapping[str, float]], fmt: str = "table",
+                 beside: Mapping[str, Sequence[float]] | None = None,
+                 beside_name: str = "table 4") -> str:
     """Rates as the paper's table 4 (`../shared/paper/table4_label_rates.csv`): header
-    `source,code_reasoning,...,visual_combination`, one row per source, one decimal."""
+    `source,code_reasoning,...,visual_combination`, one row per source, one decimal.
+
+    `beside` (source -> 8 rates in `ALL_LABELS` order, e.g. `config.mixtures.TABLE4_RATES`)
+    adds, under each source it has, a row `<source> (<beside_name>)` with its rates and a row
+    `<source> (difference)`: measured minus reference, in points."""
     _check_fmt(fmt)
     header = ["source", *ALL_LABELS]
-    rows = [[str(src), *(_num(float(r[name])) for name in ALL_LABELS)] for src, r in rates.items()]
+    rows = []
+    for src, r in rates.items():
+        mine = [float(r[name]) for name in ALL_LABELS]
+        rows.append([str(src), *(_num(x) for x in mine)])
+        if beside is not None and src in beside:
+            ref = [float(x) for x in beside[src]]
+            rows.append([f"{src} ({beside_name})", *(_num(x) for x in ref)])
+            rows.append([f"{src} (difference)",
+                         *("nan" if a != a else f"{a - b:+.1f}" for a, b in zip(mine, ref))])
     return _render(header, rows, fmt)
 
 
-def precision_recall(pred_bits: np.ndarray, true_bits: np.ndarray) -> dict[str, dict[str, float]]:
+def precision_recall(pred_bits: np.ndarray, true_bits: np.ndarray, *, intervals: bool = False,
+                     confidence: float = 0.95, draws: int = 2000,
+                     seed: int = 0) -> dict[str, dict[str, Any]]:
     """Per label of `ALL_LABELS` (combinations derived from the base bits of each side):
     precision, recall, f1 and support (segments truly carrying the label). Precision is NaN
-    without predictions, recall NaN without true segments, f1 NaN only without either."""
+    without predictions, recall NaN without true segments, f1 NaN only without either.
+
+    With `intervals`, also `precision_ci` and `recall_ci` (Wilson score intervals: well behaved
+    near 0 and 1 and for the few positives a gold set has) and `f1_ci` (percentile bootstrap over
+    segments, `draws` resamples shared by all labels), each [low, high] at `confidence`."""
     pred, true = _as_all_labels(pred_bits), _as_all_labels(true_bits)
     if pred.shape != true.shape:
         raise ValueError(f"predicted bits {pred.shape} and true bits {true.shape} differ in shape")
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for j, name in enumerate(ALL_LABELS):
         p, t = pred[:, j], true[:, j]
         tp = float(np.sum(p & t))
@@ -97,15 +117,68 @@ def precision_recall(pred_bits: np.ndarray, true_bits: np.ndarray) -> dict[str, 
         # and 0 when there are predictions or true segments but no hit.
         f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else float("nan")
         out[name] = {"precision": precision, "recall": recall, "f1": f1, "support": n_true}
+        if intervals:
+            out[name]["precision_ci"] = _wilson(tp, n_pred, confidence)
+            out[name]["recall_ci"] = _wilson(tp, n_true, confidence)
+    if intervals:
+        for name, ci in zip(ALL_LABELS, _f1_bootstrap(pred, true, confidence, draws, seed)):
+            out[name]["f1_ci"] = ci
     return out
 
 
-def format_precision_recall(pr: Mapping[str, Mapping[str, float]], fmt: str = "table") -> str:
-    """One row per label: `label,precision,recall,f1,support` (ratios with three decimals)."""
+def _wilson(hits: float, n: float, confidence: float) -> list[float]:
+    if n <= 0:
+        return [float("nan"), float("nan")]
+    from scipy.stats import binomtest  # scipy only where intervals are asked for
+
+    ci = binomtest(int(hits), int(n)).proportion_ci(confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def _f1_bootstrap(pred: np.ndarray, true: np.ndarray, confidence: float, draws: int,
+                  seed: int) -> list[list[float]]:
+    """Percentile interval of each column's F1 over resamples of the segments (rows)."""
+    n = len(pred)
+    if n == 0:
+        return [[float("nan"), float("nan")] for _ in range(pred.shape[1])]
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(np.float64)  # [draws, n]
+    tp = counts @ (pred & true)
+    den = counts @ pred + counts @ true
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(den > 0, 2 * tp / den, np.nan)
+    tail = 100 * (1 - confidence) / 2
+    out = []
+    for col in f1.T:
+        col = col[~np.isnan(col)]
+        out.append([float(x) for x in np.percentile(col, [tail, 100 - tail])] if len(col)
+                   else [float("nan"), float("nan")])
+    return out
+
+
+def format_precision_recall(pr: Mapping[str, Mapping[str, Any]], fmt: str = "table") -> str:
+    """One row per label: `label,precision,recall,f1,support` (ratios with three decimals).
+    Where `pr` has intervals (`precision_recall(..., intervals=True)`), the table shows each
+    ratio as `value [low, high]` and csv adds `_low`/`_high` columns after each ratio."""
     _check_fmt(fmt)
-    header = ["label", "precision", "recall", "f1", "support"]
-    rows = [[name, _num(m["precision"], 3), _num(m["recall"], 3), _num(m["f1"], 3),
-             str(int(m["support"]))] for name, m in pr.items()]
+    ratios = ("precision", "recall", "f1")
+    with_ci = all(f"{r}_ci" in m for m in pr.values() for r in ratios) and bool(pr)
+    header = ["label"]
+    for r in ratios:
+        header += [r, f"{r}_low", f"{r}_high"] if with_ci and fmt == "csv" else [r]
+    header.append("support")
+    rows = []
+    for name, m in pr.items():
+        row = [name]
+        for r in ratios:
+            if not with_ci:
+                row.append(_num(m[r], 3))
+            elif fmt == "csv":
+                row += [_num(m[r], 3), *(_num(x, 3) for x in m[f"{r}_ci"])]
+            else:
+                low, high = m[f"{r}_ci"]
+                row.append(f"{_num(m[r], 3)} [{_num(low, 2)}, {_num(high, 2)}]")
+        rows.append([*row, str(int(m["support"]))])
     return _render(header, rows, fmt)
 
 
