@@ -38,7 +38,8 @@ HASH_LEN = 12
 # (encoder 3 / features 5 / align 3 / language 2 / evaluate 4 / sft 3: the signal chain:
 # five probes, the naming hop, text knowledge, described questions and paired scores; image
 # tokens after the text's BOS.)
-VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 3, "features": 5,
+# (pretrain 4: mesh, sharding rules, cadence, microbatching and remat moved to run options.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 4, "encoder": 3, "features": 5,
             "align": 3, "sft": 3, "evaluate": 4, "language": 2, "real_features": 1, "alignment": 1}
 
 
@@ -47,7 +48,8 @@ class Step:
     kind: str
     fields: dict
     inputs: tuple[Step, ...] = ()
-    # How to run it, not what it makes (e.g. worker processes): not part of the identity.
+    # How to run it, not what it makes (worker processes, mesh, logging and checkpoint
+    # cadence): the runner honours them, but they are not part of the identity.
     options: dict = dataclasses.field(default_factory=dict)
     # Steps planned wherever this one is, without being its inputs: they neither enter its
     # identity nor wait for it (a run's evaluation brings along its LLM's alignment step).
@@ -74,8 +76,9 @@ class Step:
         return [s for s in self.inputs if s.kind == kind]
 
     def spec(self) -> dict:
+        """Identity and inputs, plus the options it was planned with (a record, not hashed)."""
         return {"kind": self.kind, "hash": self.hash, "fields": self.fields,
-                "inputs": [s.name for s in self.inputs]}
+                "inputs": [s.name for s in self.inputs], "options": self.options}
 
 
 def _jsonable(x):
@@ -169,18 +172,19 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         "dtype": cfg.features.dtype, "benchmarks": bench_files}, (feats.input("encoder"),))
         for name, feats in features.items()} if bench_files else {}
 
+    model = _plain(cfg.pretrain.model)
+    pretrain_options = {**{k: model.pop(k) for k in PRETRAIN_MODEL_OPTIONS if k in model},
+                        **pretrain_run_options(cfg)}
+
     def pretrain_step(scale: str, mixture: mixtures.Mixture, tokens: int) -> Step:
         return Step("pretrain", {
             "scale": scale, "mixture": _plain(mixture.spec), "tokens": tokens, "seed": cfg.seed,
             "max_epochs": cfg.data.max_epochs,
             "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
-            "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
-            "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
-            "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
-            "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
+            "optim": _plain(cfg.pretrain.optim), "model": model,
             "perplexity_windows": cfg.eval.perplexity_windows},
             (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
-             *(heldout[s] for s in all_sources)))
+             *(heldout[s] for s in all_sources)), pretrain_options)
 
     runs, names = [], set()
     for grid in study_grids:
@@ -235,6 +239,19 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                             encoder=encoder, sft_set=sft_set.name, study=grid.study,
                                             series=series))
     return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+# Model settings that change memory and speed, not the parameters a run ends with.
+PRETRAIN_MODEL_OPTIONS = ("remat",)
+
+
+def pretrain_run_options(cfg) -> dict:
+    """How a pretrain step runs, kept out of its identity: a checkpoint restores onto any mesh
+    and sharding, microbatches add up to the same update, and cadence only decides what is
+    logged and kept (numbers may differ in the last bits, as on any other device count)."""
+    return {"mesh": _plain(cfg.mesh), "rules": _plain(cfg.rules),
+            "ckpt_every": cfg.pretrain.ckpt_every, "keep_every": cfg.pretrain.keep_every,
+            "log_every": cfg.pretrain.log_every, "grad_accum": cfg.pretrain.grad_accum}
 
 
 def token_label(tokens: int) -> str:
