@@ -21,6 +21,7 @@ from visual_priors.config import mixtures, stages as stages_lib
 from visual_priors.config.studies import grids
 from visual_priors.data import sources as sources_lib
 from visual_priors.data.labelling import config_for_source
+from visual_priors.errors import BadValue
 from visual_priors.eval import alignment as alignment_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
@@ -229,8 +230,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                 name = f"{grid.name}/{name}"
                                 series = f"{grid.name}: {series}"
                             if name in names:
-                                raise ValueError(f"study {cfg.study!r} has two runs named {name!r}; "
-                                                 "give its grids distinct names")
+                                raise BadValue(f"study {cfg.study!r} has two runs named {name!r}; "
+                                               "give its grids distinct names")
                             names.add(name)
                             run_steps = {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}
                             if llm_alignment:
@@ -298,9 +299,9 @@ def _colour_settings(colour: dict | None) -> dict | None:
     fields = {k: v for k, v in colour.items() if k != "enabled"}
     for key in ("n_images", "n_pairs", "mds_inits", "n_permutations"):
         if int(fields[key]) < 1:
-            raise ValueError(f"eval.alignment.colour.{key} must be positive, got {fields[key]}")
+            raise BadValue(f"eval.alignment.colour.{key} must be positive, got {fields[key]}")
     if not 1 <= int(fields["grid_levels"]) <= 256:
-        raise ValueError(f"eval.alignment.colour.grid_levels must be in 1..256, got {fields['grid_levels']}")
+        raise BadValue(f"eval.alignment.colour.grid_levels must be in 1..256, got {fields['grid_levels']}")
     return fields
 
 

@@ -20,13 +20,14 @@ from visual_priors.config import scales
 from visual_priors.data import labelling, pipeline, segments as segments_lib
 from visual_priors.data import sources as sources_lib, tokenizer as tokenizer_lib
 from visual_priors.data.labelling import report as labelling_report
+from visual_priors.errors import BadValue
 from visual_priors.eval.language import perplexity
 from visual_priors.model import llm as llm_lib
 from visual_priors.model.convert import hf_llama
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
 from visual_priors.suite import spec as spec_lib
-from visual_priors.suite.step_io import Locate, as_config, restore_module, tokenizer_of, world_of
+from visual_priors.suite.step_io import Locate, as_config, read_result, restore_module, tokenizer_of, world_of
 from visual_priors.train import flops, loop
 from visual_priors.model.params_io import save_params
 
@@ -41,9 +42,9 @@ def _resolve(name: str, corpus: dict | None):
     spec = {k: v for k, v in corpus.items() if k != "fingerprint"}
     source = sources_lib.resolve_source(name, {name: spec})
     if source.fingerprint != corpus["fingerprint"]:
-        raise ValueError(f"corpus of source {name!r} changed since the study was planned "
-                         f"(content hash {source.fingerprint}, planned {corpus['fingerprint']}); "
-                         "plan the study again")
+        raise BadValue(f"corpus of source {name!r} changed since the study was planned "
+                       f"(content hash {source.fingerprint}, planned {corpus['fingerprint']}); "
+                       "plan the study again")
     return source
 
 
@@ -71,7 +72,7 @@ def run_shards(step, out: Path, locate: Locate) -> dict:
 
 def _segments(shard_step, locate: Locate) -> segments_lib.SegmentSet:
     out = locate(shard_step)
-    return segments_lib.SegmentSet(out / json.loads((out / "result.json").read_text())["path"])
+    return segments_lib.SegmentSet(out / read_result(out)["path"])
 
 
 def run_labels(step, out: Path, locate: Locate) -> dict:
@@ -98,7 +99,7 @@ def _pool(step, locate: Locate) -> pipeline.SegmentPool:
         shards = lab.input("shards")
         out = locate(lab)
         segs[shards.fields["source"]] = _segments(shards, locate)
-        bits[shards.fields["source"]] = np.load(out / json.loads((out / "result.json").read_text())["path"])
+        bits[shards.fields["source"]] = np.load(out / read_result(out)["path"])
     return pipeline.SegmentPool(segs, bits)
 
 
@@ -108,8 +109,8 @@ def _pool(step, locate: Locate) -> pipeline.SegmentPool:
 def llm_config(scale: str, tok) -> ml_collections.ConfigDict:
     cfg = scales.get(scale)
     if cfg.vocab_size != tok.vocab_size:
-        raise ValueError(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
-                         f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
+        raise BadValue(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
+                       f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
     return cfg
 
 
