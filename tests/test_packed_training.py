@@ -99,10 +99,26 @@ def test_pack_key_groups_steps_that_differ_only_in_mixture(study):
     def changed(**fields):
         return dataclasses.replace(steps[0], fields={**steps[0].fields, **fields})
 
+    def run_as(**options):
+        return dataclasses.replace(steps[0], options={**steps[0].options, **options})
+
     assert pack_key(changed(tokens=8192)) != pack_key(steps[0])
     assert pack_key(changed(tokens=0)) is None  # an untrained LLM: nothing to pack
-    assert pack_key(changed(mesh={"data": 2, "fsdp": 1, "tensor": 1})) is None
+    assert pack_key(run_as(mesh={"data": 2, "fsdp": 1, "tensor": 1})) is None
+    # One compiled program logs, checkpoints and accumulates alike for every run in it.
+    assert pack_key(run_as(log_every=5)) != pack_key(steps[0])
+    assert pack_key(run_as(grad_accum=2)) != pack_key(steps[0])
     assert all(pack_key(s) is None for s in all_steps if s.kind != "pretrain")
+
+
+def test_the_runner_honours_log_every_though_it_leaves_the_identity_alone(study, tmp_path):
+    steps, locate = study
+    runs, _ = spec.expand(_cfg(*TINY, "pretrain.log_every=4"))
+    step = next(r.steps["pretrain"] for r in runs if r.steps["pretrain"].hash == steps[0].hash)
+    assert step.options["log_every"] == 4 and steps[0].options["log_every"] == 1
+    steps_lib.run_pretrain(step, tmp_path, locate)
+    assert sorted(_losses(tmp_path / "work")) == [4, STEPS]
+    assert sorted(_losses(locate(steps[0]) / "work")) == list(range(1, STEPS + 1))
 
 
 def test_a_stopped_group_resumes_packed_or_alone(study, packed_outs, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from visual_priors.config import loading
-from visual_priors.suite import planner, spec
+from visual_priors.suite import executor, planner, spec
 from visual_priors.suite.registry import Registry
 
 
@@ -62,6 +62,43 @@ def test_tokenize_workers_reach_the_shards_steps_without_changing_their_identity
     assert more and {s.hash for s in more} == set(base)
     assert all(s.options == {"workers": 2} for s in more)
     assert all(s.options == {"workers": 0} for s in base.values())
+
+
+# Settings that decide how a step runs, not what it makes: the overrides, applied together, and
+# the run option that carries them to the runner.
+RESULT_NEUTRAL = [(("pretrain.log_every=20",), "log_every"), (("pretrain.ckpt_every=50",), "ckpt_every"),
+                  (("pretrain.keep_every=100",), "keep_every"), (("pretrain.grad_accum=2",), "grad_accum"),
+                  (("pretrain.model.remat='full'",), "remat"), (("mesh.data=1", "mesh.fsdp=-1"), "mesh"),
+                  (("mesh.tensor=2",), "mesh"), (("rules=[('batch', 'data'), ('embed', None)]",), "rules"),
+                  (("data.tokenize_workers=2",), "workers")]
+
+
+def _planned(*overrides) -> list:
+    return executor.plan_targets(_cfg(*overrides))[1]
+
+
+@pytest.mark.parametrize("overrides,option", RESULT_NEUTRAL, ids=lambda o: ",".join(o) if isinstance(o, tuple) else o)
+def test_a_result_neutral_setting_plans_no_new_step(overrides, option):
+    base = _planned()
+    changed = _planned(*overrides)
+    assert [s.name for s in changed] == [s.name for s in base]
+    # The runner still gets the setting, as a run option.
+    before = [s.options[option] for s in base if option in s.options]
+    after = [s.options[option] for s in changed if option in s.options]
+    assert after and len(after) == len(before) and all(a != b for a, b in zip(after, before))
+
+
+def test_a_learning_rate_replans_exactly_the_steps_downstream_of_pretraining():
+    base = _planned()
+    changed = {s.name for s in _planned("pretrain.optim.lr=0.001")}
+    affected = set()
+    for s in base:  # in dependency order
+        if s.kind == "pretrain" or any(d.hash in affected for d in s.inputs):
+            affected.add(s.hash)
+    assert {s.hash for s in base if s.name not in changed} == affected
+    assert {s.kind for s in base if s.hash in affected} == {"pretrain", "language", "alignment", "align",
+                                                             "sft", "evaluate"}
+    assert len(changed) == len(base)
 
 
 def test_unknown_source_in_explicit_weights_names_valid_sources():

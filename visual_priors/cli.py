@@ -31,6 +31,8 @@ import os
 import sys
 from pathlib import Path
 
+from visual_priors.errors import BadValue, UserError, read_json
+
 
 def _load(args):
     from visual_priors.config import loading
@@ -38,7 +40,7 @@ def _load(args):
     spec = args.config
     if getattr(args, "profile", None):
         if ":" in spec:
-            raise SystemExit(f"error: {spec} names a profile already; drop it or --profile")
+            raise BadValue(f"{spec} names a profile already; drop it or --profile", "--profile")
         spec = f"{spec}:{args.profile}"
     return loading.load(spec, args.set)
 
@@ -131,7 +133,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     for v in values:
         name, sep, path = v.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"error: {flag} wants NAME=PATH, got {v!r}")
+            raise BadValue(f"{flag} wants NAME=PATH, got {v!r}", flag)
         out[name] = path
     return out
 
@@ -148,7 +150,7 @@ def cmd_evaluate(args) -> int:
         cfg.eval.language.paths.update(_pairs(args.lm_task, "--lm-task"))
         if args.judge_url:
             if not args.judge_model:
-                raise SystemExit("error: --judge-url needs --judge-model")
+                raise BadValue("--judge-url needs --judge-model", "--judge-model")
             cfg.eval.judge.url, cfg.eval.judge.model = args.judge_url, args.judge_model
     code = _run_stage(args, "evaluate", cfg)
     if code:
@@ -174,6 +176,10 @@ def cmd_benchmarks(args) -> int:
     print("real benchmark loaders (visual-priors evaluate CONFIG --benchmark NAME=PATH):")
     for name, b in sorted(real.REGISTRY.items(), key=lambda kv: (kv[1].category, kv[0])):
         print(f"  {b.category:<15} {name:<15} {b.title}")
+    # Loading a file here finds a missing column or a bad row before a study's steps do.
+    for name, path in _pairs(args.check, "--check").items():
+        items = real.get(name).load(Path(path).expanduser())
+        print(f"{name}: {len(items)} items read from {path}")
     return 0
 
 
@@ -257,7 +263,7 @@ def cmd_clean(args) -> int:
     from visual_priors.suite.registry import Registry
 
     if not args.failed:
-        raise SystemExit("error: say what to clean: --failed")
+        raise BadValue("say what to clean: --failed", "suite clean")
     rows = _failed_rows(args.root, args.study)
     for r in rows:
         shutil.rmtree(Path(args.root) / f"{r['name']}.partial", ignore_errors=True)
@@ -279,7 +285,7 @@ def cmd_export(args) -> int:
     out = args.out or str(Path(args.root) / cfg.study / "results.parquet")
     try:
         path = export.write(results, out)
-    except ValueError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(results)} runs -> {path}")
@@ -424,7 +430,7 @@ def _data_context(args):
     known = sources_lib.known_sources(corpora)
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown source(s) {unknown}; valid sources: {', '.join(known)}")
+        raise BadValue(f"unknown source(s) {unknown}; valid sources: {', '.join(known)}", "--sources")
     sources = prepare.resolve(names, corpora)
     world = World(seed=args.world_seed)
     tok, sets = prepare.prepare_segments(
@@ -462,7 +468,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
     key, sep, value = text.partition("=")
     if not sep:
-        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+        raise BadValue(f"expected KEY=VALUE, got {text!r}", "--option")
     return key, parse_value(value)
 
 
@@ -485,8 +491,8 @@ def cmd_encoders(args) -> int:
         print(f"made under {args.root}:")
         print(f"  {'step':<22} {'encoder':<14} {'kind probe':>10} {'tokens':>6} {'width':>5}")
     for path in made:
-        r = json.loads(path.read_text())
-        spec = json.loads((path.parent / "spec.json").read_text())["fields"]
+        r = read_json(path, "step result")
+        spec = read_json(path.parent / "spec.json", "step spec")["fields"]
         name = spec.get("objective") or r.get("family") or spec.get("kind", "?")
         probe = f"{100 * r['probe_accuracy']:.1f}%" if "probe_accuracy" in r else "-"
         print(f"  {path.parent.name:<22} {name:<14} {probe:>10} {r.get('patch_tokens', r.get('feature_tokens', '-')):>6} "
@@ -610,7 +616,7 @@ def cmd_data_distill(args) -> int:
         texts += dev.texts
         bits.append(dev.bits)
     if not texts:
-        raise ValueError("no segments to learn from: the world knows no labels of these sources")
+        raise BadValue("no segments to learn from: the world knows no labels of these sources", "--sources")
     student = distilled.train(texts, np.concatenate(bits), args.out)
     print(f"distilled labeller written to {args.out} ({len(texts):,} segments, "
           f"fingerprint {student.fingerprint})")
@@ -732,6 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmarks", help="the world's benchmark families and the real benchmark loaders")
+    p.add_argument("--check", action="append", default=[], metavar="NAME=PATH",
+                   help="read a benchmark file with its loader and count its items (repeatable)")
     p.set_defaults(func=cmd_benchmarks)
 
     p = sub.add_parser("analyze", help="the report's numbers as JSON: curve fits and the paper's "
@@ -839,9 +847,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _start_distributed(args)
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {msg}", file=sys.stderr)
+    except UserError as err:  # bad input: one line; anything else is a bug and keeps its traceback
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
 
 

@@ -16,18 +16,19 @@ import ml_collections
 
 from visual_priors.config import mixtures, scales, stages, studies
 from visual_priors.data import sources as sources_lib
+from visual_priors.errors import BadValue, MissingFile, UnknownKey
 
 
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"config file {path!r} does not exist")
+        raise MissingFile(f"config file {path!r} does not exist")
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{path} defines no get_config(arg)")
+        raise BadValue(f"{path} defines no get_config(arg)")
     cfg = module.get_config(arg) if arg else module.get_config()
     apply_overrides(cfg, overrides)
     if "study" in cfg:
@@ -39,16 +40,20 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Sequence[str]) ->
     for item in overrides:
         key, sep, raw = item.removeprefix("--").removeprefix("config.").partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise BadValue(f"override {item!r} is not of the form key=value")
         node, parts = cfg, key.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:
                 where = ".".join(parts[:i]) or "the top level"
                 valid = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
-                raise KeyError(f"unknown config key {key!r}: {part!r} is not in {where} (valid: {valid})")
+                raise UnknownKey(f"unknown config key {key!r}: {part!r} is not in {where} (valid: {valid})")
             if i < len(parts) - 1:
                 node = node[part]
-        node[parts[-1]] = parse_value(raw)
+        try:
+            node[parts[-1]] = parse_value(raw)
+        except TypeError:  # ConfigDict keeps a field's type: lr=abc is not a float
+            expected = type(node[parts[-1]]).__name__
+            raise BadValue(f"{key} must be a {expected}, got {raw!r}", f"--set {key}") from None
 
 
 def parse_value(raw: str):

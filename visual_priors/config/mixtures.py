@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visual_priors.data.labelling import ALL_LABELS
+from visual_priors.errors import BadValue
 
 MIXTURE_SOURCES = ("web_crawl", "encyclopedia", "academic", "literature", "math", "code")
 # The paper's sixteen sources (App. B.1); the default pool of category and grid mixtures.
@@ -72,10 +73,10 @@ def validate_weights(weights: Mapping[str, float], *, tolerance: float = TOLERAN
     """Weights must be finite, non-negative and sum to one; the error names the sum."""
     bad = {k: v for k, v in weights.items() if not math.isfinite(v) or v < 0}
     if bad:
-        raise ValueError(f"mixture weights must be finite and non-negative, got {bad}")
+        raise BadValue(f"mixture weights must be finite and non-negative, got {bad}")
     total = math.fsum(weights.values())
     if abs(total - 1.0) > tolerance:
-        raise ValueError(f"mixture weights must sum to 1, but they sum to {total:.6g}: {dict(weights)}")
+        raise BadValue(f"mixture weights must sum to 1, but they sum to {total:.6g}: {dict(weights)}")
 
 
 def get(name: str) -> dict[str, float]:
@@ -83,8 +84,8 @@ def get(name: str) -> dict[str, float]:
     name = ALIASES.get(name, name)
     if name not in MIXTURES:
         valid = ", ".join(list(MIXTURES) + list(ALIASES))
-        raise ValueError(f"unknown mixture {name!r}; valid mixtures: {valid}, "
-                         "source:<name>, category:<label>=<percent>, grid:reasoning=<r>,visual=<v>")
+        raise BadValue(f"unknown mixture {name!r}; valid mixtures: {valid}, "
+                       "source:<name>, category:<label>=<percent>, grid:reasoning=<r>,visual=<v>")
     weights = MIXTURES[name]
     validate_weights(weights, tolerance=PAPER_TOLERANCE)
     total = sum(weights.values())
@@ -100,7 +101,7 @@ def derived_shares(weights: Mapping[str, float],
     r_col, v_col = ALL_LABELS.index(REASONING), ALL_LABELS.index(VISUAL)
     missing = sorted(set(weights) - set(rates))
     if missing:
-        raise ValueError(f"no label rates for source(s) {missing}; known: {', '.join(rates)}")
+        raise BadValue(f"no label rates for source(s) {missing}; known: {', '.join(rates)}")
     return (math.fsum(w * rates[s][r_col] for s, w in weights.items()),
             math.fsum(w * rates[s][v_col] for s, w in weights.items()))
 
@@ -167,8 +168,8 @@ class Mixture:
             both = 0.0
             if self.overlap == "natural":
                 if pool_tokens is None:
-                    raise ValueError("a grid mixture with natural overlap needs the pool's label "
-                                     "statistics (pool_tokens)")
+                    raise BadValue("a grid mixture with natural overlap needs the pool's label "
+                                   "statistics (pool_tokens)")
                 with_r = pool_tokens((REASONING,), ())
                 p_v_given_r = pool_tokens((REASONING, VISUAL), ()) / with_r if with_r else 0.0
                 both = min(max(r * p_v_given_r, r + v - 1.0, 0.0), r, v)
@@ -185,15 +186,15 @@ def _percent(value: Any, what: str) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in [0, 100], got {value!r}") from None
+        raise BadValue(f"{what} must be a number in [0, 100], got {value!r}") from None
     if not (math.isfinite(p) and 0.0 <= p <= 100.0):
-        raise ValueError(f"{what} must be in [0, 100], got {value!r}")
+        raise BadValue(f"{what} must be in [0, 100], got {value!r}")
     return p
 
 
 def _label(name: Any) -> str:
     if name not in ALL_LABELS:
-        raise ValueError(f"unknown label {name!r}; valid labels: {', '.join(ALL_LABELS)}")
+        raise BadValue(f"unknown label {name!r}; valid labels: {', '.join(ALL_LABELS)}")
     return str(name)
 
 
@@ -203,7 +204,7 @@ def _pool(pool: Any, known_sources: Sequence[str] | None,
         pool = PAPER_SOURCES if default_pool is None else default_pool
     pool = tuple((pool,) if isinstance(pool, str) else pool)
     if not pool:
-        raise ValueError("a mixture's pool needs at least one source")
+        raise BadValue("a mixture's pool needs at least one source")
     _check_sources(pool, known_sources)
     return tuple(sorted(set(pool)))
 
@@ -213,8 +214,8 @@ def _check_sources(names: Sequence[str], known_sources: Sequence[str] | None) ->
         return
     unknown = sorted(set(names) - set(known_sources))
     if unknown:
-        raise ValueError(f"unknown source(s) {unknown} in mixture; "
-                         f"valid sources: {', '.join(sorted(known_sources))}")
+        raise BadValue(f"unknown source(s) {unknown} in mixture; "
+                       f"valid sources: {', '.join(sorted(known_sources))}")
 
 
 _KV = re.compile(r"^\s*([a-z_]+)\s*=\s*([^,]+?)\s*$")
@@ -226,7 +227,7 @@ def _parse_string(text: str) -> dict[str, Any]:
     if kind == "category":
         label, sep, percent = rest.partition("=")
         if not sep:
-            raise ValueError(f"write a category mixture as category:<label>=<percent>, got {text!r}")
+            raise BadValue(f"write a category mixture as category:<label>=<percent>, got {text!r}")
         return {"kind": "category", "label": label.strip(), "percent": percent.strip()}
     if kind == "source":  # one source alone, named after it (the single-source study)
         name = rest.strip()
@@ -236,8 +237,8 @@ def _parse_string(text: str) -> dict[str, Any]:
         for item in rest.split(","):
             m = _KV.match(item)
             if not m or m.group(1) not in ("reasoning", "visual", "overlap"):
-                raise ValueError("write a grid mixture as grid:reasoning=<r>,visual=<v>"
-                                 f"[,overlap=natural|exclusive], got {text!r}")
+                raise BadValue("write a grid mixture as grid:reasoning=<r>,visual=<v>"
+                               f"[,overlap=natural|exclusive], got {text!r}")
             fields[m.group(1)] = m.group(2)
         return fields
     return {"kind": "sources", "name": text}
@@ -285,19 +286,19 @@ def parse(mixture: str | Mapping[str, Any], known_sources: Sequence[str] | None 
         r = _percent(fields.get("reasoning"), "the reasoning share")
         v = _percent(fields.get("visual"), "the visual share")
         if r + v > 100.0 + 1e-9 and fields.get("overlap", "natural") == "exclusive":
-            raise ValueError(f"reasoning {r:g}% + visual {v:g}% exceed 100% with exclusive overlap")
+            raise BadValue(f"reasoning {r:g}% + visual {v:g}% exceed 100% with exclusive overlap")
         overlap = str(fields.get("overlap", "natural"))
         if overlap not in OVERLAP_RULES:
-            raise ValueError(f"unknown overlap rule {overlap!r}; valid: {', '.join(OVERLAP_RULES)}")
+            raise BadValue(f"unknown overlap rule {overlap!r}; valid: {', '.join(OVERLAP_RULES)}")
         pool = _pool(fields.get("pool"), known_sources, default_pool)
         name = f"r{r:g}-v{v:g}" + ("" if overlap == "natural" else "-exclusive")
         return Mixture("grid", name, reasoning=r, visual=v, overlap=overlap, pool=pool)
-    raise ValueError(f"unknown mixture kind {kind!r}; valid kinds: sources, category, grid")
+    raise BadValue(f"unknown mixture kind {kind!r}; valid kinds: sources, category, grid")
 
 
 def resolve(mixture: str | Mapping[str, float]) -> dict[str, float]:
     """The source weights of a source mixture given by name or as explicit weights, validated."""
     m = parse(mixture)
     if m.kind != "sources":
-        raise ValueError(f"{m.name} is a {m.kind} mixture, not source weights")
+        raise BadValue(f"{m.name} is a {m.kind} mixture, not source weights")
     return dict(m.weights)

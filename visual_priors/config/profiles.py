@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from visual_priors.config.mixtures import PAPER_SOURCES
+from visual_priors.errors import BadValue
 
 PROFILES = ("tiny", "paper")
 # The vision models LSBS measures every LLM's alignment against (after PRH): ViT-L/16 trained on
@@ -34,7 +35,7 @@ def _optim(lr, warmup_frac=None, warmup_steps=None, weight_decay=0.1, clip=1.0):
 
 def get(profile: str) -> ml_collections.ConfigDict:
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+        raise BadValue(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     tiny = profile == "tiny"
     cfg = ml_collections.ConfigDict()
     cfg.profile = profile

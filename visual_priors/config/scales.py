@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from visual_priors.errors import BadValue
+
 # name: (d_model, n_layers, n_heads, n_kv_heads, ffn_dim, vocab_size, tie_embeddings, max_len)
 _PAPER = {
     "340M": (1024, 24, 16, 16, 2816, 32000, True, 2048),
@@ -39,7 +41,7 @@ def get(name: str) -> ml_collections.ConfigDict:
     """The model config of one scale; unknown names fail with the list of valid ones."""
     table = {**_PAPER, **_TINY}
     if name not in table:
-        raise ValueError(f"unknown scale {name!r}; valid scales: {', '.join(ALL_SCALES)}")
+        raise BadValue(f"unknown scale {name!r}; valid scales: {', '.join(ALL_SCALES)}")
     d, layers, heads, kv, ffn, vocab, tie, max_len = table[name]
     cfg = ml_collections.ConfigDict()
     cfg.name = name

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from visual_priors.errors import BadValue
+
 # name -> (what it is, the paper's encoder it stands in for)
 LOCAL_ENCODERS = {
     "contrastive": ("ViT trained with an image-caption contrastive loss on world images", "MetaCLIP"),
@@ -48,13 +50,13 @@ class SFTSet:
 def parse_sft_set(name: str) -> SFTSet:
     m = _SET.match(str(name))
     if not m:
-        raise ValueError(f"unknown SFT set {name!r}; valid: full, perception<P>, reasoning<R> "
-                         "(P, R = percent kept, 0..100), each optionally +blind")
+        raise BadValue(f"unknown SFT set {name!r}; valid: full, perception<P>, reasoning<R> "
+                       "(P, R = percent kept, 0..100), each optionally +blind")
     keep = {label: 1.0 for label in SFT_LABELS}
     for label, pct in (("perception", m.group(2)), ("reasoning", m.group(3))):
         if pct is not None:
             if not 0 <= int(pct) <= 100:
-                raise ValueError(f"SFT set {name!r}: {label} share {pct}% is outside 0..100")
+                raise BadValue(f"SFT set {name!r}: {label} share {pct}% is outside 0..100")
             keep[label] = int(pct) / 100.0
     return SFTSet(str(name), keep, bool(m.group(4)))
 
@@ -74,14 +76,14 @@ def validate_encoders(names, imported, *, require_paths: bool = True) -> None:
     """Every name is a local objective or a declared imported encoder (with a path, unless
     `require_paths` is off: a study is planned before its checkpoints are at hand)."""
     if not names:
-        raise ValueError("cfg.encoders is empty: name at least one encoder")
+        raise BadValue("cfg.encoders is empty: name at least one encoder")
     for name in names:
         if name in LOCAL_ENCODERS:
             continue
         if name not in imported:
-            raise ValueError(f"unknown encoder {name!r}; local: {', '.join(LOCAL_ENCODERS)}; "
-                             f"imported: {', '.join(imported) or 'none declared'} "
-                             "(declare one with --set imported_encoders.<name>.path=...)")
+            raise BadValue(f"unknown encoder {name!r}; local: {', '.join(LOCAL_ENCODERS)}; "
+                           f"imported: {', '.join(imported) or 'none declared'} "
+                           "(declare one with --set imported_encoders.<name>.path=...)")
         if require_paths and not imported[name].get("path"):
-            raise ValueError(f"imported encoder {name!r} has no checkpoint path; set "
-                             f"imported_encoders.{name}.path to its directory or file")
+            raise BadValue(f"imported encoder {name!r} has no checkpoint path; set "
+                           f"imported_encoders.{name}.path to its directory or file")

@@ -21,6 +21,7 @@ import dataclasses
 import ml_collections
 
 from visual_priors.config import profiles, scales as scales_lib
+from visual_priors.errors import BadValue
 
 PAPER_TO_TINY = {"340M": "t1", "1B": "t2", "3B": "t3", "7B": "t4", "13B": "t5"}
 # Tiny tokens per paper billion.
@@ -61,23 +62,23 @@ def _grid(cfg, g) -> Grid:
     where = f"study {study!r}" + (f", grid {name!r}" if name else "")
     scales = tuple(pick("scales", ()))
     if not scales:
-        raise ValueError(f"{where} names no scales")
+        raise BadValue(f"{where} names no scales")
     for s in scales:
         scales_lib.get(s)  # unknown names fail with the valid ones
     tokens = pick("tokens", {})
     tokens = tokens.to_dict() if isinstance(tokens, ml_collections.ConfigDict) else dict(tokens)
     missing = [s for s in scales if s not in tokens]
     if missing:
-        raise ValueError(f"{where} gives no token budget for scales {missing}")
+        raise BadValue(f"{where} gives no token budget for scales {missing}")
     budgets = {}
     for s in scales:
         values = tokens[s] if isinstance(tokens[s], (list, tuple)) else (tokens[s],)
         budgets[s] = tuple(int(n) for n in values)
         if not budgets[s] or any(n < 0 for n in budgets[s]):
-            raise ValueError(f"{where}: token budgets of scale {s} must be non-negative, got {list(values)}")
+            raise BadValue(f"{where}: token budgets of scale {s} must be non-negative, got {list(values)}")
     mixes = tuple(pick("mixtures", ()))
     if not mixes:
-        raise ValueError(f"{where} names no mixtures")
+        raise BadValue(f"{where} names no mixtures")
     return Grid(study, name, scales, budgets, mixes, tuple(pick("encoders", ("contrastive",))),
                 tuple(pick("sft_sets", ("full",))))
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from visual_priors.config import mixtures as mixtures_lib
 from visual_priors.data.labelling import ALL_LABELS, LABELS, with_combinations
+from visual_priors.errors import BadValue
 from visual_priors.parallel.distributed import process_rows
 
 
@@ -53,7 +54,7 @@ class ArraySegments:
         return self._segments[index]
 
 
-class MixtureShortfall(ValueError):
+class MixtureShortfall(BadValue):
     """The data cannot supply a mixture: the message lists the shortfall of every component."""
 
 
@@ -75,7 +76,7 @@ class SegmentPool:
     def __init__(self, segments: Mapping[str, Segments],
                  labels: Mapping[str, np.ndarray] | None = None):
         if not segments:
-            raise ValueError("the segment pool is empty: give at least one source")
+            raise BadValue("the segment pool is empty: give at least one source")
         self.names = sorted(segments)
         self.segments = [segments[n] for n in self.names]
         self.lengths = [np.asarray(s.lengths, np.int64) for s in self.segments]

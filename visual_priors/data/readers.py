@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from visual_priors.errors import BadFile, BadValue, MissingFile
+
 FORMATS = ("jsonl", "parquet", "array_record", "tfds", "seqio")
 # Bumped when a reader's way of turning bytes into documents changes, so fingerprints change.
 _READER_VERSION = 1
@@ -39,7 +41,7 @@ _BATCH = 1024
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
-class CorpusError(ValueError):
+class CorpusError(BadFile):
     """The corpus's data is unusable: bad JSON, a missing or non-string text, a corrupt file."""
 
 
@@ -80,7 +82,7 @@ class DocumentReader(abc.ABC):
 
     def __init__(self, text_field: str = "text", description: str | None = None):
         if not isinstance(text_field, str) or not text_field:
-            raise ValueError(f"text_field must be a non-empty string, got {text_field!r}")
+            raise BadValue(f"text_field must be a non-empty string, got {text_field!r}")
         self.text_field = text_field
         self._description = description
 
@@ -151,7 +153,7 @@ def resolve_paths(patterns: str | Sequence[str], base_dir: str | Path | None = N
         patterns = [patterns]
     patterns = list(patterns)
     if not patterns:
-        raise ValueError("a file reader needs at least one path in 'paths'")
+        raise BadValue("a file reader needs at least one path in 'paths'")
     files: list[Path] = []
     seen: set[str] = set()
     for pattern in patterns:
@@ -161,12 +163,12 @@ def resolve_paths(patterns: str | Sequence[str], base_dir: str | Path | None = N
         if glob.has_magic(pattern):
             matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
             if not matches:
-                raise FileNotFoundError(f"no file matches {pattern!r}")
+                raise MissingFile(f"no file matches {pattern!r}")
         elif os.path.isdir(pattern):
-            raise FileNotFoundError(f"{pattern} is a directory; name its files, e.g. with a "
+            raise MissingFile(f"{pattern} is a directory; name its files, e.g. with a "
                                     f"glob like {os.path.join(pattern, '*.jsonl')!r}")
         elif not os.path.isfile(pattern):
-            raise FileNotFoundError(f"corpus file {pattern} does not exist")
+            raise MissingFile(f"corpus file {pattern} does not exist")
         else:
             matches = [pattern]
         for match in matches:
@@ -185,6 +187,13 @@ class _FileReader(DocumentReader):
         super().__init__(text_field, description)
         self.paths = resolve_paths(paths, base_dir)
         self.root = Path(os.path.commonpath([p.parent for p in self.paths]))
+        # Found when the corpus is named (planning, `data sources`), not steps later mid-study.
+        for path in self.paths:
+            if not os.access(path, os.R_OK):
+                raise CorpusError("corpus file cannot be read (no read permission)", path)
+        if all(p.stat().st_size == 0 for p in self.paths):
+            raise CorpusError("empty source: its corpus files are empty",
+                              self.paths[0] if len(self.paths) == 1 else self.root)
 
     @property
     def fingerprint(self) -> str:
@@ -379,7 +388,7 @@ class TfdsReader(DocumentReader):
                               f"({type(err).__name__}: {err})") from None
         splits = self.builder.info.splits
         if split not in splits:
-            raise ValueError(f"{self.path}: no split {split!r}; its splits are {sorted(splits)}")
+            raise BadValue(f"{self.path}: no split {split!r}; its splits are {sorted(splits)}")
         self.split = split
         features = self.builder.info.features
         keys = list(features.keys()) if hasattr(features, "keys") else []
@@ -511,7 +520,7 @@ class SeqioReader(DocumentReader):
             self.task = seqio.get_mixture_or_task(task)
         except (ValueError, KeyError) as err:
             hint = f" (after importing {module})" if module else "; set 'module' to register it"
-            raise ValueError(f"no seqio task or mixture {task!r}{hint}: {err}") from None
+            raise BadValue(f"no seqio task or mixture {task!r}{hint}: {err}") from None
         self.task_name, self.split, self.module = task, split, module
 
     @property
@@ -568,16 +577,16 @@ def open_reader(spec: Mapping[str, Any], base_dir: str | Path | None = None) -> 
     spec = dict(spec)
     fmt = spec.pop("format", None)
     if fmt not in _SPEC_KEYS:
-        raise ValueError(f"unknown corpus format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+        raise BadValue(f"unknown corpus format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     required, optional = _SPEC_KEYS[fmt]
     missing = sorted(required - set(spec))
     if missing:
-        raise ValueError(f"{fmt} spec lacks {', '.join(map(repr, missing))}; it takes "
-                         f"{', '.join(sorted(required | optional))}")
+        raise BadValue(f"{fmt} spec lacks {', '.join(map(repr, missing))}; it takes "
+                       f"{', '.join(sorted(required | optional))}")
     unknown = sorted(set(spec) - required - optional)
     if unknown:
-        raise ValueError(f"{fmt} spec has unknown keys {unknown}; valid keys: "
-                         f"{', '.join(sorted(required | optional | {'format'}))}")
+        raise BadValue(f"{fmt} spec has unknown keys {unknown}; valid keys: "
+                       f"{', '.join(sorted(required | optional | {'format'}))}")
     if fmt in _FILE_READERS:
         paths = spec.pop("paths")
         if not isinstance(paths, (str, os.PathLike)):

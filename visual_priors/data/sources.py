@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visual_priors.errors import BadFile, BadValue, MissingFile
 from visual_priors.world import GENRES
 
 STDLIB = "python_stdlib"
@@ -288,7 +289,7 @@ def get_source(name: str | Source) -> Source:
     if isinstance(name, (Source, FileSource)):
         return name
     if name not in SOURCES:
-        raise ValueError(f"unknown source {name!r}; valid sources: {', '.join(sorted(SOURCES))}")
+        raise BadValue(f"unknown source {name!r}; valid sources: {', '.join(sorted(SOURCES))}")
     return SOURCES[name]
 
 
@@ -305,7 +306,7 @@ def _in_split(fingerprint: str, position: int, split: str, heldout_per_mille: in
     digest = hashlib.sha256(f"{fingerprint}:{position}".encode()).digest()
     heldout = int.from_bytes(digest[:4], "little") % 1000 < heldout_per_mille
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        raise BadValue(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return heldout if split == "test" else (split == "train" and not heldout)
 
 
@@ -359,11 +360,11 @@ def load_corpora(path: str | Path) -> dict[str, dict]:
     try:
         specs = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"corpora file {path} does not exist") from None
+        raise MissingFile(f"corpora file {path} does not exist") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"corpora file {path} is not valid JSON: {err}") from None
+        raise BadFile(f"corpora file {path} is not valid JSON: {err}") from None
     if not isinstance(specs, dict) or not all(isinstance(v, dict) for v in specs.values()):
-        raise ValueError(f"corpora file {path} must map source names to reader specs")
+        raise BadFile(f"corpora file {path} must map source names to reader specs")
     base = path.resolve().parent
     return {name: {**spec, "base_dir": str(base)} for name, spec in specs.items()}
 

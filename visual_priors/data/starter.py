@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from visual_priors.config.mixtures import PAPER_SOURCES  # every starter package feeds some
 from visual_priors.data.files import write_atomic
 from visual_priors.data.readers import file_sha256
+from visual_priors.errors import BadValue
 
 MANIFEST = "manifest.json"
 SOURCES_JSON = "sources.json"
@@ -689,8 +690,8 @@ def starter_package(name: str) -> StarterPackage:
     for pkg in STARTER_PACKAGES:
         if _normalise(pkg.name) == _normalise(name):
             return pkg
-    raise ValueError(f"no starter package {name!r}; the starter packages are "
-                     f"{', '.join(p.name for p in STARTER_PACKAGES)}")
+    raise BadValue(f"no starter package {name!r}; the starter packages are "
+                   f"{', '.join(p.name for p in STARTER_PACKAGES)}")
 
 
 def fetch_starter(cache_dir: str | Path, *,

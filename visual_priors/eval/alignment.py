@@ -59,6 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from visual_priors.errors import BadValue
+
 __all__ = ["METRICS", "alignment_report", "alignment_score", "best_layer_pair", "cka", "cknna",
            "cycle_knn", "default_pair_batch", "edit_distance_knn", "edit_distances", "get_metric",
            "layer_pair_scores", "layer_pair_tables", "lcs_knn", "lcs_lengths", "metric_options",
@@ -297,7 +299,7 @@ METRICS = {f.__name__: f for f in (mutual_knn, cycle_knn, lcs_knn, edit_distance
 def get_metric(name: str):
     """The metric function of that name; unknown names fail with the valid ones."""
     if name not in METRICS:
-        raise ValueError(f"unknown alignment metric {name!r}; valid: {', '.join(METRICS)}")
+        raise BadValue(f"unknown alignment metric {name!r}; valid: {', '.join(METRICS)}", "eval.alignment.metric")
     return METRICS[name]
 
 

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from visual_priors.errors import BadFile
 from visual_priors.world.language_tasks import ClozeItem, MCItem, split_last_word
 
 MC_TASKS = ("piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "copa", "sciq",
@@ -62,7 +63,7 @@ _SPLIT_WORDS = {"validation": {"validation", "valid", "val", "dev"}, "test": {"t
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 
-class TaskFormatError(ValueError):
+class TaskFormatError(BadFile):
     """A task file that is not in the layout its task needs."""
 
 

@@ -17,6 +17,7 @@ import ml_collections
 from flax import nnx
 
 from visual_priors.data import files as files_lib
+from visual_priors.errors import BadValue, MissingFile
 from visual_priors.model import vision
 from visual_priors.model.params_io import load_params, save_params
 
@@ -26,11 +27,11 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 def fingerprint(path: str | Path) -> str:
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
+        raise MissingFile(f"encoder checkpoint {path} does not exist")
     files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file()
                    and (p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".json")))
     if not files:
-        raise FileNotFoundError(f"no weights ({', '.join(WEIGHT_SUFFIXES)}) under {path}")
+        raise MissingFile(f"no weights ({', '.join(WEIGHT_SUFFIXES)}) under {path}")
     return files_lib.fingerprint(path, files)
 
 
@@ -43,7 +44,7 @@ def save_frozen(module, path: str | Path, kind: str, config, **metadata) -> None
 def metadata(path: str | Path) -> dict:
     meta_file = Path(path) / "metadata.json"
     if not meta_file.is_file():
-        raise FileNotFoundError(f"{path} holds no encoder (no metadata.json)")
+        raise MissingFile(f"{path} holds no encoder (no metadata.json)")
     return json.loads(meta_file.read_text())
 
 
@@ -55,7 +56,7 @@ def build(kind: str, config: dict):
     if kind == "cnn":
         from visual_priors.model import cnn
         return cnn.build(cfg, rngs=nnx.Rngs(0))
-    raise ValueError(f"unknown encoder kind {kind!r}; valid: vit, cnn")
+    raise BadValue(f"unknown encoder kind {kind!r}; valid: vit, cnn")
 
 
 def load_frozen(path: str | Path, feature_layer: int | None = None):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from visual_priors.errors import BadValue
 from visual_priors.model.layers import Dense, KeyStream, RMSNorm, make_param, masked_softmax_attention
 from visual_priors.parallel.mesh import with_logical_constraint
 
@@ -155,7 +156,7 @@ def remat_policy(cfg) -> str:
     if isinstance(value, bool) or value is None:
         value = "full" if value else "none"
     if value not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat policy {value!r}; valid: {', '.join(REMAT_POLICIES)}")
+        raise BadValue(f"unknown remat policy {value!r}; valid: {', '.join(REMAT_POLICIES)}", "remat")
     return value
 
 

@@ -14,9 +14,11 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from visual_priors.errors import BadFile
 
-class CheckpointMismatch(ValueError):
-    pass
+
+class CheckpointMismatch(BadFile):
+    """A checkpoint written for another model (scale, vocabulary...): never restored into this one."""
 
 
 def abstract(tree):

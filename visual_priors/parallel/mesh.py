@@ -20,6 +20,8 @@ from flax.core import spmd as core_spmd
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from visual_priors.errors import BadValue
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 DEFAULT_RULES = (
@@ -44,7 +46,7 @@ def normalize_rules(rules: Iterable | None) -> tuple:
     out = []
     for pair in rules:
         if isinstance(pair, (str, bytes)) or len(pair) != 2:
-            raise ValueError(f"a sharding rule must be a (logical name, mesh axes) pair, got {pair!r}")
+            raise BadValue(f"a sharding rule must be a (logical name, mesh axes) pair, got {pair!r}")
         name, target = pair
         if target is None or isinstance(target, str):
             targets = () if target is None else (target,)
@@ -52,7 +54,7 @@ def normalize_rules(rules: Iterable | None) -> tuple:
             targets = tuple(target)
         unknown = [t for t in targets if t not in MESH_AXES]
         if unknown:
-            raise ValueError(f"rule for {name!r} names unknown mesh axes {unknown}; valid: {MESH_AXES}")
+            raise BadValue(f"rule for {name!r} names unknown mesh axes {unknown}; valid: {MESH_AXES}")
         if not targets:
             target = None
         elif len(targets) == 1:
@@ -70,18 +72,18 @@ def _resolve_sizes(shape: dict, n: int, what: str) -> dict:
     """Fill in the one ``-1`` axis so the sizes use exactly ``n`` devices."""
     rest = [a for a, s in shape.items() if s == -1]
     if len(rest) > 1:
-        raise ValueError(f"at most one mesh axis may be -1, got {rest} in {shape}")
+        raise BadValue(f"at most one mesh axis may be -1, got {rest} in {shape}")
     bad = [a for a, s in shape.items() if s < 1 and s != -1]
     if bad:
-        raise ValueError(f"mesh axis sizes must be positive or -1, got {shape}")
+        raise BadValue(f"mesh axis sizes must be positive or -1, got {shape}")
     known = math.prod(s for s in shape.values() if s != -1)
     if n % known:
-        raise ValueError(f"mesh sizes {shape} do not divide the {what} {n}")
+        raise BadValue(f"mesh sizes {shape} do not divide the {what} {n}")
     if rest:
         shape[rest[0]] = n // known
     elif known != n:
-        raise ValueError(f"mesh sizes {shape} use {known} devices but {n} are available"
-                         "; use -1 for one axis or pass devices explicitly")
+        raise BadValue(f"mesh sizes {shape} use {known} devices but {n} are available"
+                       "; use -1 for one axis or pass devices explicitly")
     return shape
 
 
@@ -95,7 +97,7 @@ def _slices(devices: list, n_slices: int) -> list[list]:
         if None not in groups and len(groups) == n_slices:
             return [groups[k] for k in sorted(groups)]
     if len(devices) % n_slices:
-        raise ValueError(f"{len(devices)} devices do not split into {n_slices} slices")
+        raise BadValue(f"{len(devices)} devices do not split into {n_slices} slices")
     per = len(devices) // n_slices
     return [devices[i * per:(i + 1) * per] for i in range(n_slices)]
 
@@ -113,13 +115,13 @@ def make_mesh(mesh_cfg: Mapping, *, devices: Sequence | None = None) -> Mesh:
     valid = MESH_AXES + tuple(DCN_PREFIX + a for a in MESH_AXES)
     unknown = sorted(set(sizes) - set(valid))
     if unknown:
-        raise ValueError(f"unknown mesh axes {unknown}; valid axes are {valid}")
+        raise BadValue(f"unknown mesh axes {unknown}; valid axes are {valid}")
     dcn = {a: int(sizes.get(DCN_PREFIX + a, 1)) for a in MESH_AXES}
     if any(s < 1 for s in dcn.values()):
-        raise ValueError(f"across-slice sizes must be positive, got {dcn}")
+        raise BadValue(f"across-slice sizes must be positive, got {dcn}")
     n_slices = math.prod(dcn.values())
     if len(devices) % n_slices:
-        raise ValueError(f"across-slice sizes {dcn} do not divide the device count {len(devices)}")
+        raise BadValue(f"across-slice sizes {dcn} do not divide the device count {len(devices)}")
     per_slice = len(devices) // n_slices
     ici = _resolve_sizes({a: int(sizes.get(a, 1)) for a in MESH_AXES}, per_slice,
                          "device count" if n_slices == 1 else "devices per slice")

@@ -34,9 +34,11 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from visual_priors.config import stages as stages_lib, studies as studies_lib
+from visual_priors.errors import BadValue
 from visual_priors.suite import spec as spec_lib
 from visual_priors.suite.registry import Registry, worker_id
 from visual_priors.suite.runners import RUNNERS
+from visual_priors.suite.step_io import read_result
 from visual_priors.train.compile_meter import CompileMeter
 from visual_priors.train.loop import Preempted
 
@@ -69,8 +71,8 @@ class Options:
     def __init__(self, *, workers: int = 1, retries: int = 2, backoff_s: float = 10.0,
                  lease_s: float = 120.0, pack: int = 1, poll_s: float = 1.0):
         if workers < 1 or retries < 0 or pack < 1:
-            raise ValueError(f"need workers >= 1, retries >= 0 and pack >= 1; got workers={workers}, "
-                             f"retries={retries}, pack={pack}")
+            raise BadValue(f"need workers >= 1, retries >= 0 and pack >= 1; got workers={workers}, "
+                           f"retries={retries}, pack={pack}")
         self.workers, self.retries, self.backoff_s = workers, retries, backoff_s
         self.lease_s, self.pack, self.poll_s = lease_s, pack, poll_s
 
@@ -82,12 +84,12 @@ class Options:
 def plan_targets(cfg, stage: str = "evaluate", only: list[str] | None = None):
     """(runs, the steps to run up to `stage` for the chosen runs, in dependency order)."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
+        raise BadValue(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
     runs, _ = spec_lib.expand(cfg)
     if only:
         unknown = sorted(set(only) - {r.name for r in runs})
         if unknown:
-            raise ValueError(f"unknown runs {unknown}; runs of {cfg.study}: {', '.join(r.name for r in runs)}")
+            raise BadValue(f"unknown runs {unknown}; runs of {cfg.study}: {', '.join(r.name for r in runs)}")
     selected = [r for r in runs if not only or r.name in only]
     return runs, spec_lib.topological([r.steps[stage] for r in selected])
 
@@ -105,6 +107,9 @@ def run_study(cfg: ml_collections.ConfigDict, root: str | Path = "runs", *, stag
     root.mkdir(parents=True, exist_ok=True)
     runs, steps = plan_targets(cfg, stage, only)
     _check_imported_paths(cfg, steps)
+    for step in steps:  # a damaged finished output stops the study before anything runs
+        if is_done(root, step):
+            read_result(output_dir(root, step))
     registry = Registry(root / REGISTRY_FILE)
     register(registry, cfg, runs, steps)
     for step in steps:  # outputs finished by an earlier version of the registry, or copied in
@@ -330,10 +335,10 @@ def run_one(cfg, root: str | Path, name: str, *, echo=print) -> dict:
     runs, steps = spec_lib.expand(cfg)
     step = next((s for s in steps if s.name == name), None)
     if step is None:
-        raise ValueError(f"{cfg.study} has no step {name!r}; `visual-priors suite plan` lists them")
+        raise BadValue(f"{cfg.study} has no step {name!r}; `visual-priors suite plan` lists them")
     missing = [d.name for d in step.inputs if not is_done(root, d)]
     if missing:
-        raise ValueError(f"step {name} needs unfinished inputs: {', '.join(missing)}")
+        raise BadValue(f"step {name} needs unfinished inputs: {', '.join(missing)}")
     registry = Registry(root / REGISTRY_FILE)
     register(registry, cfg, runs, [step])
     if not is_done(root, step):
@@ -346,7 +351,7 @@ def run_one(cfg, root: str | Path, name: str, *, echo=print) -> dict:
     registry.close()
     if not done:
         raise StudyFailed(f"step {name} failed; `visual-priors suite status` shows its error")
-    return json.loads((output_dir(root, step) / "result.json").read_text())
+    return read_result(output_dir(root, step))
 
 
 # ---------------------------------------------------------------- several workers
@@ -484,11 +489,11 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
         step = run.steps["evaluate"]
         if not is_done(root, step):
             continue
-        res = json.loads((output_dir(root, step) / "result.json").read_text())
+        res = read_result(output_dir(root, step))
         encoder_step = step.input("features").input("encoder")
         probe = None
         if is_done(root, encoder_step):
-            probe = json.loads((output_dir(root, encoder_step) / "result.json").read_text()).get("probe_accuracy")
+            probe = read_result(output_dir(root, encoder_step)).get("probe_accuracy")
         # Curves are fitted per series: the text mixture, split further by whatever else the
         # run's grid varies (encoder, SFT set), so runs that differ in those are never pooled.
         results[run.name] = {"run": run.name, "study": run.study or cfg.study, "scale": run.scale,
@@ -498,8 +503,7 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
         # The LLM's alignment with the reference encoders (PRH), once its step has finished.
         alignment_step = run.steps.get("alignment")
         if alignment_step is not None and is_done(root, alignment_step):
-            results[run.name]["alignment"] = json.loads(
-                (output_dir(root, alignment_step) / "result.json").read_text())
+            results[run.name]["alignment"] = read_result(output_dir(root, alignment_step))
     return results
 
 

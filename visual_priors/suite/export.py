@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from visual_priors.errors import BadValue
+
 FORMATS = (".parquet", ".csv")
 
 
@@ -37,9 +39,9 @@ def table(results: list[dict]) -> pa.Table:
 def write(results: list[dict], path: str | Path) -> Path:
     path = Path(path)
     if path.suffix not in FORMATS:
-        raise ValueError(f"export to {path}: the suffix must be one of {', '.join(FORMATS)}")
+        raise BadValue(f"export to {path}: the suffix must be one of {', '.join(FORMATS)}")
     if not results:
-        raise ValueError("no finished runs to export")
+        raise BadValue("no finished runs to export")
     path.parent.mkdir(parents=True, exist_ok=True)
     t = table(results)
     if path.suffix == ".parquet":

@@ -22,10 +22,11 @@ from visual_priors.train import packed
 log = logging.getLogger(__name__)
 
 # What the runs of a group share: model, budget, schedule, seed (one initialisation serves all),
-# data epochs, checkpointing. Left out: the mixture, which packing varies; the sharding rules (one
-# device); perplexity_windows, evaluated per run after training.
-PACK_FIELDS = ("scale", "model", "tokens", "seq_len", "batch_size", "optim", "seed", "max_epochs",
-               "grad_accum", "ckpt_every", "keep_every", "log_every", "mesh")
+# data epochs, and the run options of one program (accumulation, remat, checkpointing, logging,
+# mesh). Left out: the mixture, which packing varies; the sharding rules (one device);
+# perplexity_windows, evaluated per run after training.
+PACK_FIELDS = ("scale", "model", "tokens", "seq_len", "batch_size", "optim", "seed", "max_epochs")
+PACK_OPTIONS = ("grad_accum", "remat", "ckpt_every", "keep_every", "log_every", "mesh")
 
 
 def pack_key(step) -> tuple | None:
@@ -34,9 +35,10 @@ def pack_key(step) -> tuple | None:
     if step.kind != "pretrain":
         return None
     f = step.fields
-    if not f["tokens"] or not _one_device(f["mesh"]):
+    if not f["tokens"] or not _one_device(step.options["mesh"]):
         return None
-    return tuple(json.dumps(f.get(name), sort_keys=True) for name in PACK_FIELDS)
+    return (tuple(json.dumps(f.get(name), sort_keys=True) for name in PACK_FIELDS)
+            + tuple(json.dumps(step.options.get(name), sort_keys=True) for name in PACK_OPTIONS))
 
 
 def _one_device(mesh_cfg) -> bool:
@@ -56,16 +58,15 @@ def run_pretrain_packed(steps: list, outs: list[Path], locate: Locate) -> list[d
     advance together: they are trained one by one instead, each from its own checkpoint, with
     "packed": 1."""
     _check_group(steps, outs)
-    f = steps[0].fields
     cfgs = [steps_lib.pretrain_config(s, locate) for s in steps]
-    first = steps_lib.new_llm(cfgs[0], f, mesh_lib.make_mesh(f["mesh"]))
+    first = steps_lib.new_llm(cfgs[0], steps[0], mesh_lib.make_mesh(steps[0].options["mesh"]))
     # One seed and one shape: every run starts from the initialisation it would have alone.
     models = [first] + [nnx.clone(first) for _ in steps[1:]]
     datas = [steps_lib.pretrain_data(s, locate) for s in steps]
     try:
         results = packed.run(models, steps_lib.pretrain_loss, datas, workdirs=[Path(o) / "work" for o in outs],
                              names=[f"{s.name} ({d.mixture.name})" for s, d in zip(steps, datas)],
-                             **steps_lib.pretrain_options(f, cfgs[0]))
+                             **steps_lib.pretrain_options(steps[0], cfgs[0]))
     except packed.UnevenResume as err:
         log.warning("%s", err)
         return [{**steps_lib.run_pretrain(s, Path(o), locate), "packed": 1} for s, o in zip(steps, outs)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from visual_priors.config import scales
+from visual_priors.errors import BadValue
 from visual_priors.model import vision
 from visual_priors.suite import spec as spec_lib
 from visual_priors.train import flops
@@ -25,9 +26,9 @@ TRAINED = ("pretrain", "align", "sft", "encoder")
 
 def plan(cfg, *, mfu: float = 0.4, chip: str = "h100") -> dict:
     if chip not in PEAK_TFLOPS:
-        raise ValueError(f"unknown chip {chip!r}; valid chips: {', '.join(PEAK_TFLOPS)}")
+        raise BadValue(f"unknown chip {chip!r}; valid chips: {', '.join(PEAK_TFLOPS)}")
     if not 0 < mfu <= 1:
-        raise ValueError(f"MFU must be in (0, 1], got {mfu}")
+        raise BadValue(f"MFU must be in (0, 1], got {mfu}")
     runs, steps = spec_lib.expand(cfg)
     need = {run.name: spec_lib.topological([run.steps["evaluate"]]) for run in runs}
     users, studies_of = Counter(), defaultdict(set)
@@ -48,9 +49,9 @@ def plan(cfg, *, mfu: float = 0.4, chip: str = "h100") -> dict:
         entry["hashes"].update(s.hash for s in need[run.name])
     kinds = {s.hash: s.kind for s in steps}
     per_study = {name: {"runs": e["runs"], "llms": sum(1 for h in e["hashes"] if kinds[h] == "pretrain"),
-                        "steps": len(e["hashes"]),
-                        "shared_with_other_studies": sum(1 for h in e["hashes"] if len(studies_of[h]) > 1),
-                        "flops": sum(cost[h] for h in e["hashes"])}
+                       "steps": len(e["hashes"]),
+                       "shared_with_other_studies": sum(1 for h in e["hashes"] if len(studies_of[h]) > 1),
+                       "flops": sum(cost[h] for h in e["hashes"])}
                  for name, e in studies.items()}
     hours = {c: device_hours(total, c, mfu) for c in PEAK_TFLOPS}
     return {

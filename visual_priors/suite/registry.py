@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from visual_priors.errors import BadFile
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
     hash TEXT PRIMARY KEY,
@@ -64,7 +66,12 @@ class Registry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        try:  # the first statement that reads the file: nothing has been written to it yet
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise BadFile(f"not an SQLite registry ({err}); it was left as it is: move it aside to start "
+                          "a new one", self.path) from None
         self.db.executescript(SCHEMA)
         with self._tx():
             have = {r["name"] for r in self.db.execute("PRAGMA table_info(steps)")}

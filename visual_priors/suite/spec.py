@@ -21,6 +21,7 @@ from visual_priors.config import mixtures, stages as stages_lib
 from visual_priors.config.studies import grids
 from visual_priors.data import sources as sources_lib
 from visual_priors.data.labelling import config_for_source
+from visual_priors.errors import BadValue
 from visual_priors.eval import alignment as alignment_lib
 from visual_priors.model import encoders as encoders_lib
 from visual_priors.world import WORLD_VERSION
@@ -38,7 +39,8 @@ HASH_LEN = 12
 # (encoder 3 / features 5 / align 3 / language 2 / evaluate 4 / sft 3: the signal chain:
 # five probes, the naming hop, text knowledge, described questions and paired scores; image
 # tokens after the text's BOS.)
-VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 3, "encoder": 3, "features": 5,
+# (pretrain 4: mesh, sharding rules, cadence, microbatching and remat moved to run options.)
+VERSIONS = {"tokenizer": 1, "shards": 3, "labels": 1, "pretrain": 4, "encoder": 3, "features": 5,
             "align": 3, "sft": 3, "evaluate": 4, "language": 2, "real_features": 1, "alignment": 1}
 
 
@@ -47,7 +49,8 @@ class Step:
     kind: str
     fields: dict
     inputs: tuple[Step, ...] = ()
-    # How to run it, not what it makes (e.g. worker processes): not part of the identity.
+    # How to run it, not what it makes (worker processes, mesh, logging and checkpoint
+    # cadence): the runner honours them, but they are not part of the identity.
     options: dict = dataclasses.field(default_factory=dict)
     # Steps planned wherever this one is, without being its inputs: they neither enter its
     # identity nor wait for it (a run's evaluation brings along its LLM's alignment step).
@@ -74,8 +77,9 @@ class Step:
         return [s for s in self.inputs if s.kind == kind]
 
     def spec(self) -> dict:
+        """Identity and inputs, plus the options it was planned with (a record, not hashed)."""
         return {"kind": self.kind, "hash": self.hash, "fields": self.fields,
-                "inputs": [s.name for s in self.inputs]}
+                "inputs": [s.name for s in self.inputs], "options": self.options}
 
 
 def _jsonable(x):
@@ -169,18 +173,19 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
         "dtype": cfg.features.dtype, "benchmarks": bench_files}, (feats.input("encoder"),))
         for name, feats in features.items()} if bench_files else {}
 
+    model = _plain(cfg.pretrain.model)
+    pretrain_options = {**{k: model.pop(k) for k in PRETRAIN_MODEL_OPTIONS if k in model},
+                        **pretrain_run_options(cfg)}
+
     def pretrain_step(scale: str, mixture: mixtures.Mixture, tokens: int) -> Step:
         return Step("pretrain", {
             "scale": scale, "mixture": _plain(mixture.spec), "tokens": tokens, "seed": cfg.seed,
             "max_epochs": cfg.data.max_epochs,
             "seq_len": cfg.pretrain.seq_len, "batch_size": cfg.pretrain.batch_size,
-            "optim": _plain(cfg.pretrain.optim), "mesh": _plain(cfg.mesh),
-            "rules": _plain(cfg.rules), "ckpt_every": cfg.pretrain.ckpt_every,
-            "log_every": cfg.pretrain.log_every, "keep_every": cfg.pretrain.keep_every,
-            "grad_accum": cfg.pretrain.grad_accum, "model": _plain(cfg.pretrain.model),
+            "optim": _plain(cfg.pretrain.optim), "model": model,
             "perplexity_windows": cfg.eval.perplexity_windows},
             (tokenizer, *(shards[s] for s in mixture.sources), *(labels[s] for s in mixture.sources),
-             *(heldout[s] for s in all_sources)))
+             *(heldout[s] for s in all_sources)), pretrain_options)
 
     runs, names = [], set()
     for grid in study_grids:
@@ -225,8 +230,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                 name = f"{grid.name}/{name}"
                                 series = f"{grid.name}: {series}"
                             if name in names:
-                                raise ValueError(f"study {cfg.study!r} has two runs named {name!r}; "
-                                                 "give its grids distinct names")
+                                raise BadValue(f"study {cfg.study!r} has two runs named {name!r}; "
+                                               "give its grids distinct names")
                             names.add(name)
                             run_steps = {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}
                             if llm_alignment:
@@ -235,6 +240,19 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                                             encoder=encoder, sft_set=sft_set.name, study=grid.study,
                                             series=series))
     return runs, topological([r.steps["evaluate"] for r in runs])
+
+
+# Model settings that change memory and speed, not the parameters a run ends with.
+PRETRAIN_MODEL_OPTIONS = ("remat",)
+
+
+def pretrain_run_options(cfg) -> dict:
+    """How a pretrain step runs, kept out of its identity: a checkpoint restores onto any mesh
+    and sharding, microbatches add up to the same update, and cadence only decides what is
+    logged and kept (numbers may differ in the last bits, as on any other device count)."""
+    return {"mesh": _plain(cfg.mesh), "rules": _plain(cfg.rules),
+            "ckpt_every": cfg.pretrain.ckpt_every, "keep_every": cfg.pretrain.keep_every,
+            "log_every": cfg.pretrain.log_every, "grad_accum": cfg.pretrain.grad_accum}
 
 
 def token_label(tokens: int) -> str:
@@ -281,9 +299,9 @@ def _colour_settings(colour: dict | None) -> dict | None:
     fields = {k: v for k, v in colour.items() if k != "enabled"}
     for key in ("n_images", "n_pairs", "mds_inits", "n_permutations"):
         if int(fields[key]) < 1:
-            raise ValueError(f"eval.alignment.colour.{key} must be positive, got {fields[key]}")
+            raise BadValue(f"eval.alignment.colour.{key} must be positive, got {fields[key]}")
     if not 1 <= int(fields["grid_levels"]) <= 256:
-        raise ValueError(f"eval.alignment.colour.grid_levels must be in 1..256, got {fields['grid_levels']}")
+        raise BadValue(f"eval.alignment.colour.grid_levels must be in 1..256, got {fields['grid_levels']}")
     return fields
 
 

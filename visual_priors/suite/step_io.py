@@ -3,7 +3,6 @@ saving or restoring a module's parameters."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import ml_collections
 from flax import nnx
 
 from visual_priors.data import tokenizer as tokenizer_lib
+from visual_priors.errors import BadFile, read_json
 from visual_priors.model.params_io import load_params, save_params
 from visual_priors.world import World
 
@@ -23,11 +23,20 @@ def world_of(fields) -> World:
 
 def tokenizer_of(step, locate: Locate):
     out = locate(step.input("tokenizer"))
-    return tokenizer_lib.load_tokenizer(out / json.loads((out / "result.json").read_text())["path"])
+    return tokenizer_lib.load_tokenizer(out / read_result(out)["path"])
+
+
+def read_result(out: Path) -> dict:
+    """A finished step's ``result.json``. A damaged one is an error naming the file, and is left
+    as it is: deleting the step's directory runs the step again."""
+    try:
+        return read_json(Path(out) / "result.json", "step result")
+    except BadFile as err:
+        raise BadFile(f"{err.problem}; delete {Path(out).name}/ to run that step again", err.where) from None
 
 
 def result_of(step, locate: Locate) -> dict:
-    return json.loads((locate(step) / "result.json").read_text())
+    return read_result(locate(step))
 
 
 def as_config(d: dict) -> ml_collections.ConfigDict:

@@ -20,12 +20,14 @@ from visual_priors.config import scales
 from visual_priors.data import labelling, pipeline, segments as segments_lib
 from visual_priors.data import sources as sources_lib, tokenizer as tokenizer_lib
 from visual_priors.data.labelling import report as labelling_report
+from visual_priors.errors import BadValue
 from visual_priors.eval.language import perplexity
 from visual_priors.model import llm as llm_lib
 from visual_priors.model.convert import hf_llama
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
-from visual_priors.suite.step_io import Locate, as_config, restore_module, tokenizer_of, world_of
+from visual_priors.suite import spec as spec_lib
+from visual_priors.suite.step_io import Locate, as_config, read_result, restore_module, tokenizer_of, world_of
 from visual_priors.train import flops, loop
 from visual_priors.model.params_io import save_params
 
@@ -40,9 +42,9 @@ def _resolve(name: str, corpus: dict | None):
     spec = {k: v for k, v in corpus.items() if k != "fingerprint"}
     source = sources_lib.resolve_source(name, {name: spec})
     if source.fingerprint != corpus["fingerprint"]:
-        raise ValueError(f"corpus of source {name!r} changed since the study was planned "
-                         f"(content hash {source.fingerprint}, planned {corpus['fingerprint']}); "
-                         "plan the study again")
+        raise BadValue(f"corpus of source {name!r} changed since the study was planned "
+                       f"(content hash {source.fingerprint}, planned {corpus['fingerprint']}); "
+                       "plan the study again")
     return source
 
 
@@ -70,7 +72,7 @@ def run_shards(step, out: Path, locate: Locate) -> dict:
 
 def _segments(shard_step, locate: Locate) -> segments_lib.SegmentSet:
     out = locate(shard_step)
-    return segments_lib.SegmentSet(out / json.loads((out / "result.json").read_text())["path"])
+    return segments_lib.SegmentSet(out / read_result(out)["path"])
 
 
 def run_labels(step, out: Path, locate: Locate) -> dict:
@@ -97,7 +99,7 @@ def _pool(step, locate: Locate) -> pipeline.SegmentPool:
         shards = lab.input("shards")
         out = locate(lab)
         segs[shards.fields["source"]] = _segments(shards, locate)
-        bits[shards.fields["source"]] = np.load(out / json.loads((out / "result.json").read_text())["path"])
+        bits[shards.fields["source"]] = np.load(out / read_result(out)["path"])
     return pipeline.SegmentPool(segs, bits)
 
 
@@ -107,23 +109,23 @@ def _pool(step, locate: Locate) -> pipeline.SegmentPool:
 def llm_config(scale: str, tok) -> ml_collections.ConfigDict:
     cfg = scales.get(scale)
     if cfg.vocab_size != tok.vocab_size:
-        raise ValueError(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
-                         f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
+        raise BadValue(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
+                       f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
     return cfg
 
 
 def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
-    f = step.fields
+    f, opts = step.fields, step.options
     cfg = pretrain_config(step, locate)
-    mesh = mesh or mesh_lib.make_mesh(f["mesh"])
-    model = new_llm(cfg, f, mesh)
+    mesh = mesh or mesh_lib.make_mesh(opts["mesh"])
+    model = new_llm(cfg, step, mesh)
     data = pretrain_data(step, locate)
     if f["tokens"] == 0:  # the scale sweep's 0B point: the randomly initialised LLM itself
         result = loop.TrainResult(steps=0, first_loss=float("nan"), final_loss=float("nan"), tokens=0,
                                   tokens_per_s=0.0, elapsed_s=0.0, resumed_from=None, losses=[])
     else:
-        result = loop.run(model, pretrain_loss, data, mesh=mesh, rules=f["rules"], workdir=out / "work",
-                          **pretrain_options(f, cfg))
+        result = loop.run(model, pretrain_loss, data, mesh=mesh, rules=opts["rules"], workdir=out / "work",
+                          **pretrain_options(step, cfg))
     return finish_pretrain(step, out, locate, model, cfg, data, result)
 
 
@@ -132,14 +134,16 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
 
 def pretrain_config(step, locate: Locate) -> ml_collections.ConfigDict:
     """The LLM config of a pretrain step: its scale, checked against its tokenizer, with the
-    step's model settings (dtypes, remat, layer scan)."""
+    step's model settings (dtypes, layer scan) and its run options' remat."""
     cfg = llm_config(step.fields["scale"], tokenizer_of(step, locate))
     cfg.update(step.fields.get("model", {}))
+    cfg.update({k: step.options[k] for k in spec_lib.PRETRAIN_MODEL_OPTIONS if k in step.options})
     return cfg
 
 
-def new_llm(cfg, f: dict, mesh) -> llm_lib.Llama:
-    return mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(f["seed"])), mesh, f["rules"])
+def new_llm(cfg, step, mesh) -> llm_lib.Llama:
+    return mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(step.fields["seed"])), mesh,
+                                   step.options["rules"])
 
 
 def pretrain_data(step, locate: Locate) -> pipeline.PretrainData:
@@ -158,12 +162,14 @@ def pretrain_loss(model, batch):
     return loss, {"tokens": jnp.asarray(tokens.shape[0] * (tokens.shape[1] - 1))}
 
 
-def pretrain_options(f: dict, cfg) -> dict:
-    """The training loop's settings for a pretrain step, other than model, data and placement."""
+def pretrain_options(step, cfg) -> dict:
+    """The training loop's settings for a pretrain step, other than model, data and placement:
+    what it trains from its fields, how it logs, checkpoints and accumulates from its options."""
+    f, opts = step.fields, step.options
     return dict(steps=max(1, f["tokens"] // (f["seq_len"] * f["batch_size"])),
-                optim_cfg=as_config(f["optim"]), ckpt_every=f["ckpt_every"],
-                keep_every=f.get("keep_every", 0), log_every=f["log_every"], desc=f"pretrain {f['scale']}",
-                accum_steps=f.get("grad_accum", 1), metadata=_llm_metadata(f["scale"], cfg),
+                optim_cfg=as_config(f["optim"]), ckpt_every=opts["ckpt_every"],
+                keep_every=opts["keep_every"], log_every=opts["log_every"], desc=f"pretrain {f['scale']}",
+                accum_steps=opts["grad_accum"], metadata=_llm_metadata(f["scale"], cfg),
                 flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
 
 

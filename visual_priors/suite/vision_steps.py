@@ -12,6 +12,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.config import stages
+from visual_priors.errors import BadValue
 from visual_priors.eval import judge, probe as probe_lib
 from visual_priors.model import encoders, visual_tokens
 from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
@@ -32,12 +33,12 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
     if "import" in f:
         spec = f["import"]
         if not spec.get("path"):
-            raise ValueError("an imported encoder of this study has no checkpoint path; set "
-                             "imported_encoders.<name>.path to its directory or file")
+            raise BadValue("an imported encoder of this study has no checkpoint path; set "
+                           "imported_encoders.<name>.path to its directory or file")
         now = encoders.fingerprint(spec["path"])
         if now != spec["fingerprint"]:
-            raise ValueError(f"encoder checkpoint {spec['path']} changed since the study was planned "
-                             f"(fingerprint {now}, planned {spec['fingerprint']}); plan the study again")
+            raise BadValue(f"encoder checkpoint {spec['path']} changed since the study was planned "
+                           f"(fingerprint {now}, planned {spec['fingerprint']}); plan the study again")
         meta = encoders.import_encoder(spec, out / "encoder")
         encoder = encoders.load_frozen(out / "encoder")
         result = {"imported": spec["path"], "family": meta.get("family") or meta.get("arch"),
@@ -169,8 +170,8 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
     for name, spec in sorted(f["benchmarks"].items()):
         root = Path(spec["path"])
         if real.fingerprint(root) != spec["fingerprint"]:
-            raise ValueError(f"benchmark {name}: files under {root} changed since the study was planned; "
-                             f"plan it again")
+            raise BadValue(f"benchmark {name}: files under {root} changed since the study was planned; "
+                           f"plan it again")
         for item in real.get(name).load(root):
             row = -1
             if item.image is not None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from visual_priors.errors import BadValue
 from visual_priors.world.text_base import LABELS  # code, math, science, concept, attribute, relationship
 
 REASONING = LABELS[:3]
@@ -33,7 +34,7 @@ def with_combinations(bits: np.ndarray) -> np.ndarray:
 def label_column(name: str) -> int:
     """Index of a label (base or combination) in `ALL_LABELS`; the error lists the valid names."""
     if name not in ALL_LABELS:
-        raise ValueError(f"unknown label {name!r}; valid labels: {', '.join(ALL_LABELS)}")
+        raise BadValue(f"unknown label {name!r}; valid labels: {', '.join(ALL_LABELS)}")
     return ALL_LABELS.index(name)
 
 
@@ -70,12 +71,12 @@ def labeller_from_config(config, world=None) -> Labeller:
         config = config.to_dict()
     options = dict(config)
     if "name" not in options:
-        raise ValueError(f"a labeller config needs a name (one of {', '.join(BACKENDS)}), "
-                         f"got {sorted(options)}")
+        raise BadValue(f"a labeller config needs a name (one of {', '.join(BACKENDS)}), "
+                       f"got {sorted(options)}")
     name = options.pop("name")
     if name == "lexical" and isinstance(options.get("nouns"), str):
         if options["nouns"] != "world":
-            raise ValueError(f"nouns must be a list of words or 'world', got {options['nouns']!r}")
+            raise BadValue(f"nouns must be a list of words or 'world', got {options['nouns']!r}")
         if world is None:
             raise ValueError("nouns='world' needs a world")
         from visual_priors.data.labelling.lexical import world_nouns

@@ -25,6 +25,7 @@ import numpy as np
 
 from visual_priors.data.files import write_atomic
 from visual_priors.data.labelling import LABELS
+from visual_priors.errors import BadFile
 
 FORMAT = "visual_priors.labelling.distilled"
 FORMAT_VERSION = 1
@@ -42,7 +43,7 @@ DEFAULT_HYPER: dict[str, Any] = {
 }
 
 
-class DistilledFormatError(ValueError):
+class DistilledFormatError(BadFile):
     """A saved distilled labeller is missing, corrupt, or not what it claims to be."""
 
 

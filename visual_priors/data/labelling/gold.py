@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from visual_priors.data.labelling import LABELS, names_to_bits
+from visual_priors.errors import BadFile
 
 GOLD_PATH = Path(__file__).with_name("gold") / "starter_gold.jsonl"
 SPLITS = ("dev", "heldout")
@@ -29,7 +30,7 @@ _REQUIRED = {"id": str, "split": str, "labels": list, "source": str, "package": 
              "version": str, "licence": str, "path": str, "text": str}
 
 
-class GoldFormatError(ValueError):
+class GoldFormatError(BadFile):
     """A gold file that cannot be read; the message names the file, line and field."""
 
 

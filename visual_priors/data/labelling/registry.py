@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from visual_priors.errors import BadValue
+
 
 @runtime_checkable
 class Labeller(Protocol):
@@ -56,7 +58,7 @@ def get_labeller(spec: str, **options: Any) -> Labeller:
     """A labeller by backend name: "lexical" | "llm" | "distilled" (options as in each backend:
     `LexicalLabeller`, `LLMJudgeLabeller`, `distilled.load(path=...)`)."""
     if spec not in BACKENDS:
-        raise ValueError(f"unknown labeller {spec!r}; valid labellers: {', '.join(BACKENDS)}")
+        raise BadValue(f"unknown labeller {spec!r}; valid labellers: {', '.join(BACKENDS)}")
     factory, options = BACKENDS[spec](**options)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -64,10 +66,10 @@ def get_labeller(spec: str, **options: Any) -> Labeller:
              if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     unknown = sorted(set(options) - set(valid))
     if unknown and not takes_any:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for the {spec!r} labeller; "
-                         f"valid options: {', '.join(valid)}")
+        raise BadValue(f"unknown option(s) {', '.join(unknown)} for the {spec!r} labeller; "
+                       f"valid options: {', '.join(valid)}")
     missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty
                and p.kind is not inspect.Parameter.VAR_KEYWORD and n not in options]
     if missing:
-        raise ValueError(f"the {spec!r} labeller needs option(s) {', '.join(missing)}")
+        raise BadValue(f"the {spec!r} labeller needs option(s) {', '.join(missing)}")
     return factory(**options)

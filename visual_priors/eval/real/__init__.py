@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from visual_priors.errors import BadFile, BadValue, MissingFile
+
 __all__ = [
     "REGISTRY", "Benchmark", "BenchmarkFileError", "Item", "accuracy", "check_predictions",
     "decode_image", "general_knowledge", "get", "mle", "ocr_vision", "option_right", "percent",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class BenchmarkFileError(ValueError):
+class BenchmarkFileError(BadFile):
     """A benchmark file is missing, unreadable or not in the layout its loader expects; the
     message names the file and, where it can, the row."""
 
@@ -86,7 +88,7 @@ def fingerprint(path: str | Path) -> str:
     from visual_priors.data import files as files_lib
     root = Path(path).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"benchmark path {root} does not exist")
+        raise MissingFile(f"benchmark path {root} does not exist")
     found = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     return files_lib.fingerprint(root, found)
 
@@ -126,7 +128,7 @@ def register(bench: Benchmark) -> Benchmark:
 
 def get(name: str) -> Benchmark:
     if name not in REGISTRY:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise BadValue(f"unknown benchmark {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 

@@ -24,6 +24,7 @@ import safetensors.numpy
 from flax import nnx, traverse_util
 
 from visual_priors.config import scales
+from visual_priors.errors import BadFile, BadValue, MissingFile, read_json, read_safetensors
 from visual_priors.model.llm import Llama, stack_layers, unstack_layers
 from visual_priors.model.params_io import load_params, save_params
 
@@ -64,13 +65,13 @@ INDEX_FILE = "model.safetensors.index.json"
 def config_from_hf(hf: dict, name: str = "hf-llama") -> ml_collections.ConfigDict:
     """A scale config (the fields of ``scales.get``) from an HF Llama ``config.json`` dict."""
     if hf.get("model_type", "llama") != "llama":
-        raise ValueError(f"model_type {hf['model_type']!r} is not supported; only 'llama' is")
+        raise BadFile(f"model_type {hf['model_type']!r} is not supported; only 'llama' is", "config.json")
     missing = [k for k in _REQUIRED if k not in hf]
     if missing:
-        raise ValueError(f"config.json lacks {', '.join(missing)}")
+        raise BadFile(f"config.json lacks {', '.join(missing)}")
     for key, supported in _FIXED.items():
         if hf.get(key, supported) != supported:
-            raise ValueError(f"unsupported {key}={hf[key]!r}: only {supported!r} is implemented")
+            raise BadFile(f"unsupported {key}={hf[key]!r}: only {supported!r} is implemented", "config.json")
     heads = hf["num_attention_heads"]
     cfg = ml_collections.ConfigDict()
     cfg.name = name
@@ -96,7 +97,7 @@ def _rope_theta(hf: dict) -> float:
     if rope is None:
         return float(hf.get("rope_theta", _DEFAULTS["rope_theta"]))
     if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"unsupported rope_parameters.rope_type={rope['rope_type']!r}: only 'default' is implemented")
+        raise BadFile(f"unsupported rope_parameters.rope_type={rope['rope_type']!r}: only 'default' is implemented", "config.json")
     return float(rope.get("rope_theta", hf.get("rope_theta", _DEFAULTS["rope_theta"])))
 
 
@@ -234,7 +235,7 @@ def _without_redundant(tensors: dict, cfg) -> dict:
 def read_config(hf_dir: str | Path, dtype="float32") -> ml_collections.ConfigDict:
     """The scale config of an HF directory, named after it, with parameters in ``dtype``."""
     hf_dir = Path(hf_dir)
-    cfg = config_from_hf(json.loads((hf_dir / "config.json").read_text()), name=hf_dir.absolute().name)
+    cfg = config_from_hf(read_json(hf_dir / "config.json", "Hugging Face config"), name=hf_dir.absolute().name)
     cfg.param_dtype = jnp.dtype(dtype).name
     return cfg
 
@@ -245,15 +246,15 @@ def read_tensors(hf_dir: str | Path) -> dict[str, np.ndarray]:
     if (hf_dir / SINGLE_FILE).exists():
         files = [hf_dir / SINGLE_FILE]
     elif (hf_dir / INDEX_FILE).exists():
-        weight_map = json.loads((hf_dir / INDEX_FILE).read_text())["weight_map"]
+        weight_map = read_json(hf_dir / INDEX_FILE, "safetensors index")["weight_map"]
         files = [hf_dir / f for f in sorted(set(weight_map.values()))]
     else:
-        raise FileNotFoundError(f"{hf_dir} has neither {SINGLE_FILE} nor {INDEX_FILE}")
+        raise MissingFile(f"{hf_dir} has neither {SINGLE_FILE} nor {INDEX_FILE}")
     tensors = {}
     for f in files:
         if not f.exists():
-            raise FileNotFoundError(f"{f.name}, listed in {INDEX_FILE}, is not in {hf_dir}")
-        tensors.update(safetensors.numpy.load_file(f))
+            raise MissingFile(f"{f.name}, listed in {INDEX_FILE}, is not in {hf_dir}")
+        tensors.update(read_safetensors(f))
     return tensors
 
 
@@ -319,10 +320,10 @@ def read_checkpoint(ckpt_dir: str | Path) -> tuple[ml_collections.ConfigDict, di
     """(model config, parameter pure dict) of a checkpoint written by ``save_params``."""
     meta_file = Path(ckpt_dir) / "metadata.json"
     if not meta_file.exists():
-        raise FileNotFoundError(f"{meta_file} not found: not an LLM checkpoint written by visual-priors")
-    meta = json.loads(meta_file.read_text())
+        raise MissingFile(f"{meta_file} not found: not an LLM checkpoint written by visual-priors")
+    meta = read_json(meta_file, "checkpoint metadata")
     if meta.get("kind") != "llm":
-        raise ValueError(f"{ckpt_dir} holds a {meta.get('kind')!r} checkpoint, not an 'llm' one")
+        raise BadValue(f"{ckpt_dir} holds a {meta.get('kind')!r} checkpoint, not an 'llm' one")
     if "model" in meta:
         cfg = ml_collections.ConfigDict(meta["model"])
     else:  # the suite's pretrain step records only a standard scale's name

@@ -35,6 +35,7 @@ import numpy as np
 import safetensors
 from flax import nnx, traverse_util
 
+from visual_priors.errors import MissingFile, read_json
 from visual_priors.model import vision
 from visual_priors.model.params_io import save_params
 
@@ -343,10 +344,10 @@ def read_config(hf_dir: str | Path, dtype="float32") -> tuple[str, ml_collection
     hf_dir = Path(hf_dir)
     config_file = hf_dir / "config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"{config_file} not found: not a Hugging Face model directory")
-    hf = json.loads(config_file.read_text())
+        raise MissingFile(f"{config_file} not found: not a Hugging Face model directory")
+    hf = read_json(config_file, "Hugging Face config")
     pre_file = hf_dir / PREPROCESSOR_FILE
-    pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
+    pre = read_json(pre_file, "Hugging Face preprocessor config") if pre_file.exists() else None
     family = family_of(hf)
     pooler = False
     if family == "vit":

@@ -31,6 +31,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from visual_priors.errors import BadFile
+
 # Storage classes as torch pickles them, and the dtypes of their elements.
 _STORAGES = {
     "DoubleStorage": np.float64,
@@ -59,7 +61,7 @@ STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
-class TorchPickleError(ValueError):
+class TorchPickleError(BadFile):
     """A file that is not a torch checkpoint this reader can decode, or a missing entry."""
 
 
