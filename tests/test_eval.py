@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from visual_priors.config import scales
-from visual_priors.data.multimodal import encode_example, question_prompt
+from visual_priors.data.multimodal import answer_ids, encode_example, prompt_ids, question_prompt
 from visual_priors.eval import mle_bench
 from visual_priors.eval.language import perplexity
 from visual_priors.eval.vqa import parse_answer, score_options, summarize
@@ -101,25 +101,28 @@ def _mllm():
     return MLLM(Llama(cfg, rngs=nnx.Rngs(0)), Connector(8, cfg.d_model, rngs=nnx.Rngs(1)))
 
 
-@pytest.mark.parametrize("text_len", [40, 76, 200])
-def test_option_scores_equal_summed_answer_logprobs(text_len):
-    # 40: every question overflows (whole rows, prompts cut); 200: every prompt is run once and
-    # its options continue it; 76: some of each, in one batch.
+def test_option_scores_equal_summed_answer_logprobs():
+    # At text_len 76 the longer questions overflow (whole rows, prompts cut to fit each option)
+    # and the shorter run their prompt once with the options continuing it, in one batch.
     model, tok = _mllm(), _CharTokenizer()
+    text_len = 76
     rng = np.random.default_rng(0)
     qs = [SimpleNamespace(question=f"what is {'very ' * i}{i}?", options=("red", "blue", "dark green", "x"),
                           answer=i % 4) for i in range(5)]
+    encoded = [encode_example(tok, question_prompt(q.question, q.options), opt, text_len)
+               for q in qs for opt in q.options]
+    tokens, masks = np.stack([e[0] for e in encoded]), np.stack([e[1] for e in encoded])
+    fits = [len(prompt_ids(tok, question_prompt(q.question, q.options))) + max(len(answer_ids(tok, o)) for o in q.options)
+            <= text_len + 1 for q in qs]
+    assert any(fits) and not all(fits)
     feats = rng.normal(size=(5, 3, 8)).astype(np.float32)
+    reference = nnx.jit(lambda m, t, f: token_logprobs(m, t, f))
     for f in (feats, None):
         sums, per_token = score_options(model, tok, qs, f, text_len=text_len, batch_questions=2)
-        assert sums.shape == (5, 4)
-        for qi, q in enumerate(qs):
-            for oi, opt in enumerate(q.options):
-                tokens, mask = encode_example(tok, question_prompt(q.question, q.options), opt, text_len)
-                lp = token_logprobs(model, jnp.asarray(tokens[None]), None if f is None else jnp.asarray(f[qi:qi + 1]))
-                want = float(jnp.sum(lp[0] * mask[1:]))
-                assert sums[qi, oi] == pytest.approx(want, rel=1e-4, abs=1e-4)
-                assert per_token[qi, oi] == pytest.approx(want / mask[1:].sum(), rel=1e-4, abs=1e-4)
+        lp = reference(model, jnp.asarray(tokens), None if f is None else jnp.asarray(np.repeat(f, 4, axis=0)))
+        want = np.asarray(jnp.sum(lp * masks[:, 1:], -1)).reshape(5, 4)
+        np.testing.assert_allclose(sums, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(per_token, want / masks[:, 1:].sum(-1).reshape(5, 4), rtol=1e-4, atol=1e-4)
         if f is feats:
             with_image = sums
     assert not np.allclose(sums, with_image)  # the image changes the scores

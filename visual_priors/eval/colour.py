@@ -54,6 +54,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.spatial.distance import pdist, squareform
 
+from visual_priors.errors import BadValue
 from visual_priors.eval.alignment_features import caption_tokens, llm_features
 from visual_priors.eval.colour_space import (DEFAULT_MDS_INITS, align_similarity, mds_embedding,
                                              shuffled_alignment, srgb_to_lab)
@@ -410,10 +411,10 @@ def load_pretrained(root: str | Path, pretrain_step: str | Path):
     step_dir = Path(pretrain_step) if Path(pretrain_step).is_absolute() else root / pretrain_step
     spec = json.loads((step_dir / "spec.json").read_text())
     if spec.get("kind") != "pretrain":
-        raise ValueError(f"{step_dir} is a {spec.get('kind')!r} step, not a pretrain step")
+        raise BadValue(f"{step_dir} is a {spec.get('kind')!r} step, not a pretrain step")
     tok_name = next((s for s in spec["inputs"] if s.startswith("tokenizer-")), None)
     if tok_name is None:
-        raise ValueError(f"{step_dir} names no tokenizer input")
+        raise BadValue(f"{step_dir} names no tokenizer input")
     tok_dir = root / tok_name
     tok = load_tokenizer(tok_dir / json.loads((tok_dir / "result.json").read_text())["path"])
     world_fields = json.loads((tok_dir / "spec.json").read_text())["fields"]["world"]

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 
 import jax
 
+from visual_priors.errors import BadValue
+
+
 ENV_ADDRESS = "VP_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "VP_NUM_PROCESSES"
 ENV_PROCESS_ID = "VP_PROCESS_ID"
@@ -41,7 +44,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         return True
     mode = mode if mode is not None else os.environ.get(ENV_MODE) or None
     if mode is not None and mode not in MODES:
-        raise ValueError(f"distributed mode must be one of {MODES}, got {mode!r} "
+        raise BadValue(f"distributed mode must be one of {MODES}, got {mode!r} "
                          f"(from the argument or {ENV_MODE})")
     address = _setting(coordinator_address, ENV_ADDRESS)
     count = _int_setting(num_processes, "num_processes", ENV_NUM_PROCESSES)
@@ -52,7 +55,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
             return False
         missing = [k for k, v in given.items() if v is None]
         if missing:
-            raise ValueError(f"a multi-process run needs coordinator_address, num_processes and "
+            raise BadValue(f"a multi-process run needs coordinator_address, num_processes and "
                              f"process_id (or {ENV_MODE}=auto); missing: {', '.join(missing)}")
     _validate(address, count, index)
     _use_gloo_for_cpu_collectives()
@@ -70,10 +73,10 @@ def process_rows(global_batch_size: int, process_index: int | None = None,
     index = jax.process_index() if process_index is None else int(process_index)
     count = jax.process_count() if process_count is None else int(process_count)
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"process_index must be in [0, process_count) with process_count >= 1, "
+        raise BadValue(f"process_index must be in [0, process_count) with process_count >= 1, "
                          f"got process_index={index}, process_count={count}")
     if global_batch_size % count:
-        raise ValueError(f"the global batch size {global_batch_size} is not divisible by the "
+        raise BadValue(f"the global batch size {global_batch_size} is not divisible by the "
                          f"process count {count}; every process must read the same number of rows")
     rows = global_batch_size // count
     return slice(index * rows, (index + 1) * rows)
@@ -93,20 +96,20 @@ def _int_setting(value, name: str, env: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{source} must be an integer, got {value!r}") from None
+        raise BadValue(f"{source} must be an integer, got {value!r}") from None
 
 
 def _validate(address: str | None, count: int | None, index: int | None) -> None:
     if address is not None:
         match = _ADDRESS.match(address)
         if match is None or not 0 < int(match.group(2)) < 65536:
-            raise ValueError(f"coordinator address must be host:port (port 1-65535), got {address!r}")
+            raise BadValue(f"coordinator address must be host:port (port 1-65535), got {address!r}")
     if count is not None and count < 1:
-        raise ValueError(f"num_processes must be >= 1, got {count}")
+        raise BadValue(f"num_processes must be >= 1, got {count}")
     if index is not None and index < 0:
-        raise ValueError(f"process_id must be >= 0, got {index}")
+        raise BadValue(f"process_id must be >= 0, got {index}")
     if index is not None and count is not None and index >= count:
-        raise ValueError(f"process_id must be in [0, {count}) for num_processes={count}, got {index}")
+        raise BadValue(f"process_id must be in [0, {count}) for num_processes={count}, got {index}")
 
 
 def _use_gloo_for_cpu_collectives() -> None:
