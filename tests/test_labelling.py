@@ -533,3 +533,26 @@ def test_real_corpora_default_to_the_real_text_rules():
     # Rules named in the config, and other backends, are left as they are.
     assert config_for_source({"name": "lexical", "rules": "world"}, True)["rules"] == "world"
     assert config_for_source({"name": "distilled", "path": "x"}, True) == {"name": "distilled", "path": "x"}
+
+
+# A paper's paragraph (written for this test in the register of the starter corpus's ACL papers):
+# everyday words used as technical terms.
+PAPER = ("We fine-tune BERT on the annotated corpus and build a small classifier on top of the "
+         "encoder. Figure 2 shows the accuracy of each baseline: our model (red line) outperforms "
+         "the parser by a large margin, as can be seen in Table 3. Each parse tree is flattened "
+         "into a bag of words over a context window, and GloVe embeddings initialise the field "
+         "vectors. The upper part of Table 4 reports precision and recall after a second round of "
+         "training; the numbers in green mark the best scores, as pointed out by Smith et al.")
+
+
+def test_real_rules_read_technical_usage_as_no_sight():
+    real = get_labeller("lexical", rules="real")
+    bits = real.label([PAPER])[0]
+    assert not bits[BASE["visual_concept"]:].any(), [LABELS[j] for j in np.flatnonzero(bits)]
+    # The same cues in a description are still read, and a description of a picture inside a
+    # paper (an image caption quoted as an example) still counts.
+    assert real.label([REAL["scene"][0]])[0][BASE["visual_concept"]:].all()
+    caption = PAPER + ' For example, the image shows "a brown dog sitting on a red sofa".'
+    assert real.label([caption])[0][[BASE["visual_concept"], BASE["visual_attribute"]]].all()
+    # The world rules have no technical register: their outputs (and fingerprint) are unchanged.
+    assert get_labeller("lexical").label([PAPER])[0][BASE["visual_attribute"]]

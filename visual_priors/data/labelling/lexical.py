@@ -35,6 +35,9 @@ from visual_priors.data.labelling import LABELS
 
 # Bump whenever a rule, a word list or a default threshold changes: the fingerprint follows it.
 RULES_VERSION = "lexical-7"
+# Bump when a rule read only with rules="real" changes: real-text fingerprints follow it, the world
+# rules' fingerprints (and labels cached under them) stay.
+REAL_RULES_VERSION = "real-2"
 
 
 # Cues start at a word: right after one of these characters. A cue regex begins with this
@@ -386,6 +389,43 @@ _RELATION_REAL = _rx(
     r"faces? (?:east|west|north|south)\b", r"from the front\b", r"rest of the body\b",
 )
 
+# ----------------------------------------------------------------------- technical register
+
+# Words of technical writing about models, data and experiments (research papers, software
+# documentation). In a segment with at least TECHNICAL_TERMS_MIN distinct ones (rules="real"),
+# everyday words are technical terms ("parse tree", "context window", "GloVe", "bag of words",
+# "a large corpus", "built on top of BERT", "Figure 2 shows the accuracy", "as can be seen in
+# Table 3"): the visual labels then read only cues that describe a sight.
+_TECHNICAL = re.compile(r"\b(?:" + _alt("""
+et al dataset datasets corpus corpora baseline baselines accuracy annotated annotation annotations
+annotators embedding embeddings neural encoder decoder tokens state-of-the-art benchmark benchmarks
+hyperparameters parameters f1 bleu precision recall classifier classifiers training evaluation
+evaluate evaluated supervised unsupervised pretrained pre-trained fine-tuning fine-tuned transformer
+lstm rnn cnn bert gpt vectors vector semantic syntactic lexical parser parsing algorithm algorithms
+metric metrics experiments experimental outperforms appendix sota nlp""".split()) + r")\b")
+TECHNICAL_TERMS_MIN = 4
+# Uses that technical text gives the visual cues: figures and tables that "show" results, "we can
+# see that", size words of quantities, building "on top of" a model, "at the end of" a sentence,
+# a figure's legend ("the numbers in red", "the blue line", "(green)"), "a second round",
+# "as pointed out", "a flat structure", "the upper part of Table 5", "is above the baseline".
+_LEGEND = ("line lines curve curves bar bars dot dots point points box boxes region regions area "
+           "arrow arrows edge edges node nodes word words text font cells colour color bold shade "
+           "shaded highlight highlighted marks circles squares triangles").split()
+_TECHNICAL_USES = re.compile(
+    r"\(" + _alt(COLOURS) + r"\b|\b(?:in|by|with|as) " + _alt(COLOURS) + r"\b"
+    r"|\b" + _alt(COLOURS) + r"(?:[/ -]" + _alt(COLOURS) + r")? (?:" + _alt(_LEGEND) + r")\b"
+    r"|\b(?:first|second|third|final|next|each|every|one|another|two|three|\d+) rounds?\b"
+    r"|\brounds? of\b|\bpointed out\b|\b(?:covered in|marked with|built from|transparent|flat)\b"
+    r"|\b(?:figure|fig\.|table) \d+:|\b(?:upper|lower) (?:part|half)\b"
+    r"|\b(?:is|are|was|were|lies|lie) (?:much |slightly )?(?:above|below|larger than|smaller than"
+    r"|bigger than|wider than)"
+    r"|(?:figure|fig\.|table|image|picture|photo)s? \d+ (?:shows|showed)\b"
+    r"|\b(?:we|i|you|one) (?:can|could) (?:see|spot)\b|\bcan be seen\b|\bappeared\b"
+    r"|\b(?:on top of|at the (?:top|bottom|end|front|back|base|centre|center) of|covered (?:by|with)"
+    r"|in the (?:centre|center|middle) of|next to|far away|surrounded by)\b"
+    r"|\b(?:a|an|the|is|are|was|were|very|quite|rather|as|and) " + _alt(SIZES) + r"\b"
+    r"|\b(?:" + _alt(MATERIAL_ADJ) + r") (?!things\b|objects\b)(?=[a-z])")
+
 # ----------------------------------------------------------------------- the labeller
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
@@ -399,7 +439,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 DETAIL_WEIGHT = 0.5
 # "world": the cues that read the procedural world's genres; "real": tuned on the development half
 # of the gold set (`gold.py`) for real prose, adding a scientific-register requirement for science,
-# concept from several picturable things or a described look, and part placement phrases.
+# concept from several picturable things or a described look, and part placement phrases, and
+# reading technical writing's terms ("parse tree", "a large corpus") as no sight.
 RULES = ("world", "real")
 
 
@@ -426,7 +467,9 @@ class LexicalLabeller:
                              for m in mods))
         self._th = np.array([self.thresholds[k] for k in LABELS], np.float32)
         blob = json.dumps({"version": RULES_VERSION, "rules": rules, "nouns": self.nouns,
-                           "thresholds": self.thresholds}, sort_keys=True)
+                           "thresholds": self.thresholds,
+                           **({"real_version": REAL_RULES_VERSION} if rules == "real" else {})},
+                          sort_keys=True)
         self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -449,13 +492,16 @@ class LexicalLabeller:
             plain = " " + text.lower()
             visual = text
         visual = " " + _PROPER_COLOUR.sub("_", visual).lower()
+        real = self.rules == "real"
+        technical = real and len(set(_TECHNICAL.findall(plain))) >= TECHNICAL_TERMS_MIN
+        if technical:
+            visual = _TECHNICAL_USES.sub("_", visual)
         n_eq = 0
         for m in _EQ.finditer(plain):
             if _EQ_LEFT.search(plain, max(0, m.start() - 40), m.start()):
                 n_eq += 1
         math = (EQUATION_WEIGHT * n_eq + LATEX_WEIGHT * len(_LATEX.findall(plain))
                 + FORMULA_WEIGHT * len(_FORMULA.findall(plain)) + _MATH.score(plain))
-        real = self.rules == "real"
         science = _SCIENCE.score(plain)
         if real:
             science += MECHANISM_WEIGHT * len(_MECHANISM.findall(plain))
@@ -468,9 +514,12 @@ class LexicalLabeller:
         if real:
             relation += len(_RELATION_REAL.findall(visual))
             # Describing how things look or sit presents visible things; so does naming several.
-            concept += (PICTURABLE_WEIGHT * len(set(_PICTURABLE.findall(visual)))
-                        + DESCRIBED_WEIGHT * (attribute >= self.thresholds["visual_attribute"]
-                                              or relation >= self.thresholds["visual_relationship"]))
+            # Not in technical text, where "tree", "window" or "field" are terms and a described
+            # look is more often a figure's legend ("shown in red").
+            concept += 0.0 if technical else (
+                PICTURABLE_WEIGHT * len(set(_PICTURABLE.findall(visual)))
+                + DESCRIBED_WEIGHT * (attribute >= self.thresholds["visual_attribute"]
+                                      or relation >= self.thresholds["visual_relationship"]))
         return [code, math, science, concept, attribute, relation]
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
