@@ -19,12 +19,19 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/visual-priors suite run experiments/quickstart.py --root $(ROOT) --workers 2
 
-# Whole test files on two processes: a file's module fixtures (the micro study) run once.
+# Whole test files on two processes: a file's module fixtures (the micro study) run once. One
+# XLA compilation cache for the whole session (its test processes and the study workers they
+# start), emptied first: the many tiny studies compile the same programs.
+TEST_CACHE := .test-jax-cache
+TEST_ENV := JAX_COMPILATION_CACHE_DIR=$(abspath $(TEST_CACHE)) JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
+	rm -rf $(TEST_CACHE)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	rm -rf $(TEST_CACHE)
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
-	rm -rf $(ROOT)
+	rm -rf $(ROOT) $(TEST_CACHE)

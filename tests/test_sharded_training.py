@@ -95,6 +95,9 @@ _MESHES = _COMMON + textwrap.dedent(
 )
 
 
+# Eight host devices, three meshes and a gradient-accumulation check: about a minute, so with the
+# slow tests (one-mesh sharding stays covered by the reshard test here and tests/test_parallel.py).
+@pytest.mark.slow
 def test_meshes_match_one_device_and_state_is_created_sharded():
     res = run_with_devices(_MESHES, 8)
     for shape in ("(8, 1, 1)", "(1, 8, 1)", "(2, 2, 2)"):
