@@ -16,7 +16,6 @@ accuracy cannot).
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -92,13 +91,12 @@ def naming_hop(model, tokenizer, world, feats: np.ndarray, records: Sequence[Map
     # One compiled shape: every row cut after the longest caption, every batch the same size.
     width = int(np.max(np.nonzero(masks.any(axis=0))[0])) + 1
     tokens, masks = tokens[:, :width], masks[:, :width]
-    batches = [np.concatenate([np.arange(a, min(a + batch_size, len(tokens))),
-                               np.full(max(0, a + batch_size - len(tokens)), len(tokens) - 1)])
-               for a in range(0, len(tokens), batch_size)]
+    starts = range(0, len(tokens), batch_size)
+    batches = [np.minimum(np.arange(a, a + batch_size), len(tokens) - 1) for a in starts]  # last row repeats
     capacity = target_capacity([masks[sel] for sel in batches])
     scores = np.empty(len(tokens), np.float32)
-    for sel in batches:
-        start, stop = int(sel[0]), min(int(sel[0]) + batch_size, len(tokens))
+    for start, sel in zip(starts, batches):
+        stop = min(start + batch_size, len(tokens))
         out = _caption_logprob(model, jnp.asarray(tokens[sel]), jnp.asarray(masks[sel]),
                                jnp.asarray(np.asarray(feats)[feat_rows[sel]]), max_targets=capacity)
         scores[start:stop] = np.asarray(out)[: stop - start]

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from visual_priors.model.generate import LENGTH_BUCKET, llm_and_prefix
+from visual_priors.model.generate import llm_and_prefix, right_pad
+from visual_priors.model.scoring import target_logprobs
 
 # Continuations are padded to a multiple of this (one compiled shape for most option sets).
 CONTINUATION_BUCKET = 8
@@ -44,9 +45,7 @@ def _continuation_sums(model, prompt, lengths, conts, cont_mask, feats):
     # A continuation's last token predicts nothing scored, so it is never fed.
     positions = jnp.repeat(last, k)[:, None] + 1 + jnp.arange(c - 1)
     h_cont, _ = llm.forward_cached(flat[:, :-1], positions, cache)
-    logits = llm.logits(jnp.concatenate([h_last[:, None], h_cont], axis=1))  # [Q*K, C, V]
-    hit = flat[..., None] == jnp.arange(logits.shape[-1], dtype=flat.dtype)
-    lp = jnp.sum(jnp.where(hit, logits, 0.0), axis=-1) - jax.nn.logsumexp(logits, axis=-1)
+    lp = target_logprobs(llm.logits(jnp.concatenate([h_last[:, None], h_cont], axis=1)), flat)  # [Q*K, C]
     m = cont_mask.reshape(q * k, c)
     return jnp.sum(lp * m, axis=-1).reshape(q, k), jnp.sum(m, axis=-1).reshape(q, k)
 
@@ -68,14 +67,11 @@ def continuation_logprobs(model, prompts: list[list[int]], continuations: list[l
     # One width for every batch: one compiled program per call, at the cost of some padding.
     longest = max(len(t) for c in continuations for t in c)
     width = max(2, -(-longest // CONTINUATION_BUCKET) * CONTINUATION_BUCKET)
-    prompt_width = -(-max(map(len, prompts)) // LENGTH_BUCKET) * LENGTH_BUCKET
+    prompt_width = max(map(len, prompts))
     for start in range(0, len(prompts), batch_size):
         rows = np.arange(start, min(start + batch_size, len(prompts)))
         rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[-1])])
-        prompt = np.full((len(rows), prompt_width), pad_id, np.int32)
-        for i, r in enumerate(rows):
-            prompt[i, :len(prompts[r])] = prompts[r]
-        lengths = np.array([len(prompts[r]) for r in rows], np.int32)
+        prompt, lengths = right_pad([prompts[r] for r in rows], pad_id, width=prompt_width)
         conts = np.full((len(rows), k, width), pad_id, np.int32)
         mask = np.zeros((len(rows), k, width), np.float32)
         for i, r in enumerate(rows):

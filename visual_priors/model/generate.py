@@ -113,9 +113,12 @@ def _greedy_uncached(model, tokens, lengths, feats, eos_id, pad_id, *, max_new_t
     return out
 
 
-def _right_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def right_pad(prompts: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, width] right-padded prompts and their lengths; ``width`` (default: the longest)
+    rounded up to a multiple of ``LENGTH_BUCKET``."""
     lengths = np.array([len(p) for p in prompts], np.int32)
-    width = -(-int(lengths.max()) // LENGTH_BUCKET) * LENGTH_BUCKET
+    width = -(-int(width or lengths.max()) // LENGTH_BUCKET) * LENGTH_BUCKET
     tokens = np.full((len(prompts), width), pad_id, np.int32)
     for row, prompt in enumerate(prompts):
         tokens[row, : len(prompt)] = prompt
@@ -174,7 +177,7 @@ def greedy(
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
         fill = batch_size - len(chunk)  # a short last batch repeats its last row: same shape
-        tokens, lengths = _right_pad(chunk + chunk[-1:] * fill, pad_id)
+        tokens, lengths = right_pad(chunk + chunk[-1:] * fill, pad_id)
         feats = None
         if image_feats is not None:
             f = image_feats[start:start + batch_size]

@@ -29,6 +29,14 @@ def packed_target_mask(segment_ids: jax.Array) -> jax.Array:
     return (targets == inputs) & (targets != 0)
 
 
+def target_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log-softmax of ``logits`` [..., V] read at ``targets`` [...] (float32 [...])."""
+    # The target's logit picked by comparison rather than a gather: the gather's gradient is a
+    # scatter into a zeroed [..., V] buffer, which costs more than the fused select.
+    hit = targets[..., None] == jnp.arange(logits.shape[-1], dtype=targets.dtype)
+    return jnp.sum(jnp.where(hit, logits, 0.0), axis=-1) - jax.nn.logsumexp(logits, axis=-1)
+
+
 def token_logprobs(
     model,
     tokens: jax.Array,
@@ -69,12 +77,7 @@ def token_logprobs(
         logits = model(None, inputs)
     else:
         logits = model(inputs)
-    logits = logits[:, logits.shape[1] - inputs.shape[1]:].astype(jnp.float32)
-    # The target's logit picked by comparison rather than a gather: the gather's gradient is a
-    # scatter into a zeroed [B, T, V] buffer, which costs more than the fused select.
-    hit = targets[..., None] == jnp.arange(logits.shape[-1], dtype=targets.dtype)
-    target_logit = jnp.sum(jnp.where(hit, logits, 0.0), axis=-1)
-    lp = target_logit - jax.nn.logsumexp(logits, axis=-1)
+    lp = target_logprobs(logits[:, logits.shape[1] - inputs.shape[1]:].astype(jnp.float32), targets)
     if segment_ids is not None:
         lp = jnp.where(packed_target_mask(segment_ids), lp, 0.0)
     return lp
@@ -95,8 +98,9 @@ def masked_logprobs(model, tokens: jax.Array, mask: jax.Array, feats: jax.Array 
 
     The output head and its log-softmax run only at the scored positions, gathered into
     ``max_targets`` slots (static; callers size it with ``target_capacity`` over all their
-    batches, since targets past it would be left out), not at every position: in instruction tuning and option scoring most positions are prompt
-    or image, and at the tiny scales the head over the vocabulary is most of a step's work.
+    batches, since targets past it would be left out), not at every position: in instruction
+    tuning and option scoring most positions are prompt or image, and at the tiny scales the
+    head over the vocabulary is most of a step's work.
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     weights = mask[:, 1:].astype(jnp.float32)
@@ -114,10 +118,7 @@ def masked_logprobs(model, tokens: jax.Array, mask: jax.Array, feats: jax.Array 
     count = jnp.sum(flat_w != 0)
     idx = jnp.nonzero(flat_w != 0, size=slots, fill_value=0)[0]
     filled = jnp.arange(slots) < count
-    logits = llm.logits(hidden.reshape(b * t, -1)[idx][None])[0]
-    tgt = targets.reshape(-1)[idx]
-    hit = tgt[:, None] == jnp.arange(logits.shape[-1], dtype=tgt.dtype)
-    lp = jnp.sum(jnp.where(hit, logits, 0.0), axis=-1) - jax.nn.logsumexp(logits, axis=-1)
+    lp = target_logprobs(llm.logits(hidden.reshape(b * t, -1)[idx][None])[0], targets.reshape(-1)[idx])
     lp = jnp.where(filled, lp * flat_w[idx], 0.0)
     sums = jax.ops.segment_sum(lp, idx // t, num_segments=b)
     return sums, jnp.sum(weights, axis=-1)
