@@ -68,14 +68,14 @@ def test_cached_features_equal_fresh_ones(tmp_path):
     world = World(seed=0, image_size=32)
     vit = _vit("cls")
     encoders.save_frozen(vit, tmp_path / "enc" / "encoder", "vit", vit.cfg, objective="test")
-    enc_step = Step("encoder", {"test": 1})
+    enc_step = Step(vision_steps.ImportedEncoder(world={}, checkpoint={"test": 1}, probe={}))
     wfields = {"seed": 0, "image_size": 32}
-    step = Step("features", {"world": wfields, "layer": -3, "tokens": 9, "dtype": "float32", "align": 6,
-                             "sft": 12, "eval": {"questions_per_benchmark": 1, "mle_per_bin": 1}},
+    step = Step(vision_steps.Features(world=wfields, layer=-3, tokens=9, dtype="float32", align=6, sft=12,
+                                      eval={"questions_per_benchmark": 1, "mle_per_bin": 1}),
                 (enc_step,))
     out = tmp_path / "feats"
     out.mkdir()
-    result = vision_steps.run_features(step, out, lambda s: tmp_path / "enc")
+    result = step.run(out, lambda s: tmp_path / "enc")
     assert result["tokens"] == 9 and result["patch_tokens"] == 16 and result["encoder_flops"] > 0
     cached = vision_steps.load_features(out, "align")
     # Fresh: the same encoder at the same layer on the same images, resized the same way.
@@ -268,10 +268,10 @@ def test_imported_checkpoint_runs_as_an_encoder_step_and_refuses_changed_weights
                                          num_attention_heads=2, image_size=48, patch_size=16)
                       ).save_pretrained(hf_dir)
     spec = {"path": str(hf_dir), "arch": "", "fingerprint": encoders.fingerprint(hf_dir)}
-    step = Step("encoder", {"world": {"seed": 0, "image_size": 32}, "import": spec,
-                            "probe": {"train": 56, "test": 28}})
+    step = Step(vision_steps.ImportedEncoder(world={"seed": 0, "image_size": 32}, checkpoint=spec,
+                                             probe={"train": 56, "test": 28}))
     out = tmp_path / "step"
-    result = vision_steps.run_encoder(step, out, lambda s: tmp_path)
+    result = step.run(out, lambda s: tmp_path)
     # 32 px world images are resized to the checkpoint's 48 px: a 3x3 grid of width 32.
     assert (result["family"], result["input_size"], result["patch_tokens"], result["feature_dim"]) == \
         ("clip", 48, 9, 32)
@@ -280,7 +280,7 @@ def test_imported_checkpoint_runs_as_an_encoder_step_and_refuses_changed_weights
     weights = hf_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ValueError, match="changed since the study was planned"):
-        vision_steps.run_encoder(step, tmp_path / "again", lambda s: tmp_path)
+        step.run(tmp_path / "again", lambda s: tmp_path)
 
 
 def test_a_finished_blind_pass_is_restored_not_run_again(tmp_path, monkeypatch):

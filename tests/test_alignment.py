@@ -376,7 +376,7 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
     from visual_priors.model.convert import hf_llama
     from visual_priors.model.llm import Llama
     from visual_priors.model.params_io import save_params
-    from visual_priors.suite import executor, runners, spec
+    from visual_priors.suite import executor, spec
 
     cfg = loading.load("experiments/quickstart.py:tiny", ["scales=('t1',)", "mixtures=('mix0',)",
                                                            "eval.alignment.pairs=24", *COLOUR_SMALL])
@@ -402,7 +402,7 @@ def test_alignment_step_runs_on_the_runs_llm_and_reaches_the_collected_record(tm
 
     out = tmp_path / step.name
     out.mkdir()
-    result = runners.RUNNERS["alignment"](step, out, lambda s: tmp_path / s.name)
+    result = step.run(out, lambda s: tmp_path / s.name)
     ref = result["encoders"]["supervised"]
     assert result["metric"] == "mutual_knn" and result["samples"] == 24 and result["scale"] == "t1"
     assert result["score"] == ref["score"] and 0 <= ref["score"] <= 1

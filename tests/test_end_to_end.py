@@ -8,7 +8,7 @@ import time
 import pytest
 
 from visual_priors import cli
-from visual_priors.suite import executor, runners
+from visual_priors.suite.eval_steps import Evaluate
 
 MICRO = [
     "--set", "scales=('t1',)", "--set", "tokens.t1=40000",
@@ -142,11 +142,10 @@ def test_failed_step_keeps_finished_steps(micro_root, monkeypatch, capsys):
     # A new evaluation config makes new evaluate steps; make them fail.
     extra = [*MICRO, "--set", "eval.text_len=48"]
 
-    def broken(step, out, locate):
+    def broken(self, step, out, locate):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setitem(runners.RUNNERS, "evaluate", broken)
-    monkeypatch.setattr(executor, "RUNNERS", runners.RUNNERS)
+    monkeypatch.setattr(Evaluate, "run", broken)
     before = {p.name for p in micro_root.iterdir()}
     assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra,
                      "--retries", "1", "--backoff", "0.05"]) == 1
@@ -171,21 +170,20 @@ def test_retry_gives_failed_steps_fresh_attempts_and_shows_their_log_tail(micro_
     import logging
 
     extra = [*MICRO, "--set", "eval.text_len=40"]
-    real = runners.RUNNERS["evaluate"]
+    real = Evaluate.run
 
-    def broken(step, out, locate):
+    def broken(self, step, out, locate):
         logging.getLogger("visual_priors.test").warning("scoring %s, about to fail", step.name)
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(runners.RUNNERS, "evaluate", broken)
-    monkeypatch.setattr(executor, "RUNNERS", runners.RUNNERS)
+    monkeypatch.setattr(Evaluate, "run", broken)
     assert cli.main(["suite", "run", "experiments/quickstart.py", "--root", str(micro_root), *extra,
                      "--retries", "0"]) == 1
     out = capsys.readouterr().out
     assert "log tail" in out and "about to fail" in out
     assert cli.main(["suite", "status", "--root", str(micro_root)]) == 0
     assert "about to fail" in capsys.readouterr().out
-    monkeypatch.setitem(runners.RUNNERS, "evaluate", real)
+    monkeypatch.setattr(Evaluate, "run", real)
     assert cli.main(["suite", "retry", "experiments/quickstart.py", "--root", str(micro_root), *extra]) == 0
     out = capsys.readouterr().out
     assert "2 failed steps of quickstart reset" in out and "2 steps run" in out

@@ -20,7 +20,7 @@ from test_train import _data, _lm_loss, _optim, _tiny_cfg
 from visual_priors.data import pipeline
 from visual_priors.model.llm import Llama
 from visual_priors.suite import executor, spec, steps as steps_lib
-from visual_priors.suite.packed_steps import pack_key, run_pretrain_packed
+from visual_priors.suite.packed_steps import run_pretrain_packed
 from visual_priors.suite.step_io import tokenizer_of
 from visual_priors.train import loop, packed
 
@@ -30,6 +30,10 @@ TINY = ("scales=('t1',)", "tokens.t1=4096", "pretrain.batch_size=4", "pretrain.l
         "data.pool=('code','math','web_crawl')", "data.shard_tokens=20000", "data.heldout_tokens=3000",
         "data.tokenizer_sample_chars=200000", "eval.perplexity_windows=4")
 STEPS = 8
+
+
+def pack_key(step):
+    return step.unit.pack_key(step)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,7 @@ def test_pack_key_groups_steps_that_differ_only_in_mixture(study):
     assert len(by_scale["t1"]) == len(by_scale["t2"]) == 1 and by_scale["t1"] != by_scale["t2"]
 
     def changed(**fields):
-        return dataclasses.replace(steps[0], fields={**steps[0].fields, **fields})
+        return dataclasses.replace(steps[0], unit=dataclasses.replace(steps[0].unit, **fields))
 
     def run_as(**options):
         return dataclasses.replace(steps[0], options={**steps[0].options, **options})

@@ -242,8 +242,6 @@ def test_interrupted_step_is_given_back_without_spending_an_attempt(tmp_path):
 def test_a_corpus_changed_after_planning_is_refused(tmp_path):
     import json
 
-    from visual_priors.suite import runners
-
     corpus = tmp_path / "web.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"document {i} about a red box."}) + "\n"
                               for i in range(50)))
@@ -255,7 +253,7 @@ def test_a_corpus_changed_after_planning_is_refused(tmp_path):
     with corpus.open("a") as f:
         f.write(json.dumps({"text": "one more document"}) + "\n")
     with pytest.raises(ValueError, match="corpus of source 'web_crawl' changed since the study was planned"):
-        runners.RUNNERS["tokenizer"](tokenizer, tmp_path / "out", lambda step: tmp_path)
+        tokenizer.run(tmp_path / "out", lambda step: tmp_path)
 
 
 def test_real_corpora_are_labelled_with_the_real_text_rules(tmp_path):

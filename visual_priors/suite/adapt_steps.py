@@ -9,8 +9,10 @@ state). Stage 2 can use a filtered SFT set (the SFT-data ablation) and the blind
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,10 +22,13 @@ from visual_priors.data import multimodal
 from visual_priors.data.files import write_atomic
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
 from visual_priors.model.scoring import masked_nll, target_capacity
-from visual_priors.suite import steps
+from visual_priors.config import scales
 from visual_priors.eval import signal
+from visual_priors.model import vision
+from visual_priors.suite import steps
+from visual_priors.suite.stage import Stage, Step
 from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of, world_of
-from visual_priors.suite.vision_steps import load_features
+from visual_priors.suite.vision_steps import Encoder, load_features
 from visual_priors.train import flops, loop
 
 ALIGN_RULES = (("connector/.*", True),)                       # everything else frozen
@@ -43,7 +48,7 @@ def align_rules(parts) -> tuple:
 def build_mllm(pretrain_step, locate: Locate, tok, feature_dim: int, seed: int, *,
                load_pretrained: bool = True) -> mllm_lib.MLLM:
     """The pre-trained LLM (or a blank one to be overwritten) with a fresh connector."""
-    scale = pretrain_step.fields["scale"]
+    scale = pretrain_step.unit.scale
     cfg = steps.llm_config(scale, tok)
     llm = (steps.load_llm(locate(pretrain_step), scale, tok) if load_pretrained
            else llm_lib.Llama(cfg, rngs=nnx.Rngs(0)))
@@ -106,6 +111,70 @@ def _batches(tokens, mask, feats, rows, f) -> multimodal.ExampleBatches:
     return multimodal.ExampleBatches(tokens, mask, feats, np.asarray(rows), f["batch_size"], f["seed"])
 
 
+# align/sft 2: SFT sets; 3: the signal chain (naming hop, image tokens after the text's BOS).
+ADAPT_VERSION = 3
+
+
+class _Adaptation(Stage):
+    """What both stages share: the run's owner in progress output and the training FLOPs of
+    an MLLM over their examples."""
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({owner})"
+
+    def _flops(self, step: Step, *, train_llm: bool, passes: int = 1) -> float:
+        llm = scales.get(step.input("pretrain").unit.scale)
+        feats = step.input("features")
+        encoder = feats.input("encoder").unit
+        # An imported encoder's width is not read before it runs: the LLM's stands in (it only
+        # sizes the connector, a negligible share of the step).
+        width = int(vision.vit_config(encoder.vit).width) if isinstance(encoder, Encoder) else llm.d_model
+        connector = width * llm.d_model + llm.d_model * llm.d_model
+        per_example = flops.mllm_train_flops(llm, connector, feats.unit.tokens, self.text_len,
+                                             train_llm=train_llm)
+        return per_example * self.examples * passes
+
+
+@dataclasses.dataclass(frozen=True)
+class Align(_Adaptation):
+    """Stage 1: the connector (and, in tiny, the LLM) learns to turn image features into
+    caption-predicting tokens."""
+    kind: ClassVar[str] = "align"
+    version: ClassVar[int] = ADAPT_VERSION
+    seed: int
+    examples: int
+    batch_size: int
+    train: list  # what trains: ["connector"] or ["connector", "llm"]
+    text_len: int
+    optim: dict
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_align(step, out, locate)
+
+    def flops(self, step: Step) -> float:
+        return self._flops(step, train_llm=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sft(_Adaptation):
+    """Stage 2: connector and LLM tuned on an SFT set (config/stages.py) of instructions."""
+    kind: ClassVar[str] = "sft"
+    version: ClassVar[int] = ADAPT_VERSION
+    seed: int
+    examples: int
+    batch_size: int
+    text_len: int
+    optim: dict
+    set: dict  # stages.SftSet.spec(): which examples are kept, and blind tuning
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_sft(step, out, locate)
+
+    def flops(self, step: Step) -> float:
+        # Blind tuning: a pass without images first.
+        return self._flops(step, train_llm=True, passes=2 if self.set["blind"] else 1)
+
+
 def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 1: the connector alone learns to turn image features into caption-predicting tokens."""
     f = step.fields
@@ -128,7 +197,7 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     out_result = {"train": result.to_dict(), "examples": len(examples), "flops": result.flops}
     if (feat_dir / "kinds.json").exists():  # the connector hop (H2)
         records = json.loads((feat_dir / "kinds.json").read_text())
-        out_result["naming"] = signal.naming_hop(model, tok, world_of(step.input("features").fields),
+        out_result["naming"] = signal.naming_hop(model, tok, world_of(step.input("features").unit.world),
                                                  load_features(feat_dir, "kinds"), records,
                                                  prompt=examples[0]["prompt"], text_len=f["text_len"])
     return out_result

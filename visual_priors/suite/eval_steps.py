@@ -12,10 +12,12 @@ the reference vision encoders, likewise shared.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from visual_priors.eval import alignment, alignment_features, colour, judge as j
 from visual_priors.eval import real, signal, vqa
 from visual_priors.model import encoders, generate
 from visual_priors.suite.adapt_steps import build_mllm
+from visual_priors.suite.stage import Stage, Step
 from visual_priors.suite.step_io import Locate, restore_module, result_of, tokenizer_of, world_of
 from visual_priors.suite.steps import load_llm
 from visual_priors.suite.vision_steps import load_features
@@ -38,55 +41,109 @@ def _questions(feat_dir: Path, name: str = "eval"):
     return [SimpleNamespace(**q) for q in json.loads((feat_dir / f"{name}.json").read_text())]
 
 
-def run_language(step, out: Path, locate: Locate) -> dict:
-    """Perplexity and zero-shot accuracy of the pre-trained LLM (language.run_battery)."""
-    f = step.fields
-    tok = tokenizer_of(step, locate)
-    pre = step.input("pretrain")
-    model = load_llm(locate(pre), pre.fields["scale"], tok)
-    tasks = tuple(f["tasks"]) + tuple(t for t in sorted(f.get("paths") or {}) if t not in f["tasks"])
-    world = world_of(f)
-    result = language.run_battery(model, tok, world=world, tasks=tasks, n_per_task=f["n_per_task"],
-                                  seq_len=f["seq_len"], paths=f.get("paths") or {})
-    if f.get("knowledge_questions"):  # the text-knowledge hop (H3)
-        result["knowledge"] = signal.knowledge_hop(model, tok, world, n=f["knowledge_questions"],
-                                                   seq_len=f["seq_len"])
-    return result
+@dataclasses.dataclass(frozen=True)
+class Language(Stage):
+    """Perplexity and zero-shot accuracy of one pre-trained LLM (language.run_battery) and the
+    text-knowledge hop (H3): shared by every run that adapts the LLM."""
+    kind: ClassVar[str] = "language"
+    version: ClassVar[int] = 2  # 2: the text-knowledge hop
+    world: dict
+    tasks: list
+    n_per_task: int
+    seq_len: int
+    paths: dict  # lm-eval task name -> file
+    knowledge_questions: int
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        tok = tokenizer_of(step, locate)
+        pre = step.input("pretrain")
+        model = load_llm(locate(pre), pre.unit.scale, tok)
+        tasks = tuple(self.tasks) + tuple(t for t in sorted(self.paths or {}) if t not in self.tasks)
+        world = world_of(self.world)
+        result = language.run_battery(model, tok, world=world, tasks=tasks, n_per_task=self.n_per_task,
+                                      seq_len=self.seq_len, paths=self.paths or {})
+        if self.knowledge_questions:  # the text-knowledge hop (H3)
+            result["knowledge"] = signal.knowledge_hop(model, tok, world, n=self.knowledge_questions,
+                                                       seq_len=self.seq_len)
+        return result
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({owner})"
 
 
-def run_alignment(step, out: Path, locate: Locate) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Alignment(Stage):
     """The LLM's alignment with each reference encoder on held-out world image-caption pairs:
     caption features of every LLM hidden state, image features of every encoder block, the
     best layer pair of the study metric per encoder and their mean, and PRH's metric table
-    (alignment.alignment_report). With ``colour`` in the fields, PRH's colour probe of the same
-    LLM on the world's images as well (colour.summary under ``colour``; the whole probe in
-    colour.json, its plot in colour_ab.png)."""
-    f = step.fields
-    tok = tokenizer_of(step, locate)
-    pre = step.input("pretrain")
-    world = world_of(f)
-    images, captions = alignment_features.caption_pairs(world, f["pairs"], f["seed"])
-    tokens, mask = alignment_features.caption_tokens(tok, captions, f["text_len"])
-    llm = load_llm(locate(pre), pre.fields["scale"], tok)
-    llm_feats = alignment_features.llm_features(llm, tokens, mask)
-    references = {}
-    for name, encoder_step in zip(f["encoders"], step.inputs_of("encoder"), strict=True):
-        encoder = encoders.load_frozen(locate(encoder_step) / "encoder")
-        references[name] = alignment_features.vision_features(encoder, images)
-    report = alignment.alignment_report(llm_feats, references, metric=f["metric"], topk=f["topk"], q=f["q"],
-                                        exact=f["exact"], table_metrics=f["table_metrics"],
-                                        table_topk=f["table_topk"])
-    result = {**report, "scale": pre.fields["scale"], "caption_tokens": float(mask.sum(1).mean())}
-    if f.get("colour"):
-        probe = colour.colour_probe(llm, tok, world=world, **f["colour"])
-        (out / "colour.json").write_text(json.dumps(probe, indent=1))
-        colour.plot_colour_probe(probe, out / "colour_ab.png")
-        result["colour"] = colour.summary(probe)
-    return result
+    (alignment.alignment_report). With `colour`, PRH's colour probe of the same LLM on the
+    world's images as well (colour.summary under ``colour``; the whole probe in colour.json,
+    its plot in colour_ab.png)."""
+    kind: ClassVar[str] = "alignment"
+    world: dict
+    seed: int
+    encoders: list  # reference encoders, one input step each, in this order
+    metric: str
+    topk: int
+    pairs: int
+    q: float
+    exact: bool
+    text_len: int
+    table_metrics: list
+    table_topk: int
+    colour: dict | None = None  # the colour probe's settings; None: off
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        tok = tokenizer_of(step, locate)
+        pre = step.input("pretrain")
+        world = world_of(self.world)
+        images, captions = alignment_features.caption_pairs(world, self.pairs, self.seed)
+        tokens, mask = alignment_features.caption_tokens(tok, captions, self.text_len)
+        llm = load_llm(locate(pre), pre.unit.scale, tok)
+        llm_feats = alignment_features.llm_features(llm, tokens, mask)
+        references = {}
+        for name, encoder_step in zip(self.encoders, step.inputs_of("encoder"), strict=True):
+            encoder = encoders.load_frozen(locate(encoder_step) / "encoder")
+            references[name] = alignment_features.vision_features(encoder, images)
+        report = alignment.alignment_report(llm_feats, references, metric=self.metric, topk=self.topk,
+                                            q=self.q, exact=self.exact, table_metrics=self.table_metrics,
+                                            table_topk=self.table_topk)
+        result = {**report, "scale": pre.unit.scale, "caption_tokens": float(mask.sum(1).mean())}
+        if self.colour:
+            probe = colour.colour_probe(llm, tok, world=world, **self.colour)
+            (out / "colour.json").write_text(json.dumps(probe, indent=1))
+            colour.plot_colour_probe(probe, out / "colour_ab.png")
+            result["colour"] = colour.summary(probe)
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluate(Stage):
+    """The run's MLLM on the world's benchmark families, MLE-Bench, the signal chain, free-form
+    answers, judged reasoning traces and the real benchmark files, with its LLM's language
+    results."""
+    kind: ClassVar[str] = "evaluate"
+    # 2: SFT sets; 3: sixteen families, real files, the judge; 4: the signal chain.
+    version: ClassVar[int] = 4
+    questions_per_benchmark: int
+    mle_per_bin: int
+    text_len: int
+    naming_per_kind: int
+    knowledge_questions: int
+    described_text_len: int
+    perplexity_windows: int
+    answer_tokens: int
+    judge: dict
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_evaluate(step, out, locate)
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({owner})"
 
 
 def run_evaluate(step, out: Path, locate: Locate) -> dict:
-    f = step.fields
+    f: Evaluate = step.unit
     tok = tokenizer_of(step, locate)
     feat_dir = locate(step.input("features"))
     feats = load_features(feat_dir, "eval")
@@ -96,8 +153,8 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     model = restore_module(build_mllm(pre_step, locate, tok, feats.shape[-1], 0, load_pretrained=False),
                            locate(step.input("sft")) / "mllm", {"kind": "mllm"})
 
-    sums, _ = vqa.score_options(model, tok, questions, feats, text_len=f["text_len"])
-    blind_sums, _ = vqa.score_options(model, tok, questions, None, text_len=f["text_len"])
+    sums, _ = vqa.score_options(model, tok, questions, feats, text_len=f.text_len)
+    blind_sums, _ = vqa.score_options(model, tok, questions, None, text_len=f.text_len)
     pred, blind_pred = sums.argmax(1), blind_sums.argmax(1)
 
     vqa_idx = [i for i, q in enumerate(questions) if q.category != "mle"]
@@ -128,10 +185,10 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
     }
     result.update(_signal_chain(step, locate, model, tok, vq, sums[vqa_idx], blind_sums[vqa_idx], bench_cat,
                                 chance_summary["categories"], f, out))
-    if f.get("answer_tokens"):
+    if f.answer_tokens:
         result["generated"] = _generated(model, tok, vq, np.asarray(feats)[vqa_idx], bench_cat,
-                                         f["answer_tokens"])
-    judge_cfg = f.get("judge") or {}
+                                         f.answer_tokens)
+    judge_cfg = f.judge or {}
     if judge_cfg.get("questions_per_benchmark"):
         result["judge"] = _judged(model, tok, vq, np.asarray(feats)[vqa_idx], judge_cfg, step, locate)
     for real_step in step.inputs_of("real_features"):
@@ -146,7 +203,7 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
 
 
 def _signal_chain(step, locate: Locate, model, tok, questions, image_sums, blind_sums, bench_cat: dict,
-                  chance: dict, f: dict, out: Path) -> dict:
+                  chance: dict, f: Evaluate, out: Path) -> dict:
     """Scores per condition with intervals (accuracy and the log-probability margin), image
     minus blind paired by question, the perfect-perception hop (H4: each question asked about
     the scene's description, no image), and the run's whole chain H1-H5 with its verdict.
@@ -155,7 +212,7 @@ def _signal_chain(step, locate: Locate, model, tok, questions, image_sums, blind
     groups = [q.benchmark for q in questions]
     described = [SimpleNamespace(**{**vars(q), "question": described_prompt(q.description, q.question)})
                  for q in questions]
-    described_sums, _ = vqa.score_options(model, tok, described, None, text_len=f["described_text_len"])
+    described_sums, _ = vqa.score_options(model, tok, described, None, text_len=f.described_text_len)
     scores = {"image": image_sums, "blind": blind_sums, "described": described_sums}
     conditions = {k: signal.condition_scores(v, answers, groups, bench_cat) for k, v in scores.items()}
     difference = signal.paired_difference(image_sums, blind_sums, answers, groups, bench_cat)
@@ -210,7 +267,7 @@ def _judged(model, tok, questions, feats, cfg: dict, step, locate: Locate) -> di
     if cfg.get("url"):
         judge = judge_lib.LLMReasoningJudge(cfg["url"], cfg["model"])
     else:
-        world = world_of(step.input("features").fields)
+        world = world_of(step.input("features").unit.world)
         judge = judge_lib.RuleJudge(judge_lib.world_vocabulary(world))
     out = judge_lib.summarize(traces, judge.judge(traces))
     out["judge"] = "llm:" + cfg["model"] if cfg.get("url") else "rules"
@@ -218,7 +275,7 @@ def _judged(model, tok, questions, feats, cfg: dict, step, locate: Locate) -> di
     return out
 
 
-def _real(model, tok, feat_dir: Path, f: dict) -> dict:
+def _real(model, tok, feat_dir: Path, f: Evaluate) -> dict:
     """Every real benchmark file: multiple-choice items scored by likelihood over options,
     open-ended ones by greedy answers under the benchmark's own metric; items without an image
     are scored without one. Category score = mean of its benchmarks, overall = mean of all."""
@@ -235,11 +292,11 @@ def _real(model, tok, feat_dir: Path, f: dict) -> dict:
             group_feats = np.asarray(feats[rows[idx]]) if with_image else None
             if choice:
                 sums, _ = vqa.score_options(model, tok, [items[i] for i in idx], group_feats,
-                                            text_len=f["text_len"])
+                                            text_len=f.text_len)
                 answers = [int(p) for p in sums.argmax(1)]
             else:
                 answers = generate.answer(model, tok, [items[i].question for i in idx], group_feats,
-                                          max_new_tokens=max(f.get("answer_tokens") or 0, 16), batch_size=32)
+                                          max_new_tokens=max(f.answer_tokens or 0, 16), batch_size=32)
             for i, a in zip(idx, answers):
                 pred[i] = a
     scores, categories = {}, {}

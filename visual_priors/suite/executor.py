@@ -37,8 +37,8 @@ from visual_priors.config import stages as stages_lib, studies as studies_lib
 from visual_priors.errors import BadValue
 from visual_priors.suite import spec as spec_lib
 from visual_priors.suite.registry import Registry, worker_id
-from visual_priors.suite.runners import RUNNERS
 from visual_priors.suite.step_io import read_result
+from visual_priors.suite.vision_steps import ImportedEncoder
 from visual_priors.train.compile_meter import CompileMeter
 from visual_priors.train.loop import Preempted
 
@@ -156,7 +156,7 @@ def register(registry: Registry, cfg, runs, steps) -> None:
 
 def _check_imported_paths(cfg, steps) -> None:
     """Planning allows an imported encoder without its checkpoint; running does not."""
-    if any(s.kind == "encoder" and "import" in s.fields and not s.fields["import"]["path"] for s in steps):
+    if any(isinstance(s.unit, ImportedEncoder) and not s.unit.checkpoint["path"] for s in steps):
         # The runs' encoders and the alignment references (eval.alignment.encoders) alike.
         used = sorted({e for g in studies_lib.grids(cfg) for e in g.encoders}
                       | set(cfg.eval.alignment.encoders))
@@ -206,19 +206,18 @@ def _settled(rows: dict, max_attempts: int) -> bool:
 
 
 def _packing(by_hash):
-    from visual_priors.suite.packed_steps import pack_key
-
     def accept(h, taken):
         if not taken:
             return True
-        first = pack_key(by_hash[taken[0]])
-        return first is not None and pack_key(by_hash[h]) == first
+        first = by_hash[taken[0]]
+        key = first.unit.pack_key(first)
+        return key is not None and by_hash[h].unit.pack_key(by_hash[h]) == key
     return accept
 
 
 def _run_group(group, labels, root, registry, worker, options, owner, echo) -> None:
     for label, step in zip(labels, group):
-        echo(f"{label} {_describe(step, owner)}")
+        echo(f"{label} {step.unit.describe(step, owner.get(step.hash, ''))}".rstrip())
     partials = [partial_dir(root, s) for s in group]
     for step, partial in zip(group, partials):
         partial.mkdir(parents=True, exist_ok=True)
@@ -268,7 +267,7 @@ def _run_steps(group, partials, root) -> list[dict]:
         return output_dir(root, s)
 
     if len(group) == 1:
-        return [RUNNERS[group[0].kind](group[0], partials[0], locate)]
+        return [group[0].run(partials[0], locate)]
     from visual_priors.suite.packed_steps import run_pretrain_packed
     return run_pretrain_packed(group, partials, locate)
 
@@ -505,14 +504,3 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
         if alignment_step is not None and is_done(root, alignment_step):
             results[run.name]["alignment"] = read_result(output_dir(root, alignment_step))
     return results
-
-
-def _describe(step, owner) -> str:
-    f = step.fields
-    if step.kind == "shards":
-        return f"({f['source']}, {f['split']}, {f['tokens']:,} tokens)"
-    if step.kind == "labels":
-        return f"({step.input('shards').fields['source']}, {f['labeller']['name']})"
-    if step.kind in ("pretrain", "align", "sft", "evaluate", "language"):
-        return f"({owner.get(step.hash, '')})"
-    return ""

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from visual_priors.config import scales
 from visual_priors.errors import BadValue
-from visual_priors.model import vision
 from visual_priors.suite import spec as spec_lib
-from visual_priors.train import flops
 
 # Dense bf16 peak per chip, TFLOP/s (vendor datasheets).
 PEAK_TFLOPS = {"h100": 989.0, "tpu-v4": 275.0, "tpu-v5p": 459.0}
 PAPER_GPU_HOURS = 500_000
-TRAINED = ("pretrain", "align", "sft", "encoder")
 
 
 def plan(cfg, *, mfu: float = 0.4, chip: str = "h100") -> dict:
@@ -36,7 +32,7 @@ def plan(cfg, *, mfu: float = 0.4, chip: str = "h100") -> dict:
         for step in need[run.name]:
             users[step.hash] += 1
             studies_of[step.hash].add(run.study or cfg.study)
-    cost = {s.hash: step_flops(s) for s in steps}
+    cost = {s.hash: s.unit.flops(s) for s in steps}
     by_kind_flops = Counter()
     for s in steps:
         by_kind_flops[s.kind] += cost[s.hash]
@@ -70,35 +66,3 @@ def plan(cfg, *, mfu: float = 0.4, chip: str = "h100") -> dict:
 
 def device_hours(train_flops: float, chip: str, mfu: float) -> float:
     return train_flops / (PEAK_TFLOPS[chip] * 1e12 * mfu) / 3600.0
-
-
-def step_flops(step) -> float:
-    """Training FLOPs of one step (0 for steps that train nothing)."""
-    f = step.fields
-    if step.kind == "pretrain":
-        return flops.pretrain_flops(scales.get(f["scale"]), f["tokens"], f["seq_len"])
-    if step.kind in ("align", "sft"):
-        pretrain = step.input("pretrain")
-        llm = scales.get(pretrain.fields["scale"])
-        feats = step.input("features")
-        width = _encoder_width(feats.input("encoder"), llm.d_model)
-        connector = width * llm.d_model + llm.d_model * llm.d_model
-        per_example = flops.mllm_train_flops(llm, connector, feats.fields["tokens"], f["text_len"],
-                                             train_llm=step.kind == "sft")
-        passes = 2 if step.kind == "sft" and f["set"]["blind"] else 1  # blind tuning: a pass without images
-        return per_example * f["examples"] * passes
-    if step.kind == "encoder" and "import" not in f:
-        vit = vision.vit_config(f["vit"])
-        with vit.unlocked():
-            vit.feature_layer = -1  # training runs every block
-        # Forward plus backward: three forward passes' worth per image.
-        return 3.0 * flops.vit_forward_flops(vit) * f["steps"] * f["batch_size"]
-    return 0.0
-
-
-def _encoder_width(encoder_step, default: int) -> int:
-    """A local encoder's width; for an imported one (not read before it runs) the LLM's width,
-    which only sizes the connector, a negligible share of the step."""
-    if "import" in encoder_step.fields:
-        return default
-    return int(vision.vit_config(encoder_step.fields["vit"]).width)

@@ -17,8 +17,9 @@ from visual_priors.world import World
 Locate = Callable[[object], Path]  # step -> its finished output directory
 
 
-def world_of(fields) -> World:
-    return World(seed=fields["world"]["seed"], image_size=fields["world"]["image_size"])
+def world_of(world: dict) -> World:
+    """The world a stage's `world` field names (its generator version is identity only)."""
+    return World(seed=world["seed"], image_size=world["image_size"])
 
 
 def tokenizer_of(step, locate: Locate):

@@ -1,14 +1,17 @@
-"""Text and language-model steps: tokenizer, shards, labels, pretrain. (Vision steps are in
+"""Text and language-model stages: tokenizer, shards, labels, pretrain. (Vision stages are in
 vision_steps, the adaptation stages in adapt_steps, evaluation in eval_steps.)
 
-Every function receives its step, the directory to write into and a way to find the outputs of
-its inputs, and returns a JSON-able result that the executor stores as `result.json`.
+Each stage is a unit (`stage.Stage`) of the fields that decide its result; its runner receives
+the step, the directory to write into and a way to find the outputs of its inputs, and returns
+a JSON-able result that the executor stores as `result.json`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +29,7 @@ from visual_priors.model import llm as llm_lib
 from visual_priors.model.convert import hf_llama
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
-from visual_priors.suite import spec as spec_lib
+from visual_priors.suite.stage import Stage, Step
 from visual_priors.suite.step_io import Locate, as_config, read_result, restore_module, tokenizer_of, world_of
 from visual_priors.train import flops, loop
 from visual_priors.model.params_io import save_params
@@ -48,26 +51,49 @@ def _resolve(name: str, corpus: dict | None):
     return source
 
 
-def run_tokenizer(step, out: Path, locate: Locate) -> dict:
-    f = step.fields
-    corpora = f.get("corpora", {})
-    sources = [_resolve(name, corpora.get(name)) for name in f["sources"]]
-    tok = tokenizer_lib.build_tokenizer(sources, world_of(f), f["vocab_size"], out,
-                                        sample_chars=f["sample_chars"])
-    return {"path": Path(tok.path).name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}
+@dataclasses.dataclass(frozen=True)
+class Tokenizer(Stage):
+    """One vocabulary for the whole pool of sources, so studies drawing on different sources
+    still share their common LLMs."""
+    kind: ClassVar[str] = "tokenizer"
+    world: dict
+    sources: list
+    corpora: dict  # real corpora by source name, with their content fingerprints
+    vocab_size: int
+    sample_chars: int
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        sources = [_resolve(name, self.corpora.get(name)) for name in self.sources]
+        tok = tokenizer_lib.build_tokenizer(sources, world_of(self.world), self.vocab_size, out,
+                                            sample_chars=self.sample_chars)
+        return {"path": Path(tok.path).name, "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}
 
 
-def run_shards(step, out: Path, locate: Locate) -> dict:
-    """Tokenise a source's split into labelled-to-be segments (ArrayRecord shards)."""
-    f = step.fields
-    source = _resolve(f["source"], f.get("corpus"))
-    world = world_of(f) if "world" in f else None
-    segs = segments_lib.build_segments(
-        source, world, tokenizer_of(step, locate), out, split=f["split"],
-        segment_tokens=f["segment_tokens"], n_tokens=f["tokens"] or None,
-        workers=step.options.get("workers", 0))
-    return {"path": str(segs.path.relative_to(out)), "tokens": segs.n_tokens, "segments": len(segs),
-            "documents": segs.meta["n_documents"]}
+@dataclasses.dataclass(frozen=True)
+class Shards(Stage):
+    """A source's split tokenised into labelled-to-be segments (ArrayRecord shards); the text
+    comes from the world or from a real corpus (exactly one of the two is set)."""
+    kind: ClassVar[str] = "shards"
+    version: ClassVar[int] = 3
+    source: str
+    split: str
+    tokens: int
+    segment_tokens: int
+    world: dict | None = None
+    corpus: dict | None = None
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        source = _resolve(self.source, self.corpus)
+        world = world_of(self.world) if self.world is not None else None
+        segs = segments_lib.build_segments(
+            source, world, tokenizer_of(step, locate), out, split=self.split,
+            segment_tokens=self.segment_tokens, n_tokens=self.tokens or None,
+            workers=step.options.get("workers", 0))
+        return {"path": str(segs.path.relative_to(out)), "tokens": segs.n_tokens, "segments": len(segs),
+                "documents": segs.meta["n_documents"]}
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({self.source}, {self.split}, {self.tokens:,} tokens)"
 
 
 def _segments(shard_step, locate: Locate) -> segments_lib.SegmentSet:
@@ -75,21 +101,29 @@ def _segments(shard_step, locate: Locate) -> segments_lib.SegmentSet:
     return segments_lib.SegmentSet(out / read_result(out)["path"])
 
 
-def run_labels(step, out: Path, locate: Locate) -> dict:
-    """Label every segment of a shards step; on world text also score the labels against the
-    world's truth."""
-    tok = tokenizer_of(step, locate)
-    segs = _segments(step.input("shards"), locate)
-    labeller = labelling.labeller_from_config(step.fields["labeller"])
-    bits = segments_lib.label_segments(segs, labeller, tok, path=out / "labels.npy")
-    result = {"path": "labels.npy", "labeller": labeller.name, "fingerprint": labeller.fingerprint,
-              "source": segs.source, "segments": len(segs),
-              "rates": labelling_report.label_rates({segs.source: bits})[segs.source]}
-    known = segs.truth_known
-    if known.any():
-        result["truth_segments"] = int(known.sum())
-        result["precision_recall"] = labelling_report.precision_recall(bits[known], segs.truth[known])
-    return result
+@dataclasses.dataclass(frozen=True)
+class Labels(Stage):
+    """Every segment of a shards step labelled; on world text the labels are also scored
+    against the world's truth."""
+    kind: ClassVar[str] = "labels"
+    labeller: dict
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        tok = tokenizer_of(step, locate)
+        segs = _segments(step.input("shards"), locate)
+        labeller = labelling.labeller_from_config(self.labeller)
+        bits = segments_lib.label_segments(segs, labeller, tok, path=out / "labels.npy")
+        result = {"path": "labels.npy", "labeller": labeller.name, "fingerprint": labeller.fingerprint,
+                  "source": segs.source, "segments": len(segs),
+                  "rates": labelling_report.label_rates({segs.source: bits})[segs.source]}
+        known = segs.truth_known
+        if known.any():
+            result["truth_segments"] = int(known.sum())
+            result["precision_recall"] = labelling_report.precision_recall(bits[known], segs.truth[known])
+        return result
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({step.input('shards').unit.source}, {self.labeller['name']})"
 
 
 def _pool(step, locate: Locate) -> pipeline.SegmentPool:
@@ -98,8 +132,8 @@ def _pool(step, locate: Locate) -> pipeline.SegmentPool:
     for lab in step.inputs_of("labels"):
         shards = lab.input("shards")
         out = locate(lab)
-        segs[shards.fields["source"]] = _segments(shards, locate)
-        bits[shards.fields["source"]] = np.load(out / read_result(out)["path"])
+        segs[shards.unit.source] = _segments(shards, locate)
+        bits[shards.unit.source] = np.load(out / read_result(out)["path"])
     return pipeline.SegmentPool(segs, bits)
 
 
@@ -112,6 +146,62 @@ def llm_config(scale: str, tok) -> ml_collections.ConfigDict:
         raise BadValue(f"scale {scale} expects a vocabulary of {cfg.vocab_size} but the tokenizer has "
                        f"{tok.vocab_size}; use a profile whose data.vocab_size matches the scale")
     return cfg
+
+
+# Model settings that change memory and speed, not the parameters a run ends with.
+PRETRAIN_MODEL_OPTIONS = ("remat",)
+# What the runs of a pack share besides their fields other than the mixture: the run options
+# of one program (accumulation, remat, checkpointing, logging, mesh). The sharding rules are
+# left out (one device).
+PACK_OPTIONS = ("grad_accum", "remat", "ckpt_every", "keep_every", "log_every", "mesh")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrain(Stage):
+    """An LLM pre-trained on a text mixture for a token budget (0: the initialisation itself)."""
+    kind: ClassVar[str] = "pretrain"
+    # 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config;
+    # 3: labelled 1,024-token segments, mixtures packed with document-bounded attention;
+    # 4: mesh, sharding rules, cadence, microbatching and remat moved to run options.
+    version: ClassVar[int] = 4
+    scale: str
+    mixture: dict
+    tokens: int
+    seed: int
+    max_epochs: int
+    seq_len: int
+    batch_size: int
+    optim: dict
+    model: dict
+    perplexity_windows: int
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_pretrain(step, out, locate)
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({owner})"
+
+    def flops(self, step: Step) -> float:
+        return flops.pretrain_flops(scales.get(self.scale), self.tokens, self.seq_len)
+
+    def pack_key(self, step: Step) -> tuple | None:
+        """Equal for steps that differ only in their mixture (packing varies it) and in their
+        perplexity windows (evaluated per run after training); None for a zero-token budget or
+        a mesh over more than one device."""
+        if not self.tokens or not _one_device(step.options["mesh"]):
+            return None
+        shared = {k: v for k, v in step.fields.items() if k not in ("mixture", "perplexity_windows")}
+        return (json.dumps(shared, sort_keys=True),
+                *(json.dumps(step.options.get(name), sort_keys=True) for name in PACK_OPTIONS))
+
+
+def _one_device(mesh_cfg) -> bool:
+    if jax.process_count() != 1:
+        return False
+    try:
+        return mesh_lib.make_mesh(mesh_cfg).size == 1
+    except ValueError:  # a mesh this host cannot make: left to run_pretrain to report
+        return False
 
 
 def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
@@ -135,22 +225,22 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
 def pretrain_config(step, locate: Locate) -> ml_collections.ConfigDict:
     """The LLM config of a pretrain step: its scale, checked against its tokenizer, with the
     step's model settings (dtypes, layer scan) and its run options' remat."""
-    cfg = llm_config(step.fields["scale"], tokenizer_of(step, locate))
-    cfg.update(step.fields.get("model", {}))
-    cfg.update({k: step.options[k] for k in spec_lib.PRETRAIN_MODEL_OPTIONS if k in step.options})
+    cfg = llm_config(step.unit.scale, tokenizer_of(step, locate))
+    cfg.update(step.unit.model)
+    cfg.update({k: step.options[k] for k in PRETRAIN_MODEL_OPTIONS if k in step.options})
     return cfg
 
 
 def new_llm(cfg, step, mesh) -> llm_lib.Llama:
-    return mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(step.fields["seed"])), mesh,
+    return mesh_lib.create_sharded(lambda: llm_lib.Llama(cfg, rngs=nnx.Rngs(step.unit.seed)), mesh,
                                    step.options["rules"])
 
 
 def pretrain_data(step, locate: Locate) -> pipeline.PretrainData:
-    f = step.fields
-    return pipeline.PretrainData(_pool(step, locate), f["mixture"], seq_len=f["seq_len"],
-                                 batch_size=f["batch_size"], seed=f["seed"], total_tokens=f["tokens"],
-                                 max_epochs=f["max_epochs"], process_index=jax.process_index(),
+    u = step.unit
+    return pipeline.PretrainData(_pool(step, locate), u.mixture, seq_len=u.seq_len,
+                                 batch_size=u.batch_size, seed=u.seed, total_tokens=u.tokens,
+                                 max_epochs=u.max_epochs, process_index=jax.process_index(),
                                  process_count=jax.process_count())
 
 
@@ -176,7 +266,7 @@ def pretrain_options(step, cfg) -> dict:
 def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.PretrainData,
                     result: loop.TrainResult) -> dict:
     """Save a trained LLM with its perplexities and drawn-token counts; the step's result."""
-    f = step.fields
+    u = step.unit
     params = nnx.state(model, nnx.Param).to_pure_dict()
     if cfg.get("scan_layers", False):  # saved per layer, the layout every later stage reads
         params = llm_lib.unstack_layers(params, cfg.n_layers)
@@ -184,16 +274,15 @@ def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.
     save_params(out / "llm", params, hf_llama.checkpoint_metadata(cfg))
     ppl = {}
     for s in step.inputs_of("shards"):
-        if s.fields["split"] == "test":
+        if s.unit.split == "test":
             stream = _segments(s, locate).stream()
-            ppl[s.fields["source"]] = perplexity(model, stream, seq_len=f["seq_len"],
-                                                  max_windows=f["perplexity_windows"])
+            ppl[s.unit.source] = perplexity(model, stream, seq_len=u.seq_len, max_windows=u.perplexity_windows)
     drawn = data.counter.report()  # rows of seq_len + 1 count seq_len trained tokens
     assert drawn["total"] == result.tokens, (drawn["total"], result.tokens)
     (out / "drawn.json").write_text(json.dumps(drawn, indent=2))
     return {
-        "scale": f["scale"], "params": llm_lib.count_params(cfg), "tokens": result.tokens,
-        "flops": flops.pretrain_flops(cfg, result.tokens, f["seq_len"]),
+        "scale": u.scale, "params": llm_lib.count_params(cfg), "tokens": result.tokens,
+        "flops": flops.pretrain_flops(cfg, result.tokens, u.seq_len),
         "train": result.to_dict(), "perplexity": ppl,
         "perplexity_mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None,
         "mixture": data.mixture.name, "tokens_by_source": drawn["by_source"],

@@ -3,8 +3,10 @@ and encode, once, every image the multimodal stages and the evaluation will read
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,8 @@ from tqdm.auto import tqdm
 from visual_priors.config import stages
 from visual_priors.errors import BadValue
 from visual_priors.eval import judge, probe as probe_lib
-from visual_priors.model import encoders, visual_tokens
+from visual_priors.model import encoders, vision, visual_tokens
+from visual_priors.suite.stage import Stage, Step
 from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
 from visual_priors.train import encoders as train_encoders, flops
 from visual_priors.world import BENCHMARK_CATEGORY, BENCHMARKS, SIZE_BINS
@@ -26,12 +29,60 @@ ALIGN_OFFSET = 100_000
 ENCODE_BATCH = 256
 
 
-def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
-    """A frozen encoder at `out/encoder` and how well a linear probe reads kinds from it."""
-    f = step.fields
-    world = world_of(f)
-    if "import" in f:
-        spec = f["import"]
+# Encoder 2: three local objectives or an imported checkpoint, saved as a bare frozen encoder;
+# 3: the signal chain's five probes.
+ENCODER_VERSION = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoder(Stage):
+    """A ViT trained on the world's train split with one of the local objectives, saved frozen,
+    with how well linear probes read kinds and scene facts from it."""
+    kind: ClassVar[str] = "encoder"
+    version: ClassVar[int] = ENCODER_VERSION
+    world: dict
+    seed: int
+    objective: str
+    vit: str
+    steps: int
+    batch_size: int
+    optim: dict
+    probe: dict
+    text_len: int | None = None  # contrastive only: its captions are tokenised
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        world = world_of(self.world)
+        tok = tokenizer_of(step, locate) if self.objective == "contrastive" else None
+        # Trains, then probes with self.probe's sizes.
+        encoder, result = train_encoders.train_local_encoder(self.objective, world, step.fields, out / "work",
+                                                             tokenizer=tok)
+        encoders.save_frozen(encoder, out / "encoder", "vit", encoder.cfg, objective=self.objective)
+        return _encoder_result(encoder, world, self.probe, result)
+
+    def flops(self, step: Step) -> float:
+        vit = vision.vit_config(self.vit)
+        with vit.unlocked():
+            vit.feature_layer = -1  # training runs every block
+        # Forward plus backward: three forward passes' worth per image.
+        return 3.0 * flops.vit_forward_flops(vit) * self.steps * self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportedEncoder(Stage):
+    """A public checkpoint imported into the frozen-encoder format, identified by its content
+    (`checkpoint`: the imported_encoders entry with its name and fingerprint), then probed as a
+    local one is."""
+    kind: ClassVar[str] = "encoder"
+    version: ClassVar[int] = ENCODER_VERSION
+    world: dict
+    checkpoint: dict
+    probe: dict
+
+    def identity(self) -> dict:
+        return {"world": self.world, "import": self.checkpoint, "probe": self.probe}
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        spec = self.checkpoint
         if not spec.get("path"):
             raise BadValue("an imported encoder of this study has no checkpoint path; set "
                            "imported_encoders.<name>.path to its directory or file")
@@ -41,20 +92,19 @@ def run_encoder(step, out: Path, locate: Locate, mesh=None) -> dict:
                            f"(fingerprint {now}, planned {spec['fingerprint']}); plan the study again")
         meta = encoders.import_encoder(spec, out / "encoder")
         encoder = encoders.load_frozen(out / "encoder")
+        world = world_of(self.world)
         result = {"imported": spec["path"], "family": meta.get("family") or meta.get("arch"),
-                  "probe": probe_lib.kind_probe(encoder, world, n_train=f["probe"]["train"],
-                                                n_test=f["probe"]["test"])}
-    else:
-        tok = tokenizer_of(step, locate) if f["objective"] == "contrastive" else None
-        # Trains, then probes with f["probe"]'s sizes.
-        encoder, result = train_encoders.train_local_encoder(f["objective"], world, f, out / "work",
-                                                             tokenizer=tok, mesh=mesh)
-        encoders.save_frozen(encoder, out / "encoder", "vit", encoder.cfg, objective=f["objective"])
+                  "probe": probe_lib.kind_probe(encoder, world, n_train=self.probe["train"],
+                                                n_test=self.probe["test"])}
+        return _encoder_result(encoder, world, self.probe, result)
+
+
+def _encoder_result(encoder, world, probe_sizes: dict, result: dict) -> dict:
     probe = result.pop("probe")
     check = visual_tokens.check_encoder(encoder, world.image_size, encoder.num_tokens(world.image_size))
     # The signal chain's first hop (H1): what the questions ask about, read linearly from the
     # frozen tokens of held-out images.
-    probes = probe_lib.scene_probes(encoder, world, n_train=f["probe"]["train"], n_test=f["probe"]["test"])
+    probes = probe_lib.scene_probes(encoder, world, n_train=probe_sizes["train"], n_test=probe_sizes["test"])
     return {**result, "probe": probe, "probe_accuracy": probe["accuracy"], "probes": probes,
             "patch_tokens": check.patch_tokens, "feature_dim": check.width,
             "input_size": check.input_size,
@@ -90,18 +140,52 @@ class FeatureWriter:
         self.images += len(images)
 
 
+@dataclasses.dataclass(frozen=True)
+class Features(Stage):
+    """Every image the runs will use, encoded once: the encoder is frozen, so features are
+    shared by every LLM, stage and evaluation that uses this encoder."""
+    kind: ClassVar[str] = "features"
+    # 3: chosen layer resized to a fixed token count; 4: sixteen world families; 5: the signal
+    # chain's naming images, descriptions and held-out facts.
+    version: ClassVar[int] = 5
+    world: dict
+    layer: int
+    tokens: int
+    dtype: str
+    align: int  # stage-1 pairs
+    sft: int  # stage-2 examples
+    # Only what decides which images are encoded: scoring settings leave features alone.
+    eval: dict
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_features(step, out, locate)
+
+
+@dataclasses.dataclass(frozen=True)
+class RealFeatures(Stage):
+    """The images of the real benchmark files a study names, encoded: a step of their own, so
+    adding files retrains nothing."""
+    kind: ClassVar[str] = "real_features"
+    image_size: int
+    layer: int
+    tokens: int
+    dtype: str
+    benchmarks: dict  # name -> {"path", "fingerprint"}
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        return run_real_features(step, out, locate)
+
+
 def run_features(step, out: Path, locate: Locate) -> dict:
-    """Encode every image the runs will use once: the encoder is frozen, so features are shared
-    by every LLM, stage and evaluation that uses this encoder."""
-    f = step.fields
-    world = world_of(f)
-    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", f["layer"])
-    check = visual_tokens.check_encoder(encoder, world.image_size, f["tokens"])
-    writer = FeatureWriter(encoder, f["tokens"], f["dtype"])
+    u = step.unit
+    world = world_of(u.world)
+    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", u.layer)
+    check = visual_tokens.check_encoder(encoder, world.image_size, u.tokens)
+    writer = FeatureWriter(encoder, u.tokens, u.dtype)
 
     # Stage 1: image-caption pairs.
     pairs = [world.caption_pair("train", ALIGN_OFFSET + i)
-             for i in tqdm(range(f["align"]), desc="align images", leave=False)]
+             for i in tqdm(range(u.align), desc="align images", leave=False)]
     writer.write(out / "align.npy", [p[0] for p in pairs], check.width, "encode align")
     (out / "align.json").write_text(json.dumps(
         [{"prompt": ALIGN_PROMPT, "answer": caption, "row": i} for i, (_, caption) in enumerate(pairs)]))
@@ -109,7 +193,7 @@ def run_features(step, out: Path, locate: Locate) -> dict:
     # Stage 2: instruction examples; text-only ones get feature row -1. Each image example
     # carries its perception / reasoning label for the SFT-data ablation.
     images, sft = [], []
-    for i in tqdm(range(f["sft"]), desc="sft examples", leave=False):
+    for i in tqdm(range(u.sft), desc="sft examples", leave=False):
         ex = world.instruction("train", i)
         row = -1
         if ex.image is not None:
@@ -121,7 +205,7 @@ def run_features(step, out: Path, locate: Locate) -> dict:
     (out / "sft.json").write_text(json.dumps(sft))
 
     # Evaluation: held-out scenes of every benchmark and the three MLE size bins.
-    ev = f["eval"]
+    ev = u.eval
     questions = []
     for benches in BENCHMARKS.values():
         for bench in benches:
@@ -162,12 +246,12 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
 
     from visual_priors.eval import real
     items, images = [], []
-    f = step.fields
-    image_size = f["image_size"]
-    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", f["layer"])
-    check = visual_tokens.check_encoder(encoder, image_size, f["tokens"])
-    writer = FeatureWriter(encoder, f["tokens"], f["dtype"])
-    for name, spec in sorted(f["benchmarks"].items()):
+    u = step.unit
+    image_size = u.image_size
+    encoder = encoders.load_frozen(locate(step.input("encoder")) / "encoder", u.layer)
+    check = visual_tokens.check_encoder(encoder, image_size, u.tokens)
+    writer = FeatureWriter(encoder, u.tokens, u.dtype)
+    for name, spec in sorted(u.benchmarks.items()):
         root = Path(spec["path"])
         if real.fingerprint(root) != spec["fingerprint"]:
             raise BadValue(f"benchmark {name}: files under {root} changed since the study was planned; "
@@ -182,7 +266,7 @@ def run_real_features(step, out: Path, locate: Locate) -> dict:
             items.append({**real.item_record(item), "row": row})
     writer.write(out / "real.npy", images, check.width, "encode real benchmarks")
     (out / "real.json").write_text(json.dumps(items))
-    counts = {name: sum(it["benchmark"] == name for it in items) for name in f["benchmarks"]}
+    counts = {name: sum(it["benchmark"] == name for it in items) for name in u.benchmarks}
     return {"items": counts, "images": len(images), "check": check.describe(),
             "encoder_flops": encoder_forward_flops(encoder, image_size) * writer.images}
 
