@@ -131,7 +131,6 @@ class Evaluate(Stage):
     naming_per_kind: int
     knowledge_questions: int
     described_text_len: int
-    perplexity_windows: int
     answer_tokens: int
     judge: dict
 
@@ -180,7 +179,8 @@ def run_evaluate(step, out: Path, locate: Locate) -> dict:
         # Per category: the yes/no family's chance is 1/2, the others' 1/4.
         "chance": {**chance_summary["categories"], "overall": chance_summary["overall"]},
         "mle": mle_bench.summarize(mle_acc, counts),
-        "perplexity": pre["perplexity_mean"], "final_loss": pre["train"]["final_loss"],
+        "perplexity": result_of(step.input("perplexity"), locate)["mean"],
+        "final_loss": pre["train"]["final_loss"],
         "n_questions": n_questions, "language": result_of(step.input("language"), locate),
     }
     result.update(_signal_chain(step, locate, model, tok, vq, sums[vqa_idx], blind_sums[vqa_idx], bench_cat,

@@ -25,7 +25,7 @@ from visual_priors.model import encoders as encoders_lib
 from visual_priors.suite.adapt_steps import Align, Sft
 from visual_priors.suite.eval_steps import Alignment, Evaluate, Language
 from visual_priors.suite.stage import Step, plain as _plain
-from visual_priors.suite.steps import PRETRAIN_MODEL_OPTIONS, Labels, Pretrain, Shards, Tokenizer
+from visual_priors.suite.steps import PRETRAIN_MODEL_OPTIONS, Labels, Perplexity, Pretrain, Shards, Tokenizer
 from visual_priors.suite.vision_steps import Encoder, Features, ImportedEncoder, RealFeatures
 from visual_priors.world import WORLD_VERSION
 
@@ -84,6 +84,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
             # Language ability and alignment belong to the LLM: one step each, shared by every
             # encoder and SFT set (no alignment step when the reference encoders are off).
             language = language_step(cfg, world, pretrain, data.tokenizer)
+            perplexity = Step(Perplexity(cfg.eval.perplexity_windows),
+                              (pretrain, data.tokenizer, *data.heldout.values()))
             llm_alignment = alignment_step(cfg, world, pretrain, data.tokenizer, references)
             for encoder, sft_set in itertools.product(grid.encoders, sft_sets):
                 feats = features[encoder]
@@ -91,7 +93,7 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 sft = Step(Sft(seed=cfg.seed, **_plain(cfg.sft), set=sft_set.spec()),
                            (pretrain, align, feats, data.tokenizer))
                 evaluate = Step(evaluate_unit(cfg),
-                                (pretrain, sft, feats, data.tokenizer, language,
+                                (pretrain, sft, feats, data.tokenizer, language, perplexity,
                                  *([real_features[encoder]] if real_features else [])),
                                 companions=(llm_alignment,) if llm_alignment else ())
                 name, series = _run_name(grid, scale, tokens, mixture.name, encoder, sft_set.name,
@@ -183,8 +185,8 @@ def language_step(cfg, world: dict, pretrain: Step, tokenizer: Step) -> Step:
 
 
 # Evaluation settings other steps own: the language battery, the real files (their own
-# features step) and the alignment step.
-_NOT_EVALUATE = ("language", "benchmarks", "alignment")
+# features step), the alignment step and the perplexity step.
+_NOT_EVALUATE = ("language", "benchmarks", "alignment", "perplexity_windows")
 
 
 def evaluate_unit(cfg) -> Evaluate:

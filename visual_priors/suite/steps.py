@@ -292,6 +292,26 @@ def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Perplexity(Stage):
+    """The pre-trained LLM's perplexity on each source's held-out text (at most `windows`
+    windows of its training length each) and their geometric mean: a step of its own, so
+    measuring more or fewer windows leaves the LLM alone."""
+    kind: ClassVar[str] = "perplexity"
+    windows: int
+
+    def run(self, step: Step, out: Path, locate: Locate) -> dict:
+        pre = step.input("pretrain")
+        model = load_llm(locate(pre), pre.unit.scale, tokenizer_of(step, locate))
+        ppl = {s.unit.source: perplexity(model, _segments(s, locate).stream(), seq_len=pre.unit.seq_len,
+                                         max_windows=self.windows)
+               for s in step.inputs_of("shards")}
+        return {"perplexity": ppl, "mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None}
+
+    def describe(self, step: Step, owner: str) -> str:
+        return f"({owner})"
+
+
 def _llm_metadata(scale: str, cfg) -> dict:
     """What a pre-training checkpoint must agree on to be resumed: model, vocabulary, dtypes,
     parameter layout. The mesh is not here: a checkpoint restores onto any mesh."""
