@@ -42,6 +42,10 @@ def set_of_wrong_type(tmp_path):
     return ["suite", "plan", STUDY, "--set", "pretrain.optim.lr=abc"], "pretrain.optim.lr"
 
 
+def unknown_align_parts(tmp_path):
+    return ["suite", "plan", STUDY, "--set", "align.train=('llm',)"], "align.train"
+
+
 def hf_config_not_json(tmp_path):
     hf = _hf_dir(tmp_path, b"")
     (hf / "config.json").write_text('{"hidden_size": 64, "num_hidden')
@@ -93,7 +97,7 @@ def benchmark_missing_column(tmp_path):
     return ["benchmarks", "--check", f"mme={tmp_path / 'mme.jsonl'}"], "answer"
 
 
-CASES = [set_of_wrong_type, hf_config_not_json, truncated_safetensors, not_safetensors,
+CASES = [set_of_wrong_type, unknown_align_parts, hf_config_not_json, truncated_safetensors, not_safetensors,
          registry_not_a_database, truncated_step_result, empty_corpus_file, unreadable_corpus_file,
          benchmark_missing_column]
 

@@ -83,8 +83,6 @@ def test_packed_runs_match_runs_trained_alone(study, packed_outs):
         for key in ("tokens", "mixture", "tokens_by_source", "tokens_by_label", "requested_shares"):
             assert result[key] == reference[key], key
         assert result["train"]["steps"] == STEPS and result["train"]["resumed_from"] is None
-        for source, ppl in reference["perplexity"].items():
-            assert result["perplexity"][source] == pytest.approx(ppl, rel=1e-4)
         assert (out / "drawn.json").read_text() == (alone / "drawn.json").read_text()
         assert (out / "llm" / "metadata.json").read_text() == (alone / "llm" / "metadata.json").read_text()
     # Different mixtures really were different runs.

@@ -88,6 +88,13 @@ def test_a_result_neutral_setting_plans_no_new_step(overrides, option):
     assert after and len(after) == len(before) and all(a != b for a, b in zip(after, before))
 
 
+def test_perplexity_windows_replan_the_perplexity_and_evaluate_steps_only():
+    base = {s.name for s in _planned()}
+    new = [s for s in _planned("eval.perplexity_windows=7") if s.name not in base]
+    assert {s.kind for s in new} == {"perplexity", "evaluate"}
+    assert all(s.fields["windows"] == 7 for s in new if s.kind == "perplexity")
+
+
 def test_a_learning_rate_replans_exactly_the_steps_downstream_of_pretraining():
     base = _planned()
     changed = {s.name for s in _planned("pretrain.optim.lr=0.001")}
@@ -96,8 +103,8 @@ def test_a_learning_rate_replans_exactly_the_steps_downstream_of_pretraining():
         if s.kind == "pretrain" or any(d.hash in affected for d in s.inputs):
             affected.add(s.hash)
     assert {s.hash for s in base if s.name not in changed} == affected
-    assert {s.kind for s in base if s.hash in affected} == {"pretrain", "language", "alignment", "align",
-                                                             "sft", "evaluate"}
+    assert {s.kind for s in base if s.hash in affected} == {"pretrain", "perplexity", "language", "alignment",
+                                                             "align", "sft", "evaluate"}
     assert len(changed) == len(base)
 
 

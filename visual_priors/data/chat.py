@@ -39,6 +39,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TypeVar
 
+from visual_priors.errors import BadValue
+
 T = TypeVar("T")
 
 # HTTP statuses worth retrying (besides any 5xx).
@@ -106,9 +108,9 @@ class RateLimiter:
     def __init__(self, rate: float, burst: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if not rate > 0:
-            raise ValueError(f"rate must be > 0 requests per second, got {rate}")
+            raise BadValue(f"rate must be > 0 requests per second, got {rate}")
         if not burst >= 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
+            raise BadValue(f"burst must be >= 1, got {burst}")
         self.rate, self.burst = float(rate), float(burst)
         self._clock, self._sleep = clock, sleep
         self._tokens = self.burst
@@ -149,9 +151,9 @@ class ChatClient:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if not url or not model:
-            raise ValueError("a chat client needs url= (e.g. http://localhost:8000/v1) and model=")
+            raise BadValue("a chat client needs url= (e.g. http://localhost:8000/v1) and model=")
         if max_retries < 0 or timeout <= 0:
-            raise ValueError(f"need max_retries >= 0, timeout > 0; got {max_retries}, {timeout}")
+            raise BadValue(f"need max_retries >= 0, timeout > 0; got {max_retries}, {timeout}")
         self.url = url.rstrip("/")
         self.endpoint = self.url + "/chat/completions"
         self.model = model

@@ -29,6 +29,7 @@ import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 from tqdm.auto import tqdm
 
+from visual_priors.errors import BadFile
 from visual_priors.data.files import write_atomic
 from visual_priors.data.labelling import LABELS, names_to_bits
 from visual_priors.data.sources import AnySource, FileSource, Source, world_id
@@ -241,9 +242,9 @@ class SegmentSet:
             self.shard, self.record = index["shard"], index["record"]
             self.truth, self.truth_known = index["truth"], index["truth_known"]
         except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"segment set {self.path} is corrupt ({err}); delete it to rebuild") from err
+            raise BadFile(f"segment set {self.path} is corrupt ({err}); delete it to rebuild") from err
         if len(self.lengths) != self.meta["n_segments"]:
-            raise ValueError(f"segment set {self.path} is corrupt: index has {len(self.lengths)} "
+            raise BadFile(f"segment set {self.path} is corrupt: index has {len(self.lengths)} "
                              f"segments, meta.json says {self.meta['n_segments']}")
         self._readers: dict[int, ArrayRecordReader] = {}
 
@@ -282,7 +283,7 @@ class SegmentSet:
         raw = self._reader(int(self.shard[index])).read([int(self.record[index])])[0]
         out = np.frombuffer(raw, np.int32)
         if len(out) != self.lengths[index]:
-            raise ValueError(f"segment {index} of {self.path} has {len(out)} tokens, the index says "
+            raise BadFile(f"segment {index} of {self.path} has {len(out)} tokens, the index says "
                              f"{self.lengths[index]}: the set is corrupt; delete it to rebuild")
         return out
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from visual_priors.errors import BadValue
 from visual_priors.data.files import write_atomic
 from visual_priors.data.sources import AnySource, get_sources, world_id
 
@@ -119,7 +120,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | Path, *,
     Deterministic given the texts: the input is neither sampled nor shuffled by the trainer.
     """
     if vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 byte pieces, "
+        raise BadValue(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 byte pieces, "
                          f"special ids and some merges), got {vocab_size}")
     model = io.BytesIO()
     try:
@@ -147,7 +148,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, path: str | Path, *,
     except RuntimeError as err:
         if "Vocabulary size too high" in str(err):
             # Small corpora (the embedded world) cannot fill large vocabularies.
-            raise ValueError(f"vocab_size {vocab_size} is too large for this training sample "
+            raise BadValue(f"vocab_size {vocab_size} is too large for this training sample "
                              f"({err}); use a smaller vocab_size or more text") from err
         raise
     path = Path(path)

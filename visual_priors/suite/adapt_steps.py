@@ -21,6 +21,7 @@ from flax import nnx
 from visual_priors.data import multimodal
 from visual_priors.data.files import write_atomic
 from visual_priors.model import connector as connector_lib, llm as llm_lib, mllm as mllm_lib
+from visual_priors.errors import BadValue
 from visual_priors.model.scoring import masked_nll, target_capacity
 from visual_priors.config import scales
 from visual_priors.eval import signal
@@ -41,7 +42,7 @@ def align_rules(parts) -> tuple:
     """Freeze rules of stage 1 for ``cfg.align.train``; unknown combinations fail."""
     key = tuple(parts or ("connector",))
     if key not in ALIGN_PARTS:
-        raise ValueError(f"align.train={list(key)} is not one of {[list(k) for k in ALIGN_PARTS]}")
+        raise BadValue(f"align.train={list(key)} is not one of {[list(k) for k in ALIGN_PARTS]}", "align.train")
     return ALIGN_PARTS[key]
 
 
@@ -147,6 +148,9 @@ class Align(_Adaptation):
     train: list  # what trains: ["connector"] or ["connector", "llm"]
     text_len: int
     optim: dict
+
+    def __post_init__(self):
+        align_rules(self.train)  # an unknown combination fails when the study is planned
 
     def run(self, step: Step, out: Path, locate: Locate) -> dict:
         return run_align(step, out, locate)

@@ -44,7 +44,8 @@ from visual_priors.train.loop import Preempted
 
 log = logging.getLogger(__name__)
 REGISTRY_FILE = "registry.sqlite"
-STAGES = ("pretrain", "align", "sft", "evaluate")
+# The run steps each stage command makes: an LLM comes with its held-out perplexity.
+STAGES = {"pretrain": ("pretrain", "perplexity"), "align": ("align",), "sft": ("sft",), "evaluate": ("evaluate",)}
 LOG_FILE = "log.txt"
 LOG_TAIL_LINES = 30
 
@@ -91,7 +92,7 @@ def plan_targets(cfg, stage: str = "evaluate", only: list[str] | None = None):
         if unknown:
             raise BadValue(f"unknown runs {unknown}; runs of {cfg.study}: {', '.join(r.name for r in runs)}")
     selected = [r for r in runs if not only or r.name in only]
-    return runs, spec_lib.topological([r.steps[stage] for r in selected])
+    return runs, spec_lib.topological([r.steps[kind] for r in selected for kind in STAGES[stage]])
 
 
 def run_study(cfg: ml_collections.ConfigDict, root: str | Path = "runs", *, stage: str = "evaluate",

@@ -103,7 +103,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                     raise BadValue(f"study {cfg.study!r} has two runs named {name!r}; "
                                    "give its grids distinct names")
                 names.add(name)
-                run_steps = {"pretrain": pretrain, "align": align, "sft": sft, "evaluate": evaluate}
+                run_steps = {"pretrain": pretrain, "perplexity": perplexity, "align": align, "sft": sft,
+                             "evaluate": evaluate}
                 if llm_alignment:
                     run_steps["alignment"] = llm_alignment
                 runs.append(Run(name, scale, mixture.name, tokens, run_steps, encoder=encoder,
@@ -164,10 +165,9 @@ def pretrain_step(cfg, data: _TextData, scale: str, mixture: mixtures.Mixture, t
     options = {**{k: model.pop(k) for k in PRETRAIN_MODEL_OPTIONS if k in model}, **pretrain_run_options(cfg)}
     unit = Pretrain(scale=scale, mixture=_plain(mixture.spec), tokens=tokens, seed=cfg.seed,
                     max_epochs=cfg.data.max_epochs, seq_len=cfg.pretrain.seq_len,
-                    batch_size=cfg.pretrain.batch_size, optim=_plain(cfg.pretrain.optim), model=model,
-                    perplexity_windows=cfg.eval.perplexity_windows)
+                    batch_size=cfg.pretrain.batch_size, optim=_plain(cfg.pretrain.optim), model=model)
     return Step(unit, (data.tokenizer, *(data.train[s] for s in mixture.sources),
-                       *(data.labels[s] for s in mixture.sources), *data.heldout.values()), options)
+                       *(data.labels[s] for s in mixture.sources)), options)
 
 
 def pretrain_run_options(cfg) -> dict:

@@ -162,8 +162,9 @@ class Pretrain(Stage):
     kind: ClassVar[str] = "pretrain"
     # 2: loss by target-logit selection, t5 reshaped, per-layer checkpoint with its config;
     # 3: labelled 1,024-token segments, mixtures packed with document-bounded attention;
-    # 4: mesh, sharding rules, cadence, microbatching and remat moved to run options.
-    version: ClassVar[int] = 4
+    # 4: mesh, sharding rules, cadence, microbatching and remat moved to run options;
+    # 5: held-out perplexity moved to a stage of its own (Perplexity).
+    version: ClassVar[int] = 5
     scale: str
     mixture: dict
     tokens: int
@@ -173,7 +174,6 @@ class Pretrain(Stage):
     batch_size: int
     optim: dict
     model: dict
-    perplexity_windows: int
 
     def run(self, step: Step, out: Path, locate: Locate) -> dict:
         return run_pretrain(step, out, locate)
@@ -185,12 +185,11 @@ class Pretrain(Stage):
         return flops.pretrain_flops(scales.get(self.scale), self.tokens, self.seq_len)
 
     def pack_key(self, step: Step) -> tuple | None:
-        """Equal for steps that differ only in their mixture (packing varies it) and in their
-        perplexity windows (evaluated per run after training); None for a zero-token budget or
-        a mesh over more than one device."""
+        """Equal for steps that differ only in their mixture (packing varies it); None for a
+        zero-token budget or a mesh over more than one device."""
         if not self.tokens or not _one_device(step.options["mesh"]):
             return None
-        shared = {k: v for k, v in step.fields.items() if k not in ("mixture", "perplexity_windows")}
+        shared = {k: v for k, v in step.fields.items() if k != "mixture"}
         return (json.dumps(shared, sort_keys=True),
                 *(json.dumps(step.options.get(name), sort_keys=True) for name in PACK_OPTIONS))
 
@@ -265,26 +264,20 @@ def pretrain_options(step, cfg) -> dict:
 
 def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.PretrainData,
                     result: loop.TrainResult) -> dict:
-    """Save a trained LLM with its perplexities and drawn-token counts; the step's result."""
+    """Save a trained LLM with its drawn-token counts; the step's result."""
     u = step.unit
     params = nnx.state(model, nnx.Param).to_pure_dict()
     if cfg.get("scan_layers", False):  # saved per layer, the layout every later stage reads
         params = llm_lib.unstack_layers(params, cfg.n_layers)
     # The full model config rides along, so `visual-priors convert export` can rebuild the model.
     save_params(out / "llm", params, hf_llama.checkpoint_metadata(cfg))
-    ppl = {}
-    for s in step.inputs_of("shards"):
-        if s.unit.split == "test":
-            stream = _segments(s, locate).stream()
-            ppl[s.unit.source] = perplexity(model, stream, seq_len=u.seq_len, max_windows=u.perplexity_windows)
     drawn = data.counter.report()  # rows of seq_len + 1 count seq_len trained tokens
     assert drawn["total"] == result.tokens, (drawn["total"], result.tokens)
     (out / "drawn.json").write_text(json.dumps(drawn, indent=2))
     return {
         "scale": u.scale, "params": llm_lib.count_params(cfg), "tokens": result.tokens,
         "flops": flops.pretrain_flops(cfg, result.tokens, u.seq_len),
-        "train": result.to_dict(), "perplexity": ppl,
-        "perplexity_mean": float(np.exp(np.mean(np.log(list(ppl.values()))))) if ppl else None,
+        "train": result.to_dict(),
         "mixture": data.mixture.name, "tokens_by_source": drawn["by_source"],
         "tokens_by_label": drawn["by_label"], "label_shares": drawn["label_shares"],
         "component_shares": drawn["component_shares"],

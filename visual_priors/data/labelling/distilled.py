@@ -25,7 +25,7 @@ import numpy as np
 
 from visual_priors.data.files import write_atomic
 from visual_priors.data.labelling import LABELS
-from visual_priors.errors import BadFile
+from visual_priors.errors import BadFile, BadValue
 
 FORMAT = "visual_priors.labelling.distilled"
 FORMAT_VERSION = 1
@@ -214,7 +214,7 @@ def train(texts: Sequence[str], bits: np.ndarray, path: str | os.PathLike | None
 
     unknown = set(hyper) - set(DEFAULT_HYPER)
     if unknown:
-        raise ValueError(f"unknown hyper-parameters {sorted(unknown)}; valid: {sorted(DEFAULT_HYPER)}")
+        raise BadValue(f"unknown hyper-parameters {sorted(unknown)}; valid: {sorted(DEFAULT_HYPER)}")
     h = {**DEFAULT_HYPER, **hyper}
     bits = np.asarray(bits, bool)
     if isinstance(texts, str) or bits.shape != (len(texts), len(LABELS)):

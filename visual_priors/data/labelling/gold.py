@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from visual_priors.data.labelling import LABELS, names_to_bits
-from visual_priors.errors import BadFile
+from visual_priors.errors import BadFile, BadValue
 
 GOLD_PATH = Path(__file__).with_name("gold") / "starter_gold.jsonl"
 SPLITS = ("dev", "heldout")
@@ -52,7 +52,7 @@ class Gold:
         if split == "all":
             return self
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid: all, {', '.join(SPLITS)}")
+            raise BadValue(f"unknown split {split!r}; valid: all, {', '.join(SPLITS)}")
         idx = np.flatnonzero(self.splits == split)
         return Gold([self.texts[i] for i in idx], self.bits[idx], self.splits[idx],
                     self.sources[idx], [self.ids[i] for i in idx])

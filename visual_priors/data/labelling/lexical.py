@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from visual_priors.errors import BadValue
 from visual_priors.data.labelling import LABELS
 
 # Bump whenever a rule, a word list or a default threshold changes: the fingerprint follows it.
@@ -452,11 +453,11 @@ class LexicalLabeller:
     def __init__(self, nouns: Iterable[str] = (), thresholds: Mapping[str, float] | None = None,
                  rules: str = "world"):
         if rules not in RULES:
-            raise ValueError(f"unknown rules {rules!r}; valid: {', '.join(RULES)}")
+            raise BadValue(f"unknown rules {rules!r}; valid: {', '.join(RULES)}")
         self.rules = rules
         unknown = set(thresholds or ()) - set(LABELS)
         if unknown:
-            raise ValueError(f"unknown labels in thresholds: {sorted(unknown)}; "
+            raise BadValue(f"unknown labels in thresholds: {sorted(unknown)}; "
                              f"valid: {', '.join(LABELS)}")
         self.thresholds = {**DEFAULT_THRESHOLDS, **{k: float(v) for k, v in (thresholds or {}).items()}}
         self.nouns = tuple(sorted({n.strip().lower() for n in nouns if n and n.strip()}))

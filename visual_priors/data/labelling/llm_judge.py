@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from visual_priors.errors import BadValue
 from visual_priors.data import chat as _chat
 from visual_priors.data.chat import (RETRY_STATUS, AnswerError, ChatClient, ChatError, ClaimCache,
                                      RateLimiter, Retryable, as_bool, extract_json_object,
@@ -185,9 +186,9 @@ class LLMJudgeLabeller:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if not url or not model:
-            raise ValueError("the llm labeller needs url= (e.g. http://localhost:8000/v1) and model=")
+            raise BadValue("the llm labeller needs url= (e.g. http://localhost:8000/v1) and model=")
         if max_retries < 0 or concurrency < 1 or timeout <= 0:
-            raise ValueError(f"need max_retries >= 0, concurrency >= 1, timeout > 0; got "
+            raise BadValue(f"need max_retries >= 0, concurrency >= 1, timeout > 0; got "
                              f"{max_retries}, {concurrency}, {timeout}")
         self.client = ChatClient(url, model, api_key_env=api_key_env, max_retries=max_retries,
                                  requests_per_second=requests_per_second, timeout=timeout,

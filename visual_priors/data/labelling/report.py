@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from visual_priors.errors import BadValue
 from visual_priors.data.labelling import ALL_LABELS, LABELS, with_combinations
 
 FORMATS = ("table", "csv")
@@ -50,7 +51,7 @@ def label_rates(bits_by_source: Mapping[str, np.ndarray]) -> dict[str, dict[str,
 
 def _check_fmt(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+        raise BadValue(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
 
 
 def _num(x: float, digits: int = 1) -> str:
@@ -217,9 +218,9 @@ def world_excerpt(world: Any, genre: str, split: str, index: int, *, min_words: 
     at any word of the first document and is exactly the target number of words long, cutting
     units anywhere (a unit's labels count as soon as one character of it is inside)."""
     if cut not in CUTS:
-        raise ValueError(f"unknown cut {cut!r}; valid cuts: {', '.join(CUTS)}")
+        raise BadValue(f"unknown cut {cut!r}; valid cuts: {', '.join(CUTS)}")
     if not 0 < min_words <= max_words:
-        raise ValueError(f"need 0 < min_words <= max_words, got {min_words}, {max_words}")
+        raise BadValue(f"need 0 < min_words <= max_words, got {min_words}, {max_words}")
     r = _rng("world_excerpt", seed, genre, split, index)
     target = int(r.integers(min_words, max_words + 1))
     doc_index = int(r.integers(0, 2**31 - 1))

@@ -178,7 +178,7 @@ def _check_names(have: set, want: set, where: str, what: str, show=str, limit: i
             more = f" and {len(names) - limit} more" if len(names) > limit else ""
             problems.append(f"{label} {what}s: {', '.join(shown)}{more}")
     if problems:
-        raise ValueError(f"{where} does not fit the config: {'; '.join(problems)}")
+        raise BadFile(f"{where} does not fit the config: {'; '.join(problems)}")
 
 
 def _oriented(x: np.ndarray, transposed: bool, dtype=None) -> np.ndarray:
@@ -195,7 +195,7 @@ def to_hf_tensors(params: dict, cfg) -> dict[str, np.ndarray]:
     for hf_name, path, transposed in pairs:
         x = np.asarray(flat[path])
         if x.shape != expected[path]:
-            raise ValueError(f"parameter {_show(path)} has shape {x.shape}, "
+            raise BadFile(f"parameter {_show(path)} has shape {x.shape}, "
                              f"the config expects {expected[path]}")
         out[hf_name] = _oriented(x, transposed)
     return out
@@ -213,7 +213,7 @@ def from_hf_tensors(tensors: dict, cfg) -> dict:
         x = np.asarray(tensors[hf_name])
         want = expected[path][::-1] if transposed else expected[path]
         if x.shape != want:
-            raise ValueError(f"tensor {hf_name} has shape {x.shape}, the config expects {want}")
+            raise BadFile(f"tensor {hf_name} has shape {x.shape}, the config expects {want}")
         flat[path] = _oriented(x, transposed, dtype)
     return traverse_util.unflatten_dict(flat)
 
@@ -224,7 +224,7 @@ def _without_redundant(tensors: dict, cfg) -> dict:
     kept = {k: v for k, v in tensors.items() if not k.endswith(".rotary_emb.inv_freq")}
     if cfg.tie_embeddings and _LM_HEAD in kept:
         if _EMBED in kept and not np.array_equal(kept[_LM_HEAD], kept[_EMBED]):
-            raise ValueError(f"tie_word_embeddings is true but {_LM_HEAD} differs from {_EMBED}")
+            raise BadFile(f"tie_word_embeddings is true but {_LM_HEAD} differs from {_EMBED}")
         del kept[_LM_HEAD]
     return kept
 
@@ -329,7 +329,7 @@ def read_checkpoint(ckpt_dir: str | Path) -> tuple[ml_collections.ConfigDict, di
     else:  # the suite's pretrain step records only a standard scale's name
         cfg = scales.get(meta["scale"])
         if cfg.vocab_size != meta.get("vocab_size"):
-            raise ValueError(f"{ckpt_dir}: vocab_size {meta.get('vocab_size')} does not match scale "
+            raise BadFile(f"{ckpt_dir}: vocab_size {meta.get('vocab_size')} does not match scale "
                              f"{meta['scale']} ({cfg.vocab_size})")
     return cfg, load_params(ckpt_dir, _abstract_params(cfg))
 

@@ -35,7 +35,7 @@ import numpy as np
 import safetensors
 from flax import nnx, traverse_util
 
-from visual_priors.errors import MissingFile, read_json
+from visual_priors.errors import BadFile, MissingFile, read_json
 from visual_priors.model import vision
 from visual_priors.model.params_io import save_params
 
@@ -228,12 +228,12 @@ def family_of(hf: dict) -> str:
     model_type = hf.get("model_type")
     if model_type is not None:
         if model_type not in _MODEL_TYPES:
-            raise ValueError(f"model_type {model_type!r} is not a supported vision encoder; supported: "
+            raise BadFile(f"model_type {model_type!r} is not a supported vision encoder; supported: "
                              f"{', '.join(sorted(_MODEL_TYPES))} (families {', '.join(FAMILIES)})")
         return _MODEL_TYPES[model_type]
     known = [_ARCHITECTURES[a] for a in hf.get("architectures") or () if a in _ARCHITECTURES]
     if not known:
-        raise ValueError(f"config.json has no model_type and no known architecture "
+        raise BadFile(f"config.json has no model_type and no known architecture "
                          f"({hf.get('architectures')}); supported: {', '.join(sorted(_ARCHITECTURES))}")
     return known[0]
 
@@ -241,7 +241,7 @@ def family_of(hf: dict) -> str:
 def _square(value, what: str) -> int:
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or value[0] != value[1]:
-            raise ValueError(f"{what}={value} is not square; only square images are supported")
+            raise BadFile(f"{what}={value} is not square; only square images are supported")
         value = value[0]
     return int(value)
 
@@ -259,7 +259,7 @@ def _processed_size(pre: dict) -> int | None:
             return _square([size.get("height"), size.get("width")], "preprocessor size")
         if "shortest_edge" in size:
             return int(size["shortest_edge"])
-        raise ValueError(f"preprocessor size {size} has neither height/width nor shortest_edge")
+        raise BadFile(f"preprocessor size {size} has neither height/width nor shortest_edge")
     return _square(size, "preprocessor size")
 
 
@@ -276,13 +276,13 @@ def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "
         defaults.update(_CONFIG_DEFAULTS_REGISTERS)
     v = {**defaults, **{k: x for k, x in tower.items() if x is not None}}
     if v["hidden_act"] not in _HF_ACTIVATIONS:
-        raise ValueError(f"unsupported hidden_act={v['hidden_act']!r}; supported: {', '.join(_HF_ACTIVATIONS)}")
+        raise BadFile(f"unsupported hidden_act={v['hidden_act']!r}; supported: {', '.join(_HF_ACTIVATIONS)}")
     if v.get("num_channels", 3) != 3:
-        raise ValueError(f"num_channels={v['num_channels']}: only RGB encoders are supported")
+        raise BadFile(f"num_channels={v['num_channels']}: only RGB encoders are supported")
     patch = _square(v["patch_size"], "patch_size")
     native = _square(v["image_size"], "image_size")
     if native % patch:
-        raise ValueError(f"image_size={native} is not a multiple of patch_size={patch}")
+        raise BadFile(f"image_size={native} is not a multiple of patch_size={patch}")
 
     cfg = vision.vit_config("tiny")
     cfg.name = name
@@ -329,11 +329,11 @@ def vit_config_from_hf(hf: dict, preprocessor: dict | None = None, name: str = "
         size = _processed_size(preprocessor)
         resample = preprocessor.get("resample", default_resample)
         if resample not in _PIL_RESAMPLE:
-            raise ValueError(f"preprocessor resample={resample!r} is not one of {sorted(_PIL_RESAMPLE)}")
+            raise BadFile(f"preprocessor resample={resample!r} is not one of {sorted(_PIL_RESAMPLE)}")
         cfg.resize = _PIL_RESAMPLE[resample]
     cfg.image_size = size or native
     if cfg.image_size % patch:
-        raise ValueError(f"the preprocessor's image size {cfg.image_size} is not a multiple of patch_size={patch}")
+        raise BadFile(f"the preprocessor's image size {cfg.image_size} is not a multiple of patch_size={patch}")
     cfg.image_mean = tuple(float(x) for x in mean)
     cfg.image_std = tuple(float(x) for x in std)
     return cfg
@@ -439,7 +439,7 @@ class _Tensors:
         try:
             return safetensors.safe_open(self.dir / file, framework="numpy")
         except Exception as e:  # safetensors raises its own error type for any unreadable file
-            raise ValueError(f"cannot read {self.dir / file}: {e}") from e
+            raise BadFile(f"cannot read {self.dir / file}: {e}") from e
 
     def get(self, name: str) -> np.ndarray:
         file = self.files[name]
@@ -448,7 +448,7 @@ class _Tensors:
         try:
             return self._handles[file].get_tensor(name)
         except Exception as e:
-            raise ValueError(f"cannot read tensor {name} from {self.dir / file}: {e}") from e
+            raise BadFile(f"cannot read tensor {name} from {self.dir / file}: {e}") from e
 
 
 def _tower_prefix(names, family: str, where: Path) -> str:
@@ -456,9 +456,9 @@ def _tower_prefix(names, family: str, where: Path) -> str:
     anchor = _ANCHOR[family]
     found = sorted(n[: -len(anchor)] for n in names if n == anchor or n.endswith("." + anchor))
     if not found:
-        raise ValueError(f"missing tensor: no {anchor} in {where}, so no {family} vision tower")
+        raise BadFile(f"missing tensor: no {anchor} in {where}, so no {family} vision tower")
     if len(found) > 1:
-        raise ValueError(f"{where} holds several {anchor} (prefixes {found}); cannot tell the vision tower")
+        raise BadFile(f"{where} holds several {anchor} (prefixes {found}); cannot tell the vision tower")
     return found[0]
 
 
@@ -475,7 +475,7 @@ def read_params(hf_dir: str | Path, family: str, cfg) -> dict:
     for label, names in (("missing", missing), ("unexpected", unexpected)):
         if names:
             more = f" and {len(names) - 8} more" if len(names) > 8 else ""
-            raise ValueError(f"{label} tensor(s) in {tensors.dir} for a {family} ViT with this config.json: "
+            raise BadFile(f"{label} tensor(s) in {tensors.dir} for a {family} ViT with this config.json: "
                              f"{', '.join(names[:8])}{more}")
     dtype = jnp.dtype(cfg.param_dtype)
     flat = {}
@@ -483,7 +483,7 @@ def read_params(hf_dir: str | Path, family: str, cfg) -> dict:
         x = tensors.get(prefix + hf_name)
         want = _hf_shape(kind, shapes[path], cfg.patch_size)
         if x.shape != want:
-            raise ValueError(f"tensor {prefix + hf_name} has shape {x.shape}, the config expects {want}")
+            raise BadFile(f"tensor {prefix + hf_name} has shape {x.shape}, the config expects {want}")
         flat[path] = np.ascontiguousarray(_convert(np.asarray(x), kind, shapes[path]), dtype=dtype)
     return traverse_util.unflatten_dict(flat)
 

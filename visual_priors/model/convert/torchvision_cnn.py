@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from flax import nnx, traverse_util
 
+from visual_priors.errors import BadFile, BadValue
 from visual_priors.model import cnn
 from visual_priors.model.convert import torch_pickle
 from visual_priors.model.params_io import save_params
@@ -55,14 +56,14 @@ _CLASSIFIER = {"mobilenet_v2": "classifier.1", "efficientnet_lite": "classifier"
 def config(arch: str, **overrides) -> ml_collections.ConfigDict:
     """``cnn.cnn_config(arch)`` with ``overrides``; unknown archs and fields fail clearly."""
     if arch not in dict(ARCHS):
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(a for a, _ in ARCHS)}")
+        raise BadValue(f"unknown arch {arch!r}; valid: {', '.join(a for a, _ in ARCHS)}")
     return _override(cnn.cnn_config(arch), overrides)
 
 
 def _override(cfg: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
     unknown = sorted(set(overrides) - set(cfg.keys()))
     if unknown:
-        raise ValueError(f"unknown config fields {unknown}; valid: {', '.join(sorted(cfg.keys()))}")
+        raise BadValue(f"unknown config fields {unknown}; valid: {', '.join(sorted(cfg.keys()))}")
     for k, v in overrides.items():
         # Sequences as the field already holds them (tuples from cnn_config, lists from JSON).
         cfg[k] = type(cfg[k])(v) if isinstance(v, (list, tuple)) else v
@@ -175,14 +176,14 @@ def from_torch_tensors(tensors: dict, cfg, *, where: str = "the checkpoint") -> 
     if problems:
         hint = ("; for a checkpoint without a classifier pass num_classes=0"
                 if any(n.startswith("classifier") for n in missing) else "")
-        raise ValueError(f"{where} does not fit {cfg.name} ({cfg.family}, width_mult={cfg.width_mult}, "
+        raise BadFile(f"{where} does not fit {cfg.name} ({cfg.family}, width_mult={cfg.width_mult}, "
                          f"depth_mult={cfg.depth_mult}): {'; '.join(problems)}{hint}")
     dtype = jnp.dtype(cfg.param_dtype)
     flat = {}
     for name, path, how in pairs:
         x = np.asarray(tensors[name])
         if x.shape != expected[name]:
-            raise ValueError(f"tensor {name} in {where} has shape {x.shape}, {cfg.name} with "
+            raise BadFile(f"tensor {name} in {where} has shape {x.shape}, {cfg.name} with "
                              f"width_mult={cfg.width_mult} expects {expected[name]}")
         flat[path] = np.ascontiguousarray(_oriented(x, how), dtype=dtype)
     return traverse_util.unflatten_dict(flat)
