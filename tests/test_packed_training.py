@@ -24,9 +24,10 @@ from visual_priors.suite.packed_steps import run_pretrain_packed
 from visual_priors.suite.step_io import tokenizer_of
 from visual_priors.train import loop, packed
 
-# Three mixtures over a three-source pool; 8 steps of 4 x 128 tokens, a checkpoint every 3.
+# Two mixtures over a three-source pool, each with two training seeds (four runs that differ in
+# initialisation, batches or both); 8 steps of 4 x 128 tokens, a checkpoint every 3.
 TINY = ("scales=('t1',)", "tokens.t1=4096", "pretrain.batch_size=4", "pretrain.log_every=1",
-        "pretrain.ckpt_every=3", "mixtures=('source:code','source:math','category:visual_concept=50')",
+        "pretrain.ckpt_every=3", "mixtures=('source:code','category:visual_concept=50')", "seeds=(42,7)",
         "data.pool=('code','math','web_crawl')", "data.shard_tokens=20000", "data.heldout_tokens=3000",
         "data.tokenizer_sample_chars=200000", "eval.perplexity_windows=4")
 STEPS = 8
@@ -70,14 +71,15 @@ def _assert_same_training(a, b, *, rtol=1e-5):
 def test_packed_runs_match_runs_trained_alone(study, packed_outs):
     steps, locate = study
     outs, results = packed_outs
-    assert len({pack_key(s) for s in steps}) == 1 and len({json.dumps(s.fields["mixture"]) for s in steps}) == 3
+    assert len({pack_key(s) for s in steps}) == 1 and len({json.dumps(s.fields["mixture"]) for s in steps}) == 2
+    assert len({s.fields["seed"] for s in steps}) == 2
     for step, out, result in zip(steps, outs, results):
         alone = locate(step)
         _assert_same_training(alone, out)
         for x, y in zip(_saved_params(alone, step, locate), _saved_params(out, step, locate)):
             np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
         reference = json.loads((alone / "result.json").read_text())
-        assert result.pop("packed") == 3
+        assert result.pop("packed") == 4
         # What the executor adds around every runner's result: name, wall and compile time.
         assert set(result) == set(reference) - {"step", "seconds", "compile_seconds", "compile_cache_hits"}
         for key in ("tokens", "mixture", "tokens_by_source", "tokens_by_label", "requested_shares"):
@@ -85,13 +87,13 @@ def test_packed_runs_match_runs_trained_alone(study, packed_outs):
         assert result["train"]["steps"] == STEPS and result["train"]["resumed_from"] is None
         assert (out / "drawn.json").read_text() == (alone / "drawn.json").read_text()
         assert (out / "llm" / "metadata.json").read_text() == (alone / "llm" / "metadata.json").read_text()
-    # Different mixtures really were different runs.
-    assert len({_losses(o / "work")[STEPS] for o in outs}) == 3
+    # Different mixtures and seeds really were different runs.
+    assert len({_losses(o / "work")[STEPS] for o in outs}) == 4
 
 
-def test_pack_key_groups_steps_that_differ_only_in_mixture(study):
+def test_pack_key_groups_steps_that_differ_only_in_mixture_and_seed(study):
     steps, _ = study
-    assert pack_key(steps[0]) is not None and pack_key(steps[0]) == pack_key(steps[1]) == pack_key(steps[2])
+    assert pack_key(steps[0]) is not None and len({pack_key(s) for s in steps}) == 1
     runs, all_steps = spec.expand(_cfg(*TINY, "scales=('t1','t2')", "tokens.t2=8192"))
     by_scale = {}
     for r in runs:
@@ -143,8 +145,8 @@ def test_a_stopped_group_resumes_packed_or_alone(study, packed_outs, tmp_path, m
 
     alone = steps_lib.run_pretrain(steps[0], outs[0], locate)
     rest = run_pretrain_packed(steps[1:], outs[1:], locate)
-    assert [r["train"]["resumed_from"] for r in [alone, *rest]] == [stop_after] * 3
-    assert [r["packed"] for r in rest] == [2, 2]
+    assert [r["train"]["resumed_from"] for r in [alone, *rest]] == [stop_after] * len(steps)
+    assert [r["packed"] for r in rest] == [len(steps) - 1] * (len(steps) - 1)
     uninterrupted, _ = packed_outs
     for k, out in enumerate(outs):
         _assert_same_training(uninterrupted[k], out)

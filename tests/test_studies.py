@@ -139,3 +139,28 @@ def test_grids_name_their_runs_and_refuse_duplicates():
     with pytest.raises(ValueError, match="no token budget for scales"):
         studies.grids(studies.paper_study("tiny", "x", [studies.grid(scales=("3B",), tokens={"1B": 1},
                                                                      mixtures=("mix0",))]))
+
+
+def test_seeds_repeat_each_run_and_the_configs_own_seed_shares_its_steps():
+    base = loading.load("experiments/quickstart.py")
+    seeded = loading.load("experiments/quickstart.py", [f"seeds=({base.seed},1,2)"])
+    base_runs, base_steps = spec.expand(base)
+    runs, steps = spec.expand(seeded)
+    assert len(runs) == 3 * len(base_runs)
+    by_name = {r.name: r for r in runs}
+    for run in base_runs:
+        replicates = [by_name[f"{run.name}-s{s}"] for s in (base.seed, 1, 2)]
+        assert {r.condition for r in replicates} == {run.name} and [r.seed for r in replicates] == [base.seed, 1, 2]
+        # The config's own seed is the unseeded run, step for step.
+        assert replicates[0].steps["evaluate"].hash == run.steps["evaluate"].hash
+        pretrains = [r.steps["pretrain"] for r in replicates]
+        assert len({p.hash for p in pretrains}) == 3 and [p.unit.seed for p in pretrains] == [base.seed, 1, 2]
+        assert [r.steps["sft"].unit.seed for r in replicates] == [base.seed, 1, 2]
+        # The frozen encoder's features are shared by every seed.
+        assert len({r.steps["evaluate"].input("features").hash for r in replicates}) == 1
+    assert {s.name for s in base_steps} <= {s.name for s in steps}
+
+
+def test_repeated_or_negative_seeds_are_refused():
+    with pytest.raises(ValueError, match="seeds must be distinct and non-negative"):
+        spec.expand(loading.load("experiments/quickstart.py", ["seeds=(1,1)"]))

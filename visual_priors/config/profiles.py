@@ -40,6 +40,9 @@ def get(profile: str) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.profile = profile
     cfg.seed = 42
+    # Training seeds of every run (pre-training and adaptation), each a replicate of the run;
+    # empty: `seed` alone. The encoder and the world keep `seed` and `world.seed`.
+    cfg.seeds = ()
 
     cfg.world = ml_collections.ConfigDict(dict(seed=0, image_size=32 if tiny else 224))
 

@@ -1,7 +1,7 @@
 """Studies as grids of runs, written once at paper scale and mapped onto tiny scales.
 
 A study config either names its runs at the top level (`scales`, `tokens`, `mixtures`,
-`encoders`, `sft_sets`: one product) or holds `grids`, a tuple of such products, each with an
+`encoders`, `sft_sets`, `seeds`: one product) or holds `grids`, a tuple of such products, each with an
 optional `name` that prefixes its run names and a `study` it belongs to (`experiments/paper.py`
 gathers every study's grids into one config). Token budgets are one number per scale or a tuple
 of them (the scale sweep's eight budgets).
@@ -36,7 +36,7 @@ B = 10**9
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """A product of runs: scales x token budgets x mixtures x encoders x SFT sets."""
+    """A product of runs: scales x token budgets x mixtures x seeds x encoders x SFT sets."""
     study: str
     name: str  # prefix of its run names ("" for a study's only grid)
     scales: tuple[str, ...]
@@ -44,6 +44,8 @@ class Grid:
     mixtures: tuple
     encoders: tuple[str, ...]
     sft_sets: tuple[str, ...]
+    # Training seeds of each run's pre-training and adaptation: replicates of one condition.
+    seeds: tuple[int, ...]
 
 
 def grids(cfg: ml_collections.ConfigDict) -> list[Grid]:
@@ -79,20 +81,24 @@ def _grid(cfg, g) -> Grid:
     mixes = tuple(pick("mixtures", ()))
     if not mixes:
         raise BadValue(f"{where} names no mixtures")
+    seeds = tuple(int(s) for s in (pick("seeds") or (cfg.seed,)))
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise BadValue(f"{where}: seeds must be distinct and non-negative, got {list(seeds)}")
     return Grid(study, name, scales, budgets, mixes, tuple(pick("encoders", ("contrastive",))),
-                tuple(pick("sft_sets", ("full",))))
+                tuple(pick("sft_sets", ("full",))), seeds)
 
 
-def grid(*, scales, tokens, mixtures, encoders=None, sft_sets=None, name: str = "",
+def grid(*, scales, tokens, mixtures, encoders=None, sft_sets=None, seeds=None, name: str = "",
          study: str | None = None) -> ml_collections.ConfigDict:
-    """One grid; `tokens` is a budget (or tuple of budgets) for every scale, or a dict per scale."""
+    """One grid; `tokens` is a budget (or tuple of budgets) for every scale, or a dict per scale;
+    `seeds` (default: the config's `seed`) repeats every run once per training seed."""
     if not isinstance(tokens, dict):
         tokens = {s: tokens for s in scales}
     g = ml_collections.ConfigDict({"name": name, "scales": tuple(scales),
                                    "tokens": {s: (tuple(v) if isinstance(v, (list, tuple)) else v)
                                               for s, v in tokens.items()},
                                    "mixtures": tuple(mixtures)})
-    for key, value in (("encoders", encoders), ("sft_sets", sft_sets), ("study", study)):
+    for key, value in (("encoders", encoders), ("sft_sets", sft_sets), ("seeds", seeds), ("study", study)):
         if value is not None:
             g[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return g

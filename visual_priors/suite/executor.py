@@ -499,7 +499,8 @@ def collect(cfg, root: Path, runs=None) -> dict[str, dict]:
         results[run.name] = {"run": run.name, "study": run.study or cfg.study, "scale": run.scale,
                              "token_budget": run.tokens, "mixture": run.series or run.mixture,
                              "text_mixture": run.mixture, "encoder": run.encoder,
-                             "encoder_probe": probe, "sft_set": run.sft_set, **res}
+                             "encoder_probe": probe, "sft_set": run.sft_set, "seed": run.seed,
+                             "condition": run.condition or run.name, **res}
         # The LLM's alignment with the reference encoders (PRH), once its step has finished.
         alignment_step = run.steps.get("alignment")
         if alignment_step is not None and is_done(root, alignment_step):

@@ -1,6 +1,6 @@
 """Pre-training several same-shape LLMs together (train/packed.py), for the executor.
 
-Steps that differ only in their data mixture (a category sweep at one scale, say) share one
+Steps that differ only in their data mixture or seed (a category sweep at one scale, say) share one
 compiled program; each still writes exactly what `steps.run_pretrain` writes into its own output
 directory, and checkpoints in its own work directory in the single-run layout.
 """
@@ -28,9 +28,13 @@ def run_pretrain_packed(steps: list, outs: list[Path], locate: Locate) -> list[d
     "packed": 1."""
     _check_group(steps, outs)
     cfgs = [steps_lib.pretrain_config(s, locate) for s in steps]
-    first = steps_lib.new_llm(cfgs[0], steps[0], mesh_lib.make_mesh(steps[0].options["mesh"]))
-    # One seed and one shape: every run starts from the initialisation it would have alone.
-    models = [first] + [nnx.clone(first) for _ in steps[1:]]
+    mesh = mesh_lib.make_mesh(steps[0].options["mesh"])
+    # Every run starts from the initialisation it would have alone (its own seed); runs that
+    # share a seed share one initialisation, cloned.
+    by_seed = {}
+    for step, cfg in zip(steps, cfgs):
+        by_seed.setdefault(step.unit.seed, steps_lib.new_llm(cfg, step, mesh))
+    models = [nnx.clone(by_seed[s.unit.seed]) for s in steps]
     datas = [steps_lib.pretrain_data(s, locate) for s in steps]
     try:
         results = packed.run(models, steps_lib.pretrain_loss, datas, workdirs=[Path(o) / "work" for o in outs],

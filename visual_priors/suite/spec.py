@@ -42,6 +42,9 @@ class Run:
     study: str = ""
     # What curves are fitted over: the text mixture, split by whatever else its grid varies.
     series: str = ""
+    seed: int = 0
+    # The run's name without its seed: replicates of one condition share it.
+    condition: str = ""
 
 
 def study_mixtures(cfg: ml_collections.ConfigDict) -> tuple[list[mixtures.Mixture], dict[str, dict]]:
@@ -78,9 +81,9 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     for grid in study_grids:
         sft_sets = [stages_lib.parse_sft_set(name) for name in grid.sft_sets]
         budgets = [(scale, tokens) for scale in grid.scales for tokens in grid.tokens[scale]]
-        for raw_mixture, (scale, tokens) in itertools.product(grid.mixtures, budgets):
+        for raw_mixture, (scale, tokens), seed in itertools.product(grid.mixtures, budgets, grid.seeds):
             mixture = mixtures.parse(raw_mixture, default_pool=cfg.data.get("pool"))  # validated above
-            pretrain = pretrain_step(cfg, data, scale, mixture, tokens)
+            pretrain = pretrain_step(cfg, data, scale, mixture, tokens, seed)
             # Language ability and alignment belong to the LLM: one step each, shared by every
             # encoder and SFT set (no alignment step when the reference encoders are off).
             language = language_step(cfg, world, pretrain, data.tokenizer)
@@ -89,16 +92,17 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
             llm_alignment = alignment_step(cfg, world, pretrain, data.tokenizer, references)
             for encoder, sft_set in itertools.product(grid.encoders, sft_sets):
                 feats = features[encoder]
-                align = Step(Align(seed=cfg.seed, **_plain(cfg.align)), (pretrain, feats, data.tokenizer))
-                sft = Step(Sft(seed=cfg.seed, **_plain(cfg.sft), set=sft_set.spec()),
+                align = Step(Align(seed=seed, **_plain(cfg.align)), (pretrain, feats, data.tokenizer))
+                sft = Step(Sft(seed=seed, **_plain(cfg.sft), set=sft_set.spec()),
                            (pretrain, align, feats, data.tokenizer))
                 evaluate = Step(evaluate_unit(cfg),
                                 (pretrain, sft, feats, data.tokenizer, language, perplexity,
                                  *([real_features[encoder]] if real_features else [])),
                                 companions=(llm_alignment,) if llm_alignment else ())
-                name, series = _run_name(grid, scale, tokens, mixture.name, encoder, sft_set.name,
-                                         several_budgets=any(len(b) > 1 for b in grid.tokens.values()),
-                                         several_sft_sets=len(sft_sets) > 1)
+                condition, series = _run_name(grid, scale, tokens, mixture.name, encoder, sft_set.name,
+                                              several_budgets=any(len(b) > 1 for b in grid.tokens.values()),
+                                              several_sft_sets=len(sft_sets) > 1)
+                name = f"{condition}-s{seed}" if len(grid.seeds) > 1 else condition
                 if name in names:
                     raise BadValue(f"study {cfg.study!r} has two runs named {name!r}; "
                                    "give its grids distinct names")
@@ -108,7 +112,8 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
                 if llm_alignment:
                     run_steps["alignment"] = llm_alignment
                 runs.append(Run(name, scale, mixture.name, tokens, run_steps, encoder=encoder,
-                                sft_set=sft_set.name, study=grid.study, series=series))
+                                sft_set=sft_set.name, study=grid.study, series=series, seed=seed,
+                                condition=condition))
     return runs, topological([r.steps["evaluate"] for r in runs])
 
 
@@ -160,10 +165,10 @@ class _TextData:
                        for src in self.sources}
 
 
-def pretrain_step(cfg, data: _TextData, scale: str, mixture: mixtures.Mixture, tokens: int) -> Step:
+def pretrain_step(cfg, data: _TextData, scale: str, mixture: mixtures.Mixture, tokens: int, seed: int) -> Step:
     model = _plain(cfg.pretrain.model)
     options = {**{k: model.pop(k) for k in PRETRAIN_MODEL_OPTIONS if k in model}, **pretrain_run_options(cfg)}
-    unit = Pretrain(scale=scale, mixture=_plain(mixture.spec), tokens=tokens, seed=cfg.seed,
+    unit = Pretrain(scale=scale, mixture=_plain(mixture.spec), tokens=tokens, seed=seed,
                     max_epochs=cfg.data.max_epochs, seq_len=cfg.pretrain.seq_len,
                     batch_size=cfg.pretrain.batch_size, optim=_plain(cfg.pretrain.optim), model=model)
     return Step(unit, (data.tokenizer, *(data.train[s] for s in mixture.sources),

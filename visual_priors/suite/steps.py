@@ -185,11 +185,12 @@ class Pretrain(Stage):
         return flops.pretrain_flops(scales.get(self.scale), self.tokens, self.seq_len)
 
     def pack_key(self, step: Step) -> tuple | None:
-        """Equal for steps that differ only in their mixture (packing varies it); None for a
+        """Equal for steps that differ only in their mixture and seed (packing varies them: each
+        run starts from its own initialisation and draws its own batches); None for a
         zero-token budget or a mesh over more than one device."""
         if not self.tokens or not _one_device(step.options["mesh"]):
             return None
-        shared = {k: v for k, v in step.fields.items() if k != "mixture"}
+        shared = {k: v for k, v in step.fields.items() if k not in ("mixture", "seed")}
         return (json.dumps(shared, sort_keys=True),
                 *(json.dumps(step.options.get(name), sort_keys=True) for name in PACK_OPTIONS))
 
