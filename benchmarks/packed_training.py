@@ -46,6 +46,11 @@ def _data(cfg, seed: int, batch: int, seq: int) -> ArrayBatches:
                         batch, seed)
 
 
+def _settings(steps: int, optim_cfg) -> loop.TrainSettings:
+    return loop.TrainSettings(steps=steps, optim_cfg=optim_cfg, log_every=LOG_EVERY, progress=False,
+                              tensorboard=False)
+
+
 def _windows(workdir: Path) -> list[float]:
     """Seconds of each logged window after the first, from the run's metrics."""
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -58,8 +63,8 @@ def sequential(cfg, k: int, steps: int, batch: int, seq: int, optim_cfg) -> dict
         t0 = time.perf_counter()
         for i in range(k):
             model = Llama(cfg, rngs=nnx.Rngs(0))
-            loop.run(model, pretrain_loss, _data(cfg, i, batch, seq), steps=steps, optim_cfg=optim_cfg,
-                     workdir=f"{d}/{i}", log_every=LOG_EVERY, progress=False, tensorboard=False)
+            loop.run(model, pretrain_loss, _data(cfg, i, batch, seq), _settings(steps, optim_cfg),
+                     workdir=f"{d}/{i}")
         wall = time.perf_counter() - t0
         # One run at a time: the aggregate rate is one run's rate.
         window = float(np.median([w for i in range(k) for w in _windows(Path(d) / str(i))]))
@@ -71,9 +76,9 @@ def packed_run(cfg, k: int, steps: int, batch: int, seq: int, optim_cfg, vmap_ru
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         models = [Llama(cfg, rngs=nnx.Rngs(0)) for _ in range(k)]
-        packed.run(models, pretrain_loss, [_data(cfg, i, batch, seq) for i in range(k)], steps=steps,
-                   optim_cfg=optim_cfg, workdirs=[f"{d}/{i}" for i in range(k)], log_every=LOG_EVERY,
-                   progress=False, tensorboard=False, vmap_runs=vmap_runs or k)
+        packed.run(models, pretrain_loss, [_data(cfg, i, batch, seq) for i in range(k)],
+                   _settings(steps, optim_cfg), workdirs=[f"{d}/{i}" for i in range(k)],
+                   vmap_runs=vmap_runs or k)
         wall = time.perf_counter() - t0
         window = float(np.median(_windows(Path(d) / "0")))  # every run shares the group's windows
     tokens = k * steps * batch * seq

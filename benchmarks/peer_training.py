@@ -49,9 +49,9 @@ def ours(model, tokens: np.ndarray, steps: int, optim_cfg, batch: int, log_every
 
     mesh = mesh_lib.make_mesh({"data": -1})
     with tempfile.TemporaryDirectory() as d:
-        res = loop.run(model, loss_fn, ArrayBatches({"tokens": tokens}, batch, 0), steps=steps,
-                       optim_cfg=optim_cfg, mesh=mesh, workdir=d, log_every=log_every, progress=False,
-                       tensorboard=False)
+        settings = loop.TrainSettings(steps=steps, optim_cfg=optim_cfg, log_every=log_every, progress=False,
+                                      tensorboard=False)
+        res = loop.run(model, loss_fn, ArrayBatches({"tokens": tokens}, batch, 0), settings, mesh=mesh, workdir=d)
         records = [json.loads(line) for line in open(f"{d}/metrics.jsonl")]
     return [r["tokens_per_s"] for r in records], list(res.losses)
 

@@ -50,9 +50,9 @@ def measure(scale: str, steps: int, *, peak: float, seq: int, batch: int, dtype:
 
     per_token = flops.train_flops_per_token(cfg, seq)
     with tempfile.TemporaryDirectory() as d:
-        res = loop.run(model, loss_fn, ArrayBatches({"tokens": tokens}, batch, 0), steps=steps + warmup,
-                       optim_cfg=prof.pretrain.optim, mesh=mesh, workdir=d, log_every=1, progress=False,
-                       flops_per_token=per_token, peak_flops=peak, tensorboard=False)
+        settings = loop.TrainSettings(steps=steps + warmup, optim_cfg=prof.pretrain.optim, log_every=1,
+                                      progress=False, flops_per_token=per_token, peak_flops=peak, tensorboard=False)
+        res = loop.run(model, loss_fn, ArrayBatches({"tokens": tokens}, batch, 0), settings, mesh=mesh, workdir=d)
         records = [json.loads(line) for line in open(f"{d}/metrics.jsonl")]
     steady = records[warmup:]
     tps = float(np.median([r["tokens_per_s"] for r in steady]))

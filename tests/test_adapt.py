@@ -126,13 +126,18 @@ def _size(tree):
     return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
 
 
+def _settings(optim: dict, freeze_rules) -> loop.TrainSettings:
+    """Two steps, each checkpointed, so the tests can read the optimizer state on disk."""
+    return loop.TrainSettings(steps=2, optim_cfg=ml_collections.ConfigDict(optim), freeze_rules=freeze_rules,
+                              ckpt_every=1, progress=False, tensorboard=False)
+
+
 def test_stage_one_trains_the_connector_only_and_holds_no_state_for_the_rest(tmp_path):
     model = _mllm()
     llm_before, conn_before = _params(model.llm), _params(model.connector)
     optim = {"lr": 1e-2, "warmup_frac": 0.06, "weight_decay": 0.0}
-    loop.run(model, adapt_steps.mllm_loss(model, train_llm=False), _Batches(), steps=2,
-             optim_cfg=ml_collections.ConfigDict(optim), freeze_rules=adapt_steps.ALIGN_RULES, workdir=tmp_path,
-             ckpt_every=1, progress=False, tensorboard=False)
+    loop.run(model, adapt_steps.mllm_loss(model, train_llm=False), _Batches(),
+             _settings(optim, adapt_steps.ALIGN_RULES), workdir=tmp_path)
     jax.tree.map(np.testing.assert_array_equal, _params(model.llm), llm_before)  # bitwise
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(model.connector)),
                                                        jax.tree.leaves(conn_before)))
@@ -144,9 +149,8 @@ def test_stage_two_trains_connector_and_llm(tmp_path):
     model = _mllm()
     before = _params(model)
     optim = {"lr": 1e-3, "warmup_frac": 0.03, "weight_decay": 0.0}
-    loop.run(model, adapt_steps.mllm_loss(model, train_llm=True), _Batches(), steps=2,
-             optim_cfg=ml_collections.ConfigDict(optim), freeze_rules=adapt_steps.SFT_RULES, workdir=tmp_path,
-             ckpt_every=1, progress=False, tensorboard=False)
+    loop.run(model, adapt_steps.mllm_loss(model, train_llm=True), _Batches(),
+             _settings(optim, adapt_steps.SFT_RULES), workdir=tmp_path)
     after = _params(model)
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
     assert all(changed)
@@ -183,8 +187,7 @@ def test_an_encoder_inside_the_model_stays_bitwise_frozen_without_optimizer_stat
         loss, count = masked_nll(m, batch["tokens"], batch["mask"], m.encoder(batch["images"])["tokens"])
         return loss, {"tokens": count}
 
-    loop.run(model, loss_fn, Images(), steps=2, optim_cfg=ml_collections.ConfigDict({"lr": 1e-2}), freeze_rules=rules,
-             workdir=tmp_path, ckpt_every=1, progress=False, tensorboard=False)
+    loop.run(model, loss_fn, Images(), _settings({"lr": 1e-2}, rules), workdir=tmp_path)
     jax.tree.map(np.testing.assert_array_equal, _params(model.encoder), before)
     assert 0 < _opt_elements(tmp_path) - 2 * trained <= 4
 

@@ -58,8 +58,9 @@ def _train(process_id: int, process_count: int, address: str, workdir: str) -> d
                                                b2=0.95, eps=1e-8, weight_decay=0.0, clip=1.0))
     data = ArrayBatches({"tokens": _tokens()}, GLOBAL_BATCH, seed=0,
                         process_index=process_id, process_count=process_count)
-    result = loop.run(Llama(cfg, rngs=nnx.Rngs(0)), loss_fn, data, steps=STEPS, optim_cfg=optim_cfg,
-                      mesh=make_mesh({"data": -1}), workdir=workdir, ckpt_every=0, progress=False)
+    result = loop.run(Llama(cfg, rngs=nnx.Rngs(0)), loss_fn, data,
+                      loop.TrainSettings(steps=STEPS, optim_cfg=optim_cfg, ckpt_every=0, progress=False),
+                      mesh=make_mesh({"data": -1}), workdir=workdir)
     return {"losses": result.losses, "tokens": result.tokens, "devices": jax.device_count(),
             "processes": jax.process_count()}
 

@@ -16,7 +16,7 @@ from flax import nnx
 
 from test_resume import _flagged, _losses
 from test_suite import _cfg
-from test_train import _data, _lm_loss, _optim, _tiny_cfg
+from test_train import _data, _lm_loss, _settings, _tiny_cfg
 from visual_priors.data import pipeline
 from visual_priors.model.llm import Llama
 from visual_priors.suite import executor, spec, steps as steps_lib
@@ -174,20 +174,30 @@ def _tiny_models(n):
 def test_runs_vectorised_in_one_vmap_match_the_loop(tmp_path):
     """The default on a CPU, one run at a time inside the program, is checked against the normal
     runner above; here both runs go through one vmap, the default on an accelerator."""
+    settings = _settings(5, log_every=2, flops_per_token=1e6, peak_flops=1e12, tensorboard=False)
     alone = []
     for k in range(2):
         model = _tiny_models(1)[0]
-        result = loop.run(model, _lm_loss, _data(k), steps=5, optim_cfg=_optim(), workdir=tmp_path / f"alone{k}",
-                          progress=False, tensorboard=False)
+        result = loop.run(model, _lm_loss, _data(k), settings, workdir=tmp_path / f"alone{k}")
         alone.append((result.losses, _params_of(model)))
     models = _tiny_models(2)
-    results = packed.run(models, _lm_loss, [_data(k) for k in range(2)], steps=5, optim_cfg=_optim(),
-                         workdirs=[tmp_path / f"packed{k}" for k in range(2)], progress=False, tensorboard=False,
-                         vmap_runs=2)
-    for (losses, params), result, model in zip(alone, results, models):
+    results = packed.run(models, _lm_loss, [_data(k) for k in range(2)], settings,
+                         workdirs=[tmp_path / f"packed{k}" for k in range(2)], vmap_runs=2)
+    for k, ((losses, params), result, model) in enumerate(zip(alone, results, models)):
         np.testing.assert_allclose(result.losses, losses, rtol=1e-5)
         for x, y in zip(params, _params_of(model)):
             np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+        # The same metrics, logged at the same steps; only the timings differ.
+        records = [_records(tmp_path / f"{kind}{k}") for kind in ("alone", "packed")]
+        assert [sorted(r) for r in records[0]] == [sorted(r) for r in records[1]]
+        assert [r["step"] for r in records[1]] == [2, 4, 5] and "mfu" in records[1][0]
+        for a, b in zip(*records):
+            assert (a["tokens"], a["lr"]) == (b["tokens"], b["lr"])
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+
+
+def _records(workdir) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_non_finite_loss_names_its_run(tmp_path):
@@ -196,15 +206,15 @@ def test_non_finite_loss_names_its_run(tmp_path):
         return loss * jnp.where(b["flag"][0] > 0, jnp.nan, 1.0), aux
 
     with pytest.raises(loop.NonFiniteLoss, match="second: loss is nan at step 3;"):
-        packed.run(_tiny_models(2), nan_when_flagged, [_flagged(99), _flagged(3)], steps=6, optim_cfg=_optim(),
-                   workdirs=[tmp_path / "a", tmp_path / "b"], names=["first", "second"], log_every=5,
-                   progress=False, tensorboard=False)
+        packed.run(_tiny_models(2), nan_when_flagged, [_flagged(99), _flagged(3)],
+                   _settings(6, log_every=5, tensorboard=False), workdirs=[tmp_path / "a", tmp_path / "b"],
+                   names=["first", "second"])
 
 
 def test_runs_checkpointed_at_different_steps_are_not_packed(tmp_path):
     dirs = [tmp_path / "a", tmp_path / "b"]
-    loop.run(_tiny_models(1)[0], _lm_loss, _data(), steps=4, optim_cfg=_optim(), workdir=dirs[0],
-             ckpt_every=2, progress=False, tensorboard=False)
+    loop.run(_tiny_models(1)[0], _lm_loss, _data(), _settings(4, ckpt_every=2, tensorboard=False),
+             workdir=dirs[0])
     with pytest.raises(packed.UnevenResume, match="at 2, .* at 0"):
-        packed.run(_tiny_models(2), _lm_loss, [_data(), _data(1)], steps=4, optim_cfg=_optim(), workdirs=dirs,
-                   ckpt_every=2, progress=False, tensorboard=False)
+        packed.run(_tiny_models(2), _lm_loss, [_data(), _data(1)],
+                   _settings(4, ckpt_every=2, tensorboard=False), workdirs=dirs)

@@ -18,7 +18,7 @@ import pytest
 from flax import nnx
 
 from devices import ROOT
-from test_train import _data, _lm_loss, _optim, _params, _tiny_cfg
+from test_train import _data, _lm_loss, _params, _settings, _tiny_cfg
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.model.llm import Llama
 from visual_priors.train import loop
@@ -62,8 +62,9 @@ def loss_fn(model, batch):
 optim_cfg = ml_collections.ConfigDict(dict(lr=3e-3, warmup_frac=0.1, min_lr_ratio=0.1, b1=0.9,
                                            b2=0.95, eps=1e-8, weight_decay=0.0, clip=1.0))
 model = Llama(cfg, rngs=nnx.Rngs(0))
-res = loop.run(model, loss_fn, Slow(data), steps=30, optim_cfg=optim_cfg, workdir=workdir,
-               ckpt_every=3, keep=2, log_every=1, progress=False, tensorboard=False)
+settings = loop.TrainSettings(steps=30, optim_cfg=optim_cfg, ckpt_every=3, keep=2, log_every=1, progress=False,
+                              tensorboard=False)
+res = loop.run(model, loss_fn, Slow(data), settings, workdir=workdir)
 params = nnx.state(model, nnx.Param).to_pure_dict()
 flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
         for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
@@ -161,8 +162,8 @@ def test_keep_every_keeps_milestones_besides_the_latest(tmp_path):
 
 def test_loop_keeps_latest_and_every_kth_checkpoint(tmp_path):
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    loop.run(model, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path, ckpt_every=1,
-             keep=2, keep_every=5, progress=False, tensorboard=False)
+    loop.run(model, _lm_loss, _data(), _settings(12, ckpt_every=1, keep=2, keep_every=5, tensorboard=False),
+             workdir=tmp_path)
     # The loop saves after steps 1..11, not after the final step 12 (the caller keeps the model):
     # the latest two (10, 11) plus the milestones 5 and 10.
     assert _steps_on_disk(tmp_path / "checkpoints") == {5, 10, 11}
@@ -194,13 +195,13 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint_and_a_clean_rerun_resume
 
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
     with pytest.raises(loop.NonFiniteLoss, match="at step 7;"):
-        loop.run(model, nan_when_flagged, _flagged(7), steps=12, optim_cfg=_optim(), workdir=tmp_path,
-                 ckpt_every=2, progress=False, tensorboard=False)
+        loop.run(model, nan_when_flagged, _flagged(7), _settings(12, ckpt_every=2, tensorboard=False),
+                 workdir=tmp_path)
     # Steps 2, 4, 6 were saved (keep=2): nothing written at or after the NaN.
     assert _steps_on_disk(tmp_path / "checkpoints") == {4, 6}
 
     clean = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    res = loop.run(clean, lambda m, b: _lm_loss(m, b), _flagged(7), steps=12, optim_cfg=_optim(),
-                   workdir=tmp_path, ckpt_every=2, progress=False, tensorboard=False)
+    res = loop.run(clean, lambda m, b: _lm_loss(m, b), _flagged(7),
+                   _settings(12, ckpt_every=2, tensorboard=False), workdir=tmp_path)
     assert res.resumed_from == 6 and np.isfinite(res.final_loss)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(clean)))

@@ -54,7 +54,8 @@ _MESHES = _COMMON + textwrap.dedent(
     grad_fn = nnx.jit(nnx.grad(lambda m, t: loss_fn(m, {"tokens": t})[0]))
     ref_grads = params(grad_fn(ref_model, t))
     with tempfile.TemporaryDirectory() as d:
-        ref = loop.run(ref_model, loss_fn, data(), steps=3, optim_cfg=optim, mesh=single, workdir=d, progress=False)
+        ref = loop.run(ref_model, loss_fn, data(),
+                       loop.TrainSettings(steps=3, optim_cfg=optim, progress=False), mesh=single, workdir=d)
     ref_params = params(ref_model)
     for shape in ((8, 1, 1), (1, 8, 1), (2, 2, 2)):
         mesh = pm.make_mesh(dict(zip(("data", "fsdp", "tensor"), shape)))
@@ -62,7 +63,8 @@ _MESHES = _COMMON + textwrap.dedent(
         with pm.use_mesh(mesh):
             grads = params(grad_fn(model, jax.device_put(t, pm.batch_sharding(mesh))))
         with tempfile.TemporaryDirectory() as d:
-            out = loop.run(model, loss_fn, data(), steps=3, optim_cfg=optim, mesh=mesh, workdir=d, progress=False)
+            out = loop.run(model, loss_fn, data(),
+                           loop.TrainSettings(steps=3, optim_cfg=optim, progress=False), mesh=mesh, workdir=d)
         up = model.layers[0].mlp.up.kernel[...]
         res[str(shape)] = {"loss": max(abs(a - b) / b for a, b in zip(out.losses, ref.losses)),
                            "grads": max_diff(grads, ref_grads), "params": max_diff(params(model), ref_params),
@@ -79,9 +81,11 @@ _MESHES = _COMMON + textwrap.dedent(
     # Gradient accumulation: two microbatches give the same updates as the whole batch.
     m1, m2 = build(), build()
     with tempfile.TemporaryDirectory() as d:
-        whole = loop.run(m1, loss_fn, data(), steps=3, optim_cfg=optim, mesh=mesh, workdir=d + "/a", progress=False)
-        acc = loop.run(m2, loss_fn, data(), steps=3, optim_cfg=optim, mesh=mesh, workdir=d + "/b", progress=False,
-                       accum_steps=2)
+        whole = loop.run(m1, loss_fn, data(), loop.TrainSettings(steps=3, optim_cfg=optim, progress=False),
+                         mesh=mesh, workdir=d + "/a")
+        acc = loop.run(m2, loss_fn, data(),
+                       loop.TrainSettings(steps=3, optim_cfg=optim, progress=False, accum_steps=2), mesh=mesh,
+                       workdir=d + "/b")
     res["accum_loss"] = max(abs(a - b) / b for a, b in zip(acc.losses, whole.losses))
     res["accum_params"] = max_diff(params(m2), params(m1))
     res["accum_tokens"] = [acc.tokens, whole.tokens]
@@ -128,25 +132,30 @@ _RESHARD = _COMMON + textwrap.dedent(
     meta = {"scale": "t1", "vocab_size": 64, "dtype": "float32"}
     with tempfile.TemporaryDirectory() as d:
         straight = build()
-        ref = loop.run(straight, loss_fn, data(), steps=6, optim_cfg=optim, workdir=d + "/a", progress=False,
+        ref = loop.run(straight, loss_fn, data(),
+                       loop.TrainSettings(steps=6, optim_cfg=optim, progress=False), workdir=d + "/a",
                        mesh=pm.make_mesh({"data": -1}))
         first = pm.create_sharded(lambda: Llama(cfg, rngs=nnx.Rngs(0)), pm.make_mesh({"data": -1}))
         try:
-            loop.run(first, loss_fn, data(StopAt), steps=6, optim_cfg=optim, workdir=d + "/b", ckpt_every=2,
-                     metadata=meta, progress=False, mesh=pm.make_mesh({"data": -1}))
+            loop.run(first, loss_fn, data(StopAt),
+                     loop.TrainSettings(steps=6, optim_cfg=optim, ckpt_every=2, metadata=meta, progress=False),
+                     workdir=d + "/b", mesh=pm.make_mesh({"data": -1}))
         except Stop:
             pass
         mesh = pm.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
         resumed = pm.create_sharded(lambda: Llama(cfg, rngs=nnx.Rngs(0)), mesh)
-        out = loop.run(resumed, loss_fn, data(), steps=6, optim_cfg=optim, workdir=d + "/b", ckpt_every=2,
-                       metadata=meta, progress=False, mesh=mesh)
+        out = loop.run(resumed, loss_fn, data(),
+                       loop.TrainSettings(steps=6, optim_cfg=optim, ckpt_every=2, metadata=meta, progress=False),
+                       workdir=d + "/b", mesh=mesh)
         res["resumed_from"] = out.resumed_from
         res["loss"] = max(abs(a - b) / b for a, b in zip(out.losses, ref.losses[4:]))
         res["params"] = max_diff(params(resumed), params(straight))
         res["spec"] = str(resumed.layers[0].mlp.up.kernel[...].sharding.spec)
         try:
-            loop.run(build(), loss_fn, data(), steps=8, optim_cfg=optim, workdir=d + "/b", ckpt_every=2,
-                     metadata={**meta, "dtype": "bfloat16"}, progress=False, mesh=mesh)
+            other = {**meta, "dtype": "bfloat16"}
+            loop.run(build(), loss_fn, data(),
+                     loop.TrainSettings(steps=8, optim_cfg=optim, ckpt_every=2, metadata=other, progress=False),
+                     workdir=d + "/b", mesh=mesh)
         except ValueError as err:
             res["mismatch"] = str(err)
     print("RESULT " + json.dumps(res))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import jax
@@ -13,6 +14,7 @@ import pytest
 from flax import nnx
 
 from visual_priors.config import scales
+from visual_priors.errors import BadValue
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.model.connector import Connector
 from visual_priors.model.llm import Llama
@@ -31,6 +33,11 @@ def _tiny_cfg():
 def _optim(lr=3e-3):
     return ml_collections.ConfigDict(dict(lr=lr, warmup_frac=0.1, min_lr_ratio=0.1, b1=0.9, b2=0.95,
                                           eps=1e-8, weight_decay=0.0, clip=1.0))
+
+
+def _settings(steps, **overrides):
+    """Settings of a tiny test run: `_optim()`'s optimizer and no progress bar unless overridden."""
+    return loop.TrainSettings(steps=steps, optim_cfg=_optim(), **{"progress": False, **overrides})
 
 
 def _data(seed=0, n=64, t=17):
@@ -52,8 +59,8 @@ def _params(model):
 
 def test_loss_falls_and_metrics_are_logged(tmp_path):
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    res = loop.run(model, _lm_loss, _data(), steps=60, optim_cfg=_optim(), workdir=tmp_path,
-                   log_every=10, progress=False, flops_per_token=1e6)
+    res = loop.run(model, _lm_loss, _data(), _settings(60, log_every=10, flops_per_token=1e6),
+                   workdir=tmp_path)
     assert res.final_loss < 0.5 * res.first_loss
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 6
@@ -75,8 +82,8 @@ def test_frozen_parameters_are_unchanged_and_have_no_optimizer_state(tmp_path):
         loss, count = masked_nll(m, b["tokens"], b["mask"], b["feats"])
         return loss, {"tokens": count}
 
-    res = loop.run(model, loss_fn, data, steps=5, optim_cfg=_optim(), workdir=tmp_path,
-                   freeze_rules=[("connector/.*", True)], progress=False)
+    res = loop.run(model, loss_fn, data, _settings(5, freeze_rules=[("connector/.*", True)]),
+                   workdir=tmp_path)
     after = _params(model)
     same_llm = jax.tree.map(np.array_equal, before["llm"], after["llm"])
     assert all(jax.tree.leaves(same_llm))
@@ -84,8 +91,8 @@ def test_frozen_parameters_are_unchanged_and_have_no_optimizer_state(tmp_path):
     assert all(jax.tree.leaves(changed))
     assert res.steps == 5
     with pytest.raises(ValueError, match="leave nothing to train"):
-        loop.run(model, loss_fn, data, steps=1, optim_cfg=_optim(), workdir=tmp_path / "x",
-                 freeze_rules=[("nothing/.*", True)], progress=False)
+        loop.run(model, loss_fn, data, _settings(1, freeze_rules=[("nothing/.*", True)]),
+                 workdir=tmp_path / "x")
 
 
 class _Interrupt(Exception):
@@ -105,18 +112,15 @@ class _FailingData(ArrayBatches):
 
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
     straight = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    whole = loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a",
-                     progress=False)
+    whole = loop.run(straight, _lm_loss, _data(), _settings(12), workdir=tmp_path / "a")
 
     first = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
     base = _data()
     failing = _FailingData(base.arrays, base.batch_size, base.seed, fail_at=8)
     with pytest.raises(_Interrupt):
-        loop.run(first, _lm_loss, failing, steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
-                 ckpt_every=3, progress=False)
+        loop.run(first, _lm_loss, failing, _settings(12, ckpt_every=3), workdir=tmp_path / "b")
     resumed = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    res = loop.run(resumed, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
-                   ckpt_every=3, progress=False)
+    res = loop.run(resumed, _lm_loss, _data(), _settings(12, ckpt_every=3), workdir=tmp_path / "b")
     assert res.resumed_from == 6
     assert res.tokens == whole.tokens and res.first_loss == whole.first_loss  # whole-run totals
     same = jax.tree.map(np.array_equal, _params(straight), _params(resumed))
@@ -131,7 +135,21 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
         return loss * jnp.nan, count
 
     with pytest.raises(loop.NonFiniteLoss, match="at step 1"):
-        loop.run(model, bad_loss, _data(), steps=3, optim_cfg=_optim(), workdir=tmp_path, progress=False)
+        loop.run(model, bad_loss, _data(), _settings(3), workdir=tmp_path)
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({"ckpt_every": -1}, "ckpt_every must be a whole number of at least 0, got -1"),
+    ({"log_every": 0}, "log_every must be a whole number of at least 1, got 0"),
+    ({"steps": 2.5}, "steps must be a whole number of at least 0, got 2.5"),
+    ({"accum_steps": 0}, "accum_steps must be a whole number of at least 1"),
+    ({"keep": 0}, "keep must be a whole number of at least 1"),
+    ({"peak_flops": 0.0}, "peak_flops must be a positive number or None, got 0.0"),
+    ({"flops_per_token": float("nan")}, "flops_per_token must be a positive number or None"),
+])
+def test_settings_reject_bad_values_by_name(bad, problem):
+    with pytest.raises(BadValue, match=f"^training setting {re.escape(problem)}"):
+        _settings(**{"steps": 4, **bad})
 
 
 def test_flops_follow_6n_plus_causal_attention():
@@ -158,17 +176,16 @@ class _SignallingData(ArrayBatches):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_a_checkpoint_and_the_rerun_matches(tmp_path, sig):
     straight = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    loop.run(straight, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "a", progress=False)
+    loop.run(straight, _lm_loss, _data(), _settings(12), workdir=tmp_path / "a")
 
     base = _data()
     stopped = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
     with pytest.raises(loop.Preempted, match=f"stopped by {signal.Signals(sig).name} after step 8"):
-        loop.run(stopped, _lm_loss, _SignallingData(base.arrays, 8, 0, at=7, sig=sig), steps=12,
-                 optim_cfg=_optim(), workdir=tmp_path / "b", ckpt_every=100, progress=False)
+        loop.run(stopped, _lm_loss, _SignallingData(base.arrays, 8, 0, at=7, sig=sig),
+                 _settings(12, ckpt_every=100), workdir=tmp_path / "b")
     assert signal.getsignal(sig) is not None  # handlers are put back
     resumed = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    res = loop.run(resumed, _lm_loss, _data(), steps=12, optim_cfg=_optim(), workdir=tmp_path / "b",
-                   ckpt_every=100, progress=False)
+    res = loop.run(resumed, _lm_loss, _data(), _settings(12, ckpt_every=100), workdir=tmp_path / "b")
     assert res.resumed_from == 8
     assert all(jax.tree.leaves(jax.tree.map(np.array_equal, _params(straight), _params(resumed))))
 
@@ -218,9 +235,8 @@ def test_loss_spike_is_warned_with_its_step(tmp_path, caplog):
     base = _data()
     data = _ScaledData(base.arrays, base.batch_size, base.seed, at=25, factor=10.0)
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    with caplog.at_level("WARNING", logger="visual_priors.train.loop"):
-        loop.run(model, scaled_loss, data, steps=27, optim_cfg=_optim(), workdir=tmp_path,
-                 progress=False, tensorboard=False)
+    with caplog.at_level("WARNING", logger="visual_priors.train.session"):
+        loop.run(model, scaled_loss, data, _settings(27, tensorboard=False), workdir=tmp_path)
     spikes = [r.getMessage() for r in caplog.records if "loss spike at step" in r.getMessage()]
     assert len(spikes) == 1 and "loss spike at step 25:" in spikes[0], spikes  # only the scaled step
 
@@ -232,14 +248,13 @@ def test_bf16_compute_with_float32_master_weights(tmp_path):
         return cfg
 
     model = Llama(bf16_cfg(), rngs=nnx.Rngs(0))
-    res = loop.run(model, _lm_loss, _data(), steps=40, optim_cfg=_optim(), workdir=tmp_path / "bf16",
-                   progress=False, tensorboard=False)
+    res = loop.run(model, _lm_loss, _data(), _settings(40, tensorboard=False), workdir=tmp_path / "bf16")
     assert res.final_loss < 0.6 * res.first_loss
     dtypes = {x.dtype for x in jax.tree.leaves(_params(model))}
     assert dtypes == {np.dtype(np.float32)}, dtypes  # the optimizer updated float32 masters
     # Same initial weights, so the first losses differ only by bf16 rounding in the forward pass.
-    f32 = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=1, optim_cfg=_optim(),
-                   workdir=tmp_path / "f32", progress=False, tensorboard=False)
+    f32 = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), _settings(1, tensorboard=False),
+                   workdir=tmp_path / "f32")
     assert res.first_loss != f32.first_loss  # bf16 really was used
     assert res.first_loss == pytest.approx(f32.first_loss, rel=0.02)
 
@@ -278,8 +293,8 @@ def test_throughput_metrics_and_tensorboard_scalars(tmp_path):
     import json
 
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
-    loop.run(model, _lm_loss, _data(), steps=6, optim_cfg=_optim(), workdir=tmp_path, log_every=2,
-             progress=False, flops_per_token=1e6, peak_flops=1e12)
+    loop.run(model, _lm_loss, _data(), _settings(6, log_every=2, flops_per_token=1e6, peak_flops=1e12),
+             workdir=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
     n_devices = jax.device_count()  # the default mesh spans every device
@@ -307,8 +322,9 @@ def test_mfu_defaults_to_a_measured_peak_on_cpu(tmp_path):
 
     model = Llama(_tiny_cfg(), rngs=nnx.Rngs(0))
     flops_per_token = flops.train_flops_per_token(_tiny_cfg(), 16)
-    loop.run(model, _lm_loss, _data(), steps=4, optim_cfg=_optim(), workdir=tmp_path, log_every=2,
-             progress=False, tensorboard=False, flops_per_token=flops_per_token, peak_flops=None)
+    loop.run(model, _lm_loss, _data(),
+             _settings(4, log_every=2, tensorboard=False, flops_per_token=flops_per_token, peak_flops=None),
+             workdir=tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
     for r in records:
@@ -317,10 +333,10 @@ def test_mfu_defaults_to_a_measured_peak_on_cpu(tmp_path):
 
 def test_progress_flag_is_honoured_on_fresh_and_resumed_runs(tmp_path, capfd):
     # The bar must follow `progress`, not whether a checkpoint was restored.
-    loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=4, optim_cfg=_optim(),
-             workdir=tmp_path, ckpt_every=2, progress=True, tensorboard=False)
+    loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(),
+             _settings(4, ckpt_every=2, progress=True, tensorboard=False), workdir=tmp_path)
     assert "train: " in capfd.readouterr().err  # tqdm draws "train: ..%|" on stderr
-    res = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(), steps=8, optim_cfg=_optim(),
-                   workdir=tmp_path, ckpt_every=2, progress=False, tensorboard=False)
+    res = loop.run(Llama(_tiny_cfg(), rngs=nnx.Rngs(0)), _lm_loss, _data(),
+                   _settings(8, ckpt_every=2, tensorboard=False), workdir=tmp_path)
     assert res.resumed_from == 2
     assert "train: " not in capfd.readouterr().err

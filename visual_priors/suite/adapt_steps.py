@@ -191,9 +191,10 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
     rules = align_rules(f.get("train"))
     loss_fn = mllm_loss(model, train_llm=rules is SFT_RULES, max_targets=answer_capacity(data))
-    result = loop.run(model, loss_fn, data, steps=len(data),
-                      optim_cfg=as_config(f["optim"]), freeze_rules=rules, mesh=mesh,
-                      workdir=out / "work", ckpt_every=100, desc="align", metadata={"kind": "align"})
+    result = loop.run(model, loss_fn, data,
+                      loop.TrainSettings(steps=len(data), optim_cfg=as_config(f["optim"]), freeze_rules=rules,
+                                         ckpt_every=100, desc="align", metadata={"kind": "align"}),
+                      mesh=mesh, workdir=out / "work")
     if rules is SFT_RULES:  # stage 2 starts from the LLM stage 1 tuned, not the pre-trained one
         save_module(model, out / "mllm", {"kind": "mllm"})
     else:
@@ -215,9 +216,10 @@ def blind_pass(model, loss_fn, withheld: multimodal.ExampleBatches, optim_cfg, o
     if done.exists():
         restore_module(model, out / "mllm", {"kind": "mllm"})
         return json.loads(done.read_text())
-    train = loop.run(model, loss_fn, withheld, steps=len(withheld), optim_cfg=optim_cfg,
-                     freeze_rules=SFT_RULES, mesh=mesh, workdir=out / "work", ckpt_every=100,
-                     desc="sft blind", metadata={"kind": "sft-blind"})
+    train = loop.run(model, loss_fn, withheld,
+                     loop.TrainSettings(steps=len(withheld), optim_cfg=optim_cfg, freeze_rules=SFT_RULES,
+                                        ckpt_every=100, desc="sft blind", metadata={"kind": "sft-blind"}),
+                     mesh=mesh, workdir=out / "work")
     save_module(model, out / "mllm", {"kind": "mllm"})
     write_atomic(done, json.dumps(train.to_dict()).encode())
     return train.to_dict()
@@ -247,8 +249,9 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     if sft_set["blind"]:
         result["blind"] = blind_pass(model, loss_fn, withheld, as_config(f["optim"]), out / "blind", mesh)
         total_flops += result["blind"]["flops"]
-    train = loop.run(model, loss_fn, data, steps=len(data), optim_cfg=as_config(f["optim"]),
-                     freeze_rules=SFT_RULES, mesh=mesh, workdir=out / "work", ckpt_every=100,
-                     desc="sft", metadata={"kind": "sft"})
+    train = loop.run(model, loss_fn, data,
+                     loop.TrainSettings(steps=len(data), optim_cfg=as_config(f["optim"]), freeze_rules=SFT_RULES,
+                                        ckpt_every=100, desc="sft", metadata={"kind": "sft"}),
+                     mesh=mesh, workdir=out / "work")
     save_module(model, out / "mllm", {"kind": "mllm"})
     return {**result, "train": train.to_dict(), "flops": total_flops + train.flops}

@@ -37,9 +37,9 @@ def run_pretrain_packed(steps: list, outs: list[Path], locate: Locate) -> list[d
     models = [nnx.clone(by_seed[s.unit.seed]) for s in steps]
     datas = [steps_lib.pretrain_data(s, locate) for s in steps]
     try:
-        results = packed.run(models, steps_lib.pretrain_loss, datas, workdirs=[Path(o) / "work" for o in outs],
-                             names=[f"{s.name} ({d.mixture.name})" for s, d in zip(steps, datas)],
-                             **steps_lib.pretrain_options(steps[0], cfgs[0]))
+        results = packed.run(models, steps_lib.pretrain_loss, datas, steps_lib.pretrain_options(steps[0], cfgs[0]),
+                             workdirs=[Path(o) / "work" for o in outs],
+                             names=[f"{s.name} ({d.mixture.name})" for s, d in zip(steps, datas)])
     except packed.UnevenResume as err:
         log.warning("%s", err)
         return [{**steps_lib.run_pretrain(s, Path(o), locate), "packed": 1} for s, o in zip(steps, outs)]

@@ -214,8 +214,8 @@ def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
         result = loop.TrainResult(steps=0, first_loss=float("nan"), final_loss=float("nan"), tokens=0,
                                   tokens_per_s=0.0, elapsed_s=0.0, resumed_from=None, losses=[])
     else:
-        result = loop.run(model, pretrain_loss, data, mesh=mesh, rules=opts["rules"], workdir=out / "work",
-                          **pretrain_options(step, cfg))
+        result = loop.run(model, pretrain_loss, data, pretrain_options(step, cfg), mesh=mesh, rules=opts["rules"],
+                          workdir=out / "work")
     return finish_pretrain(step, out, locate, model, cfg, data, result)
 
 
@@ -252,15 +252,16 @@ def pretrain_loss(model, batch):
     return loss, {"tokens": jnp.asarray(tokens.shape[0] * (tokens.shape[1] - 1))}
 
 
-def pretrain_options(step, cfg) -> dict:
-    """The training loop's settings for a pretrain step, other than model, data and placement:
-    what it trains from its fields, how it logs, checkpoints and accumulates from its options."""
+def pretrain_options(step, cfg) -> loop.TrainSettings:
+    """The training loop's settings for a pretrain step: what it trains from its fields, how it
+    logs, checkpoints and accumulates from its options."""
     f, opts = step.fields, step.options
-    return dict(steps=max(1, f["tokens"] // (f["seq_len"] * f["batch_size"])),
-                optim_cfg=as_config(f["optim"]), ckpt_every=opts["ckpt_every"],
-                keep_every=opts["keep_every"], log_every=opts["log_every"], desc=f"pretrain {f['scale']}",
-                accum_steps=opts["grad_accum"], metadata=_llm_metadata(f["scale"], cfg),
-                flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
+    return loop.TrainSettings(steps=max(1, f["tokens"] // (f["seq_len"] * f["batch_size"])),
+                              optim_cfg=as_config(f["optim"]), ckpt_every=opts["ckpt_every"],
+                              keep_every=opts["keep_every"], log_every=opts["log_every"],
+                              desc=f"pretrain {f['scale']}", accum_steps=opts["grad_accum"],
+                              metadata=_llm_metadata(f["scale"], cfg),
+                              flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
 
 
 def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.PretrainData,

@@ -134,9 +134,9 @@ def train_local_encoder(objective: str, world, fields, workdir: str | Path, *, t
         data = ArrayBatches({"images": images, "labels": labels, "colours": colours}, batch_size, seed, **rows)
         kind = "supervised"
 
-    train = loop.run(model, objectives.LOSSES[objective], data, steps=steps, optim_cfg=optim_cfg,
-                     mesh=mesh, workdir=workdir, ckpt_every=int(_get(fields, "ckpt_every")),
-                     desc=f"encoder ({objective})", metadata={"kind": kind}, progress=progress)
+    settings = loop.TrainSettings(steps=steps, optim_cfg=optim_cfg, ckpt_every=int(_get(fields, "ckpt_every")),
+                                  desc=f"encoder ({objective})", metadata={"kind": kind}, progress=progress)
+    train = loop.run(model, objectives.LOSSES[objective], data, settings, mesh=mesh, workdir=workdir)
     probe = _get(fields, "probe")
     result = {"objective": objective, "train": train.to_dict(),
               "probe": kind_probe(model.vit, world, n_train=int(probe["train"]), n_test=int(probe["test"])),

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import jax
 import optax
 from flax import nnx
+
+from visual_priors.errors import BadValue
 
 ALL_TRAINABLE = ((".*", True),)
 
@@ -34,6 +37,14 @@ def trainable_filter(rules: Sequence[Sequence]):
         return False
 
     return is_trainable
+
+
+def split(model: nnx.Module, rules: Sequence[Sequence]) -> tuple:
+    """(graphdef, trainable state, frozen state) of `model` under the freeze `rules`."""
+    graphdef, trainable, frozen = nnx.split(model, trainable_filter(rules), ...)
+    if not jax.tree.leaves(trainable):
+        raise BadValue(f"freeze rules {list(rules)} leave nothing to train")
+    return graphdef, trainable, frozen
 
 
 def schedule(peak_lr: float, total_steps: int, warmup_frac: float = 0.0,
