@@ -108,8 +108,8 @@ def select_sft(examples: list[dict], keep: dict, seed: int) -> list[dict]:
     return [e for i, e in enumerate(examples) if i not in dropped]
 
 
-def _batches(tokens, mask, feats, rows, f) -> multimodal.ExampleBatches:
-    return multimodal.ExampleBatches(tokens, mask, feats, np.asarray(rows), f["batch_size"], f["seed"])
+def _batches(tokens, mask, feats, rows, stage: Align | Sft) -> multimodal.ExampleBatches:
+    return multimodal.ExampleBatches(tokens, mask, feats, np.asarray(rows), stage.batch_size, stage.seed)
 
 
 # align/sft 2: SFT sets; 3: the signal chain (naming hop, image tokens after the text's BOS).
@@ -181,18 +181,18 @@ class Sft(_Adaptation):
 
 def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 1: the connector alone learns to turn image features into caption-predicting tokens."""
-    f = step.fields
+    f: Align = step.unit
     tok = tokenizer_of(step, locate)
     feat_dir = locate(step.input("features"))
     feats = load_features(feat_dir, "align")
-    examples = json.loads((feat_dir / "align.json").read_text())[: f["examples"]]
-    tokens, mask = encode_examples(examples, tok, f["text_len"])
+    examples = json.loads((feat_dir / "align.json").read_text())[: f.examples]
+    tokens, mask = encode_examples(examples, tok, f.text_len)
     data = _batches(tokens, mask, feats, [e["row"] for e in examples], f)
-    model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f["seed"])
-    rules = align_rules(f.get("train"))
+    model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f.seed)
+    rules = align_rules(f.train)
     loss_fn = mllm_loss(model, train_llm=rules is SFT_RULES, max_targets=answer_capacity(data))
     result = loop.run(model, loss_fn, data,
-                      loop.TrainSettings(steps=len(data), optim_cfg=as_config(f["optim"]), freeze_rules=rules,
+                      loop.TrainSettings(steps=len(data), optim_cfg=as_config(f.optim), freeze_rules=rules,
                                          ckpt_every=100, desc="align", metadata={"kind": "align"}),
                       mesh=mesh, workdir=out / "work")
     if rules is SFT_RULES:  # stage 2 starts from the LLM stage 1 tuned, not the pre-trained one
@@ -204,7 +204,7 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
         records = json.loads((feat_dir / "kinds.json").read_text())
         out_result["naming"] = signal.naming_hop(model, tok, world_of(step.input("features").unit.world),
                                                  load_features(feat_dir, "kinds"), records,
-                                                 prompt=examples[0]["prompt"], text_len=f["text_len"])
+                                                 prompt=examples[0]["prompt"], text_len=f.text_len)
     return out_result
 
 
@@ -228,14 +228,14 @@ def blind_pass(model, loss_fn, withheld: multimodal.ExampleBatches, optim_cfg, o
 def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     """Stage 2: connector and LLM tuned on instructions, text-only and with images; with
     ``set.blind`` a first pass over the same examples with every image withheld."""
-    f = step.fields
-    sft_set = f["set"]
+    f: Sft = step.unit
+    sft_set = f.set
     tok = tokenizer_of(step, locate)
     feat_dir = locate(step.input("features"))
     feats = load_features(feat_dir, "sft")
-    available = json.loads((feat_dir / "sft.json").read_text())[: f["examples"]]
-    examples = select_sft(available, sft_set["keep"], f["seed"])
-    tokens, mask = encode_examples(examples, tok, f["text_len"])
+    available = json.loads((feat_dir / "sft.json").read_text())[: f.examples]
+    examples = select_sft(available, sft_set["keep"], f.seed)
+    tokens, mask = encode_examples(examples, tok, f.text_len)
     rows = np.array([e["row"] for e in examples])
     model = load_mllm(step.input("pretrain"), locate(step.input("align")), locate, tok, feats.shape[-1])
     data = _batches(tokens, mask, feats, rows, f)
@@ -247,10 +247,10 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
                            for k in ("perception", "reasoning", None)}}
     total_flops = 0.0
     if sft_set["blind"]:
-        result["blind"] = blind_pass(model, loss_fn, withheld, as_config(f["optim"]), out / "blind", mesh)
+        result["blind"] = blind_pass(model, loss_fn, withheld, as_config(f.optim), out / "blind", mesh)
         total_flops += result["blind"]["flops"]
     train = loop.run(model, loss_fn, data,
-                     loop.TrainSettings(steps=len(data), optim_cfg=as_config(f["optim"]), freeze_rules=SFT_RULES,
+                     loop.TrainSettings(steps=len(data), optim_cfg=as_config(f.optim), freeze_rules=SFT_RULES,
                                         ckpt_every=100, desc="sft", metadata={"kind": "sft"}),
                      mesh=mesh, workdir=out / "work")
     save_module(model, out / "mllm", {"kind": "mllm"})

@@ -205,12 +205,12 @@ def _one_device(mesh_cfg) -> bool:
 
 
 def run_pretrain(step, out: Path, locate: Locate, mesh=None) -> dict:
-    f, opts = step.fields, step.options
+    opts = step.options
     cfg = pretrain_config(step, locate)
     mesh = mesh or mesh_lib.make_mesh(opts["mesh"])
     model = new_llm(cfg, step, mesh)
     data = pretrain_data(step, locate)
-    if f["tokens"] == 0:  # the scale sweep's 0B point: the randomly initialised LLM itself
+    if step.unit.tokens == 0:  # the scale sweep's 0B point: the randomly initialised LLM itself
         result = loop.TrainResult(steps=0, first_loss=float("nan"), final_loss=float("nan"), tokens=0,
                                   tokens_per_s=0.0, elapsed_s=0.0, resumed_from=None, losses=[])
     else:
@@ -255,13 +255,13 @@ def pretrain_loss(model, batch):
 def pretrain_options(step, cfg) -> loop.TrainSettings:
     """The training loop's settings for a pretrain step: what it trains from its fields, how it
     logs, checkpoints and accumulates from its options."""
-    f, opts = step.fields, step.options
-    return loop.TrainSettings(steps=max(1, f["tokens"] // (f["seq_len"] * f["batch_size"])),
-                              optim_cfg=as_config(f["optim"]), ckpt_every=opts["ckpt_every"],
+    u, opts = step.unit, step.options
+    return loop.TrainSettings(steps=max(1, u.tokens // (u.seq_len * u.batch_size)),
+                              optim_cfg=as_config(u.optim), ckpt_every=opts["ckpt_every"],
                               keep_every=opts["keep_every"], log_every=opts["log_every"],
-                              desc=f"pretrain {f['scale']}", accum_steps=opts["grad_accum"],
-                              metadata=_llm_metadata(f["scale"], cfg),
-                              flops_per_token=flops.train_flops_per_token(cfg, f["seq_len"]))
+                              desc=f"pretrain {u.scale}", accum_steps=opts["grad_accum"],
+                              metadata=_llm_metadata(u.scale, cfg),
+                              flops_per_token=flops.train_flops_per_token(cfg, u.seq_len))
 
 
 def finish_pretrain(step, out: Path, locate: Locate, model, cfg, data: pipeline.PretrainData,
