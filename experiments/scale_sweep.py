@@ -1,7 +1,9 @@
 """Scale sweep (the paper's Fig. 2): five model sizes x eight token budgets, web-crawl text only.
 
 A budget of 0 tokens is a randomly initialised LLM that only sees the multimodal stages. Under
-`tiny` the sizes are t1..t5 and the budgets keep their ratios (0..250k tokens):
+`tiny` the sizes are t1..t5 and the budgets keep their ratios (0..250k tokens). The cells the
+findings compare (F1 scale, F9 alignment: 340M / 1B / 3B at 30B tokens, and 3B at 10B and
+100B) are trained with three seeds (`SEEDS`), the rest with the config's seed:
 
     visual-priors suite plan experiments/scale_sweep.py:paper
     visual-priors suite run  experiments/scale_sweep.py
@@ -11,7 +13,13 @@ from visual_priors.config.studies import B, grid, paper_study
 
 SCALES = ("340M", "1B", "3B", "7B", "13B")
 BUDGETS = tuple(n * B for n in (0, 5, 10, 20, 30, 50, 70, 100))
+# The config's own seed (profiles: 42) and two more.
+SEEDS = (42, 43, 44)
+SEEDED = {"340M": (30 * B,), "1B": (30 * B,), "3B": (10 * B, 30 * B, 100 * B)}
 
 
 def get_config(arg: str = "tiny"):
-    return paper_study(arg, "scale_sweep", [grid(scales=SCALES, tokens=BUDGETS, mixtures=("source:web_crawl",))])
+    rest = {s: tuple(n for n in BUDGETS if n not in SEEDED.get(s, ())) for s in SCALES}
+    return paper_study(arg, "scale_sweep", [
+        grid(scales=tuple(SEEDED), tokens=SEEDED, mixtures=("source:web_crawl",), seeds=SEEDS),
+        grid(scales=SCALES, tokens=rest, mixtures=("source:web_crawl",))])
