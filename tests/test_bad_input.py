@@ -130,7 +130,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     def broken(args):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(cli, "cmd_scales", broken)
+    monkeypatch.setattr(cli.models, "cmd_scales", broken)
     with pytest.raises(ValueError, match="invariant"):
         cli.main(["scales"])
 

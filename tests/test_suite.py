@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -145,30 +146,28 @@ def _claiming_worker(path, hashes, log_path, work_s, lease_s):
     import os
     import time
 
-    reg = Registry(path)
     me = f"w{os.getpid()}"
     steps = {h: _Step(h) for h in hashes}
-    while True:
-        claimed = reg.claim(hashes, me, lease_s=lease_s, max_attempts=1)
-        if not claimed:
-            rows = reg.statuses(hashes)
-            if all(r["status"] == "done" for r in rows.values()):
-                break
-            time.sleep(0.02)
-            continue
-        time.sleep(work_s)
-        with open(log_path, "a") as f:
-            f.write(f"{claimed[0]} {me} {time.time()}\n")
-        assert reg.finish(steps[claimed[0]], f"/out/{claimed[0]}", worker=me)
-    reg.close()
+    with Registry(path) as reg:
+        while True:
+            claimed = reg.claim(hashes, me, lease_s=lease_s, max_attempts=1)
+            if not claimed:
+                rows = reg.statuses(hashes)
+                if all(r["status"] == "done" for r in rows.values()):
+                    break
+                time.sleep(0.02)
+                continue
+            time.sleep(work_s)
+            with open(log_path, "a") as f:
+                f.write(f"{claimed[0]} {me} {time.time()}\n")
+            assert reg.finish(steps[claimed[0]], f"/out/{claimed[0]}", worker=me)
 
 
 def test_four_workers_run_every_step_once_after_its_inputs(tmp_path):
     path, log = tmp_path / "registry.sqlite", tmp_path / "ran.txt"
     dag = _dag()
-    reg = Registry(path)
-    reg.register_many([("study", s, "") for s in dag])
-    reg.close()
+    with Registry(path) as reg:
+        reg.register_many([("study", s, "") for s in dag])
     ctx = mp.get_context("spawn")
     hashes = [s.hash for s in dag]
     procs = [ctx.Process(target=_claiming_worker, args=(path, hashes, log, 0.05, 30.0)) for _ in range(4)]
@@ -244,6 +243,19 @@ def test_interrupted_step_is_given_back_without_spending_an_attempt(tmp_path):
     reg.release(a, "w", "interrupted: SIGTERM")
     row = reg.statuses(["a"])["a"]
     assert row["status"] == "pending" and row["attempts"] == 0
+
+
+def test_registry_closes_after_its_with_block_even_when_the_block_raises(tmp_path):
+    with Registry(tmp_path / "registry.sqlite") as reg:
+        reg.register("study", _Step("a"))
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        reg.status("a")
+    with pytest.raises(RuntimeError, match="inside"):
+        with Registry(tmp_path / "registry.sqlite") as reg:
+            assert reg.status("a") == "pending"
+            raise RuntimeError("inside the block")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        reg.status("a")
 
 
 def test_a_corpus_changed_after_planning_is_refused(tmp_path):

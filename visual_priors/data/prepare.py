@@ -49,6 +49,22 @@ def label_sets(sets: dict[str, segments_lib.SegmentSet], labeller: Any | Mapping
             for name, s in sets.items()}
 
 
+def distillation_examples(sets: dict[str, segments_lib.SegmentSet], tok: tokenizer_lib.Tokenizer,
+                          labels: dict[str, np.ndarray] | None = None) -> tuple[list[str], list[np.ndarray]]:
+    """(texts, label bits per set) a distilled labeller learns from: the segments whose truth the
+    world knows, or with a teacher's `labels` every segment."""
+    texts, bits = [], []
+    for name, s in sets.items():
+        if labels is None:
+            idx = np.flatnonzero(s.truth_known)
+            texts += s.texts(tok, idx)
+            bits.append(s.truth[idx])
+        else:
+            texts += s.texts(tok)
+            bits.append(labels[name])
+    return texts, bits
+
+
 def label_report(sets: dict[str, segments_lib.SegmentSet],
                  labels: dict[str, np.ndarray]) -> dict[str, Any]:
     """Label rates per source (table 4's layout) and, over segments whose truth the world knows,

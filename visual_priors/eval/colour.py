@@ -54,7 +54,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.spatial.distance import pdist, squareform
 
-from visual_priors.errors import BadValue
+from visual_priors.errors import BadValue, read_json
 from visual_priors.eval.alignment_features import caption_tokens, llm_features
 from visual_priors.eval.colour_space import (DEFAULT_MDS_INITS, align_similarity, mds_embedding,
                                              shuffled_alignment, srgb_to_lab)
@@ -409,15 +409,15 @@ def load_pretrained(root: str | Path, pretrain_step: str | Path):
 
     root = Path(root)
     step_dir = Path(pretrain_step) if Path(pretrain_step).is_absolute() else root / pretrain_step
-    spec = json.loads((step_dir / "spec.json").read_text())
+    spec = read_json(step_dir / "spec.json", "step spec")
     if spec.get("kind") != "pretrain":
         raise BadValue(f"{step_dir} is a {spec.get('kind')!r} step, not a pretrain step")
     tok_name = next((s for s in spec["inputs"] if s.startswith("tokenizer-")), None)
     if tok_name is None:
         raise BadValue(f"{step_dir} names no tokenizer input")
     tok_dir = root / tok_name
-    tok = load_tokenizer(tok_dir / json.loads((tok_dir / "result.json").read_text())["path"])
-    world_fields = json.loads((tok_dir / "spec.json").read_text())["fields"]["world"]
+    tok = load_tokenizer(tok_dir / read_json(tok_dir / "result.json", "step result")["path"])
+    world_fields = read_json(tok_dir / "spec.json", "step spec")["fields"]["world"]
     world = World(seed=world_fields["seed"], image_size=world_fields["image_size"])
     scale = spec["fields"]["scale"]
     cfg = scales.get(scale)

@@ -28,7 +28,8 @@ from visual_priors.eval import signal
 from visual_priors.model import vision
 from visual_priors.suite import steps
 from visual_priors.suite.stage import Stage, Step
-from visual_priors.suite.step_io import Locate, as_config, restore_module, save_module, tokenizer_of, world_of
+from visual_priors.suite.step_io import (Locate, as_config, read_result, restore_module, save_module, tokenizer_of,
+                                         world_of)
 from visual_priors.suite.vision_steps import Encoder, load_features
 from visual_priors.train import flops, loop
 
@@ -215,7 +216,7 @@ def blind_pass(model, loss_fn, withheld: multimodal.ExampleBatches, optim_cfg, o
     done = out / "result.json"
     if done.exists():
         restore_module(model, out / "mllm", {"kind": "mllm"})
-        return json.loads(done.read_text())
+        return read_result(out)
     train = loop.run(model, loss_fn, withheld,
                      loop.TrainSettings(steps=len(withheld), optim_cfg=optim_cfg, freeze_rules=SFT_RULES,
                                         ckpt_every=100, desc="sft blind", metadata={"kind": "sft-blind"}),

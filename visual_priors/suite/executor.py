@@ -111,22 +111,20 @@ def run_study(cfg: ml_collections.ConfigDict, root: str | Path = "runs", *, stag
     for step in steps:  # a damaged finished output stops the study before anything runs
         if is_done(root, step):
             read_result(output_dir(root, step))
-    registry = Registry(root / REGISTRY_FILE)
-    register(registry, cfg, runs, steps)
-    for step in steps:  # outputs finished by an earlier version of the registry, or copied in
-        if is_done(root, step) and registry.status(step.hash) != "done":
-            registry.finish(step, output_dir(root, step))
-    before = {h: r["status"] for h, r in registry.statuses([s.hash for s in steps]).items()}
-    registry.close()
+    with Registry(root / REGISTRY_FILE) as registry:
+        register(registry, cfg, runs, steps)
+        for step in steps:  # outputs finished by an earlier version of the registry, or copied in
+            if is_done(root, step) and registry.status(step.hash) != "done":
+                registry.finish(step, output_dir(root, step))
+        before = {h: r["status"] for h, r in registry.statuses([s.hash for s in steps]).items()}
 
     t0 = time.perf_counter()
     if options.workers == 1:
         work(cfg, root, [s.hash for s in steps], options, echo=echo)
     else:
         _run_workers(cfg, root, steps, options, echo)
-    registry = Registry(root / REGISTRY_FILE)
-    after = registry.statuses([s.hash for s in steps])
-    registry.close()
+    with Registry(root / REGISTRY_FILE) as registry:
+        after = registry.statuses([s.hash for s in steps])
     failed = [h for h, r in after.items() if r["status"] != "done"]
     ran = sum(1 for h, r in after.items() if r["status"] == "done" and before.get(h) != "done")
     reused = sum(1 for h in before if before[h] == "done")
@@ -180,9 +178,8 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
         for step in spec_lib.topological([run.steps["evaluate"]]):
             owner.setdefault(step.hash, run.name)
     index = {h: i for i, h in enumerate(targets)}
-    registry = Registry(root / REGISTRY_FILE)
     accept = _packing(by_hash) if options.pack > 1 else None
-    try:
+    with Registry(root / REGISTRY_FILE) as registry:
         while True:
             rows = registry.statuses(targets)
             open_ = [h for h in targets if rows[h]["status"] != "done"]
@@ -196,8 +193,6 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
             if _settled(registry.statuses(open_), options.max_attempts):
                 return
             time.sleep(options.poll_s)
-    finally:
-        registry.close()
 
 
 def _settled(rows: dict, max_attempts: int) -> bool:
@@ -283,13 +278,10 @@ class _Heartbeat:
         self._thread.start()
 
     def _beat(self, path, hashes, worker, lease_s) -> None:
-        registry = Registry(path)
-        try:
+        with Registry(path) as registry:
             while not self._stop.wait(lease_s / 3):
                 if not registry.renew(hashes, worker, lease_s):
                     log.warning("lost the lease of %s to another worker", ", ".join(hashes))
-        finally:
-            registry.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -339,16 +331,15 @@ def run_one(cfg, root: str | Path, name: str, *, echo=print) -> dict:
     missing = [d.name for d in step.inputs if not is_done(root, d)]
     if missing:
         raise BadValue(f"step {name} needs unfinished inputs: {', '.join(missing)}")
-    registry = Registry(root / REGISTRY_FILE)
-    register(registry, cfg, runs, [step])
-    if not is_done(root, step):
-        registry.reset([step.hash])
-        worker = worker_id()
-        registry.claim([step.hash], worker, lease_s=Options().lease_s, max_attempts=1)
-        owner = {step.hash: ""}
-        _run_group([step], [step.name], root, registry, worker, Options(retries=0), owner, echo)
-    done = registry.status(step.hash) == "done"
-    registry.close()
+    with Registry(root / REGISTRY_FILE) as registry:
+        register(registry, cfg, runs, [step])
+        if not is_done(root, step):
+            registry.reset([step.hash])
+            worker = worker_id()
+            registry.claim([step.hash], worker, lease_s=Options().lease_s, max_attempts=1)
+            owner = {step.hash: ""}
+            _run_group([step], [step.name], root, registry, worker, Options(retries=0), owner, echo)
+        done = registry.status(step.hash) == "done"
     if not done:
         raise StudyFailed(f"step {name} failed; `visual-priors suite status` shows its error")
     return read_result(output_dir(root, step))
@@ -381,32 +372,30 @@ def _run_workers(cfg, root: Path, steps, options: Options, echo) -> None:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     names = {s.hash: s.name for s in steps}
     seen: dict[str, str] = {}
-    registry = Registry(root / REGISTRY_FILE)
-    bar = tqdm(total=len(steps), desc=f"{cfg.study} ({options.workers} workers)", dynamic_ncols=True)
     try:
-        while True:
-            alive = any(p.is_alive() for p in procs)
-            rows = registry.statuses(targets)
-            for h, r in rows.items():
-                state = (r["status"], r["attempts"])
-                if seen.get(h) == state:
-                    continue
-                if r["status"] == "done" and seen.get(h, ("",))[0] != "done":
-                    bar.update(1)
-                    if h in seen:  # finished during this run
-                        bar.write(f"{names[h]} done in {(r['ended'] or 0) - (r['started'] or 0):.1f}s")
-                elif r["status"] == "failed" and h in seen:
-                    last = (r["error"] or "").strip().splitlines()[-1:] or [""]
-                    bar.write(f"{names[h]} FAILED (attempt {r['attempts']}): {last[0]}")
-                    for line in (r["log_tail"] or "").splitlines()[-8:]:
-                        bar.write(f"    | {line}")
-                seen[h] = state
-            if not alive:
-                break
-            time.sleep(options.poll_s)
+        with (Registry(root / REGISTRY_FILE) as registry,
+              tqdm(total=len(steps), desc=f"{cfg.study} ({options.workers} workers)", dynamic_ncols=True) as bar):
+            while True:
+                alive = any(p.is_alive() for p in procs)
+                rows = registry.statuses(targets)
+                for h, r in rows.items():
+                    state = (r["status"], r["attempts"])
+                    if seen.get(h) == state:
+                        continue
+                    if r["status"] == "done" and seen.get(h, ("",))[0] != "done":
+                        bar.update(1)
+                        if h in seen:  # finished during this run
+                            bar.write(f"{names[h]} done in {(r['ended'] or 0) - (r['started'] or 0):.1f}s")
+                    elif r["status"] == "failed" and h in seen:
+                        last = (r["error"] or "").strip().splitlines()[-1:] or [""]
+                        bar.write(f"{names[h]} FAILED (attempt {r['attempts']}): {last[0]}")
+                        for line in (r["log_tail"] or "").splitlines()[-8:]:
+                            bar.write(f"    | {line}")
+                    seen[h] = state
+                if not alive:
+                    break
+                time.sleep(options.poll_s)
     finally:
-        bar.close()
-        registry.close()
         for p in procs:
             p.join()
         for sig, handler in previous.items():

@@ -243,6 +243,13 @@ class Registry:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close()
+        return False
+
     def _rows(self, hashes: Sequence[str]) -> dict[str, dict]:
         out = {}
         for chunk in _chunks(list(hashes)):

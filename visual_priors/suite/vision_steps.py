@@ -14,11 +14,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from visual_priors.config import stages
-from visual_priors.errors import BadValue
+from visual_priors.errors import BadValue, read_json
 from visual_priors.eval import judge, probe as probe_lib
 from visual_priors.model import encoders, vision, visual_tokens
 from visual_priors.suite.stage import Stage, Step
-from visual_priors.suite.step_io import Locate, tokenizer_of, world_of
+from visual_priors.suite.step_io import Locate, read_result, tokenizer_of, world_of
 from visual_priors.train import encoders as train_encoders, flops
 from visual_priors.world import BENCHMARK_CATEGORY, BENCHMARKS, SIZE_BINS
 from visual_priors.world.describe import describe
@@ -109,6 +109,23 @@ def _encoder_result(encoder, world, probe_sizes: dict, result: dict) -> dict:
             "patch_tokens": check.patch_tokens, "feature_dim": check.width,
             "input_size": check.input_size,
             "forward_flops_per_image": encoder_forward_flops(encoder, world.image_size)}
+
+
+def finished_encoders(root: str | Path) -> list[dict]:
+    """Every encoder step finished under a run root: its name, the encoder (objective or imported
+    family), probe accuracy, patch tokens and width; None where its result lacks a field."""
+    rows = []
+    for done in sorted(Path(root).glob("encoder-*/result.json")):
+        out = done.parent
+        result = read_result(out)
+        fields = read_json(out / "spec.json", "step spec")["fields"]
+        rows.append({"step": out.name,
+                     "encoder": fields.get("objective") or result.get("family") or fields.get("kind", "?"),
+                     "probe_accuracy": result.get("probe_accuracy"),
+                     # Older results name only the training's feature_tokens.
+                     "tokens": result.get("patch_tokens", result.get("feature_tokens")),
+                     "width": result.get("feature_dim")})
+    return rows
 
 
 def encoder_forward_flops(encoder, image_size: int) -> float:
