@@ -15,7 +15,7 @@ from visual_priors.suite import planner, spec
 PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "paper"
 # DESIGN.md's table of studies: LLMs each study needs (encoder universality reuses the five
 # reasoning-combination LLMs of the category sweep).
-LLMS = {"scale_sweep": 40, "single_source": 16, "category_sweep": 40, "vision_grid": 30,
+LLMS = {"scale_sweep": 50, "single_source": 16, "category_sweep": 60, "vision_grid": 30,
         "mixture_interpolation": 11, "encoders": 5, "sft_ablation": 1, "scale_up": 2}
 
 
@@ -28,10 +28,11 @@ def test_plan_of_the_paper_counts_the_llms_of_every_study(profile, capsys):
     assert cli.main(["suite", "plan", "experiments/paper.py", "--profile", profile, "--format", "json"]) == 0
     p = json.loads(capsys.readouterr().out)
     assert {name: s["llms"] for name, s in p["studies"].items()} == LLMS
-    # 145 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
-    # scale sweep's 3B / 30B one, and the encoder study's five are the category sweep's.
+    # 175 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
+    # scale sweep's 3B / 30B one (its first seed), and the encoder study's five are the category
+    # sweep's. The findings' cells have three seeds: 15 of the scale sweep, 30 of the category sweep.
     assert p["llms"] == sum(LLMS.values()) - 2 - 5 and p["steps_by_kind"]["pretrain"] == p["llms"]
-    assert p["runs"] == 40 + 16 + 40 + 30 + 11 + 15 + 5 + 4
+    assert p["runs"] == 50 + 16 + 60 + 30 + 11 + 15 + 5 + 4
     assert p["studies"]["encoders"]["runs"] == 15 and p["studies"]["scale_up"]["runs"] == 4
     for name in LLMS:  # each study alone plans the same LLMs it has inside the paper
         alone = planner.plan(_load(name, profile))
@@ -52,7 +53,9 @@ def test_paper_scale_plan_is_in_the_range_of_the_papers_compute():
 
 @pytest.mark.parametrize("profile", ["paper", "tiny"])
 def test_scale_sweep_and_single_source_share_the_web_crawl_llm(profile):
-    sweep = {(r.scale, r.tokens): r for r in spec.expand(_load("scale_sweep", profile))[0]}
+    cfg = _load("scale_sweep", profile)
+    # The sweep's seeded cells: the replicate with the config's own seed is the shared LLM.
+    sweep = {(r.scale, r.tokens): r for r in spec.expand(cfg)[0] if r.seed == cfg.seed}
     single = {r.mixture: r for r in spec.expand(_load("single_source", profile))[0]}
     scale = "3B" if profile == "paper" else "t3"
     tokens = 30 * studies.B if profile == "paper" else studies.tiny_tokens(30 * studies.B)
@@ -68,8 +71,10 @@ def test_scale_sweep_and_single_source_share_the_web_crawl_llm(profile):
 
 
 def test_encoder_study_reuses_the_category_sweeps_reasoning_llms():
-    cat = {r.steps["pretrain"].hash for r in spec.expand(_load("category_sweep", "tiny"))[0]
-           if r.mixture.startswith("reasoning_combination@")}
+    sweep = _load("category_sweep", "tiny")
+    # The sweep's reasoning-combination cells are seeded: the config's own seed is the shared one.
+    cat = {r.steps["pretrain"].hash for r in spec.expand(sweep)[0]
+           if r.mixture.startswith("reasoning_combination@") and r.seed == sweep.seed}
     enc_runs = spec.expand(_load("encoders", "tiny"))[0]
     assert {r.steps["pretrain"].hash for r in enc_runs} == cat and len(cat) == 5
     assert {r.encoder for r in enc_runs} == {"contrastive", "supervised", "mae"}
@@ -79,10 +84,17 @@ def test_encoder_study_reuses_the_category_sweeps_reasoning_llms():
 
 
 def test_miniature_keeps_the_budget_ratios_and_maps_scales_in_order():
-    paper = studies.grids(_load("scale_sweep", "paper"))[0]
-    tiny = studies.grids(_load("scale_sweep", "tiny"))[0]
-    assert tiny.scales == ("t1", "t2", "t3", "t4", "t5") and paper.scales == ("340M", "1B", "3B", "7B", "13B")
-    p, t = paper.tokens["3B"], tiny.tokens["t3"]
+    def budgets(cfg) -> dict[str, list[int]]:  # over the sweep's grids (seeded cells and the rest)
+        out = {}
+        for g in studies.grids(cfg):
+            for scale, values in g.tokens.items():
+                out.setdefault(scale, set()).update(values)
+        return {scale: sorted(values) for scale, values in out.items()}
+
+    paper, tiny = budgets(_load("scale_sweep", "paper")), budgets(_load("scale_sweep", "tiny"))
+    assert set(tiny) == {"t1", "t2", "t3", "t4", "t5"} and set(paper) == {"340M", "1B", "3B", "7B", "13B"}
+    assert all(len(paper[s]) == len(tiny[studies.PAPER_TO_TINY[s]]) == 8 for s in paper)
+    p, t = paper["3B"], tiny["t3"]
     assert p[0] == t[0] == 0 and len(p) == len(t) == 8
     assert [n / p[-1] for n in p] == pytest.approx([n / t[-1] for n in t])
     up = studies.grids(_load("scale_up", "tiny"))[0]
