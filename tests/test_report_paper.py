@@ -51,6 +51,20 @@ def test_every_section_with_its_png(paper_report):
     assert "<details" in page  # long tables collapsed
 
 
+def test_findings_open_the_page(paper_report):
+    page, _, out = paper_report
+    doc = json.loads((out / "findings.json").read_text())
+    rows = {r["id"]: r for r in doc["findings"]}
+    assert list(rows) == [f"F{i}" for i in range(1, 11)] and doc["level"] == 0.95
+    # The fixture's scale sweep follows a loss law with E > 0 and rising accuracies; its
+    # proportion sweep is of code_reasoning, not of the reasoning combination F2 needs.
+    assert rows["F1"]["verdict"] == "reproduced" and rows["F2"]["verdict"] == "not run"
+    assert rows["F4"]["paper"]["value"] == pytest.approx(0.345)
+    assert page.index('<h2 id="findings">') < page.index("<nav>") < page.index('<h2 id="runs">')
+    assert '<span class="verdict v-reproduced">' in page and '<span class="verdict v-not-run">' in page
+    assert 'href="#findings"' in page and 'href="findings.json"' in page
+
+
 def test_chinchilla_exponents_near_the_fixture_law(paper_report):
     page, analysis, _ = paper_report
     law_a = fx.LAW["beta"] / (fx.LAW["alpha"] + fx.LAW["beta"])
@@ -206,4 +220,5 @@ def test_quickstart_like_study_renders_notes_instead_of_figures(tmp_path):
     # The same numbers without the page (what `visual-priors analyze` prints).
     numbers = report.analysis_numbers(results, study="synthetic-2x3", n_boot=10, paper_spearman=None)
     assert numbers == {"fits": json.loads((tmp_path / "fits.json").read_text()),
-                       "analysis": json.loads((tmp_path / "analysis.json").read_text())}
+                       "analysis": json.loads((tmp_path / "analysis.json").read_text()),
+                       "findings": json.loads((tmp_path / "findings.json").read_text())["findings"]}

@@ -2,7 +2,9 @@
 
 ``write_report`` writes into ``out_dir``:
 
-- ``report.html``: header and contents, runs table, one accuracy-vs-compute plot per category
+- ``report.html``: header, the findings table (``findings``: each of the paper's findings F1..F10
+  with the paper's number, the miniature's estimate and 95% interval, and a verdict by a stated
+  rule), contents, runs table, one accuracy-vs-compute plot per category
   (and overall) with its fitted parameters and functional form, the mixture comparison,
   benchmarks, MLE-Bench by object size and a beats-chance table; then the paper's figures and
   tables that the runs support (``report_paper``: scaling law, extrapolation and decision
@@ -15,6 +17,7 @@
 - ``results.json``: the input list of per-run result dicts.
 - ``fits.json``: every curve fit, unrounded, with its bootstrap band.
 - ``analysis.json``: the paper sections' numbers, unrounded.
+- ``findings.json``: the findings' rows with every part their verdicts weigh, and the rule.
 
 When the runs carry several ``study`` values (a whole paper's worth), the runs table, the
 mixture comparison and the beats-chance table are given per study, long tables start
@@ -29,13 +32,14 @@ from __future__ import annotations
 import datetime
 import math
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from visual_priors.analysis import curves, plots
+from visual_priors.analysis import curves, findings as findings_lib, plots
 from visual_priors.analysis import report_format as fmt
 from visual_priors.analysis import report_paper, report_signal
 from visual_priors.analysis.curves import CURVE_FORM, OVERALL, CurveFit
@@ -408,10 +412,69 @@ def _encoder_section(results, cats) -> str:
             "Accuracy in %.</p>\n" + fmt.long_table(head, rows, left=3, what="runs"))
 
 
+_VERDICT_MARKS = {"reproduced": "✓", "contradicted": "✗", "inconclusive": "?", "not run": "–"}
+
+
+def _verdict(v: str) -> str:
+    css = _slug(v).replace("_", "-")
+    return f'<span class="verdict v-{css}">{_VERDICT_MARKS.get(v, "")} {_e(v)}</span>'
+
+
+def _estimate(value: Any, interval: Sequence[Any], unit: str = "") -> str:
+    if not _finite(value) and value not in (float("inf"), float("-inf")):
+        return "—"
+    lo, hi = interval
+    show = lambda v: "−∞" if v == float("-inf") else "∞" if v == float("inf") else _plain(v, 3)  # noqa: E731
+    return (f"<b>{show(value)}</b> [{show(lo) if lo is not None else '—'}, "
+            f"{show(hi) if hi is not None else '—'}] {_e(unit)}")
+
+
+def _paper_cell(paper: Mapping[str, Any]) -> str:
+    numbers = f'<br><span class="note">{_e(paper["numbers"])}</span>' if paper.get("numbers") else ""
+    return f'{_e(paper["statement"])}{numbers}<br><i>{_e(paper["citation"])}</i>'
+
+
+def _findings_section(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The findings table the page opens with, and every part each verdict weighs."""
+    level = rows[0]["level"] if rows else findings_lib.LEVEL
+    head = ["finding", "the paper says", f"miniature estimate [{level:.0%} interval]", "verdict",
+            "reason"]
+    table_rows, part_rows = [], []
+    for r in rows:
+        notes = "".join(f'<br><span class="note">{_e(n)}</span>' for n in r["notes"])
+        estimate = (f'<span class="note">{_e(r["statistic"])}</span><br>'
+                    f'{_estimate(r["estimate"], r["interval"], r["unit"])}' if r["statistic"] else "—")
+        table_rows.append([f'<b>{_e(r["id"])}</b> {_e(r["title"])}', _paper_cell(r["paper"]), estimate,
+                           _verdict(r["verdict"]), _e(r["reason"]) + notes])
+        for p in r["parts"]:
+            part_rows.append([_e(r["id"]), _e(p["name"]),
+                              _estimate(p["estimate"], p["interval"], p["unit"]),
+                              _e(p["paper_side"]), _plain(p["paper"], 3), _verdict(p["verdict"])])
+    counts = Counter(r["verdict"] for r in rows)
+    summary = ", ".join(f"{counts[v]} {v}" for v in findings_lib.VERDICTS if counts[v])
+    table = _table(head, table_rows, left=5)
+    if rows and counts["not run"] == len(rows):
+        table = fmt.details(f"No finding has the runs it needs ({summary})", table)
+    parts = ['<h2 id="findings">Findings</h2>',
+             f"<p><b>{_e(summary)}.</b> Each finding's statistic with its {level:.0%} interval "
+             "(bootstrap over questions and seed replicates; rank correlations also over runs). "
+             f"<i>Reproduced</i>: every part's interval on the paper's side of its null; "
+             "<i>contradicted</i>: a part's interval, simultaneous over the finding's parts "
+             "(Bonferroni), entirely on the other side; <i>inconclusive</i>: otherwise; "
+             "<i>not run</i>: the runs it needs are missing. Rules fixed in "
+             "<code>analysis/findings.py</code>; numbers in <a href=\"findings.json\">findings.json</a>.</p>",
+             table]
+    if part_rows:
+        parts.append(fmt.details(f"Every part the verdicts weigh ({len(part_rows)})", _table(
+            ["finding", "part", f"estimate [{level:.0%} interval]", "paper's side", "paper", "verdict"],
+            part_rows, left=2)))
+    return "\n".join(parts)
+
+
 # Fewer resamples than curves.N_BOOT: a report of ~50 runs is written in seconds.
 REPORT_N_BOOT = 100
 
-_CORE_SECTIONS = (("signal", "Signal chain"), ("runs", "Runs"), ("encoders", "Encoders"),
+_CORE_SECTIONS = (("findings", "Findings"), ("signal", "Signal chain"), ("runs", "Runs"), ("encoders", "Encoders"),
                   ("curves", "Accuracy against pre-training compute"),
                   ("comparison", "Mixture comparison"), ("benchmarks", "Benchmarks"),
                   ("mle", "MLE-Bench by object size"), ("chance", "Beats chance"))
@@ -461,6 +524,12 @@ def _analysis_json(study: str, paper: Sequence[report_paper.Section], *, seed: i
     return {"study": study, "seed": seed, "sections": {p.key: p.data for p in paper}}
 
 
+def _finding_rows(results: list[dict], paper_spearman: str | Path | None) -> list[dict]:
+    # The paper's other tables sit beside its Fig. 5 CSV; without it, statements alone.
+    paper_dir = Path(paper_spearman).parent if paper_spearman is not None else None
+    return findings_lib.findings(results, paper_dir=paper_dir)
+
+
 def _curve_fits(results: list[dict], *, n_boot: int, seed: int):
     cats = curves.categories_of(results)
     curve_runs, left_out = curve_series(results)
@@ -470,8 +539,9 @@ def _curve_fits(results: list[dict], *, n_boot: int, seed: int):
 
 def analysis_numbers(results: Sequence[Mapping[str, Any]], *, study: str, n_boot: int = REPORT_N_BOOT,
                      seed: int = 0, paper_spearman: str | Path | None = report_paper.PAPER_SPEARMAN_CSV) -> dict:
-    """The report's numbers without the page: ``fits`` (fits.json's content) and ``analysis``
-    (analysis.json's: every paper section's numbers, unrounded). Its plots are drawn into a
+    """The report's numbers without the page: ``fits`` (fits.json's content), ``analysis``
+    (analysis.json's: every paper section's numbers, unrounded) and ``findings`` (the rows of
+    findings.json: each finding's estimate, interval and verdict). Its plots are drawn into a
     temporary directory and dropped."""
     results = [dict(r) for r in results]
     if not results:
@@ -480,8 +550,9 @@ def analysis_numbers(results: Sequence[Mapping[str, Any]], *, study: str, n_boot
         *_, fits = _curve_fits(results, n_boot=n_boot, seed=seed)
         paper = report_paper.paper_sections(results, Path(tmp), curve_fits=fits, seed=seed,
                                             paper_spearman=paper_spearman)
+        rows = _finding_rows(results, paper_spearman)
     return fmt.jsonable({"fits": _fits_json(study, fits, n_boot=n_boot, seed=seed),
-                         "analysis": _analysis_json(study, paper, seed=seed)})
+                         "analysis": _analysis_json(study, paper, seed=seed), "findings": rows})
 
 
 def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_boot: int,
@@ -497,7 +568,9 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
     paper = report_paper.paper_sections(results, out, curve_fits=fits, seed=seed,
                                         paper_spearman=paper_spearman)
     _write_json(out / "analysis.json", _analysis_json(study, paper, seed=seed))
-    core = dict(signal=report_signal.signal_section(results),
+    rows = _finding_rows(results, paper_spearman)
+    _write_json(out / "findings.json", findings_lib.findings_json(rows, study=study))
+    core = dict(findings=_findings_section(rows), signal=report_signal.signal_section(results),
                 runs=_runs_section(results, cats), encoders=_encoder_section(results, cats),
                 curves=curve_html, comparison=comparison_html,
                 benchmarks=_benchmark_section(results), mle=mle_html,
@@ -509,12 +582,13 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
     title = title or f"Visual priors: {study}"
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     studies = [s for s, _ in study_groups(results) if s is not None]
-    body = "\n".join(b for _, _, b in blocks if b)
+    # The findings open the page, before the per-run notes (hundreds of lines in a whole paper).
+    body = "\n".join(b for k, _, b in blocks if b and k != "findings")
     # What a reader must know before any number: where the chain breaks, where the image
     # does not help (and, from the curves, which fits the points do not constrain).
     notes = report_signal.findings(results) + curves.unconstrained_notes(fits)
-    findings = ('<div class="findings"><b>Read this first</b><ul>'
-                + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>") if notes else ""
+    read_first = ('<div class="findings"><b>Read this first</b><ul>'
+                  + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>") if notes else ""
     doc = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -529,9 +603,10 @@ def _write(results: list[dict], out: Path, *, study: str, title: str | None, n_b
 <div class="meta">{_header_list("studies", studies) if studies else ""}
 {_header_list("mixtures", curves.mixtures_of(results))}</div>
 <p class="meta">Data: <a href="results.json">results.json</a> &middot; fits:
-<a href="fits.json">fits.json</a> &middot; paper analyses: <a href="analysis.json">analysis.json</a>.
-Plots are the PNG files beside this page.</p>
-{findings}
+<a href="fits.json">fits.json</a> &middot; paper analyses: <a href="analysis.json">analysis.json</a>
+&middot; findings: <a href="findings.json">findings.json</a>. Plots are the PNG files beside this page.</p>
+{core["findings"]}
+{read_first}
 {_contents(blocks)}
 {body}
 </body>

@@ -35,6 +35,9 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 details{margin:.6em 0}summary{cursor:pointer;color:#333}
 nav ul{columns:2;font-size:.9em}
 .yes{color:#1a7f37;font-weight:600}.no{color:#a40e26}
+.verdict{font-weight:600;padding:.1em .4em;border-radius:3px;white-space:nowrap}
+.v-reproduced{background:#dafbe1;color:#1a7f37}.v-contradicted{background:#ffebe9;color:#a40e26}
+.v-inconclusive{background:#fff8c5;color:#7d4e00}.v-not-run{background:#eee;color:#666}
 """
 
 

@@ -324,7 +324,8 @@ def scaling_section(results: Sequence[Mapping[str, Any]], out: Path,
 # Category proportion sweeps (Fig. 4)
 
 
-def _variant(r: Mapping[str, Any]) -> tuple[str, str]:
+def adaptation_of(r: Mapping[str, Any]) -> tuple[str, str]:
+    """(encoder, SFT set) of a run: how its LLM became an MLLM."""
     return str(r.get("encoder")), str(r.get("sft_set"))
 
 
@@ -337,10 +338,10 @@ def proportion_section(results: Sequence[Mapping[str, Any]], out: Path) -> Secti
                                  "(category:<label>=<percent>).")
     # Runs that share a text mixture but not the encoder or SFT set (the encoder study reuses
     # the reasoning sweep's LLMs) are a sweep of their own, named by what differs.
-    common = Counter(_variant(r) for _, r in swept).most_common(1)[0][0]
+    common = Counter(adaptation_of(r) for _, r in swept).most_common(1)[0][0]
     sweeps: dict[str, list] = {}
     for mix, r in swept:
-        differs = [f"{what} {v}" for what, v, c in zip(("encoder", "SFT"), _variant(r), common) if v != c]
+        differs = [f"{what} {v}" for what, v, c in zip(("encoder", "SFT"), adaptation_of(r), common) if v != c]
         name = f"{mix.label} ({', '.join(differs)})" if differs else mix.label
         sweeps.setdefault(name, []).append((float(mix.percent), r))
     sweeps = dict(sorted(sweeps.items()))

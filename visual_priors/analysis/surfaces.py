@@ -226,7 +226,7 @@ def quadratic_features(s: Any) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _stationary_point(beta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def stationary_point(beta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(stationary point, Hessian eigenvalues) of a quadratic with coefficients ``beta``."""
     g = beta[1 : k + 1]
     h = np.zeros((k, k))
@@ -316,7 +316,7 @@ def fit_quadratic(x: Any, y: Any, *, names: Sequence[str] | None = None,
         grid_vals = f_cands @ betas.T  # [candidates, draws]
         for b_i, col in zip(betas, grid_vals.T):
             if t is None:  # an interior maximum needs no search
-                xs, eig = _stationary_point(b_i, x.shape[1])
+                xs, eig = stationary_point(b_i, x.shape[1])
                 if np.all(eig < 0) and region.contains(xs)[0]:
                     draws_x.append(xs)
                     draws_v.append(float(pred(b_i)(xs)[0]))
@@ -335,7 +335,7 @@ def fit_quadratic(x: Any, y: Any, *, names: Sequence[str] | None = None,
     if dof > 0 and v_opt > y.max() + 2.0 * math.sqrt(s2):
         notes.append("the predicted optimum exceeds the best sampled response by more than two "
                      "residual SDs: the surface extrapolates between the sampled points")
-    xs, eig = _stationary_point(beta, len(s_names))
+    xs, eig = stationary_point(beta, len(s_names))
     kind = ("maximum" if np.all(eig < 0) else "minimum" if np.all(eig > 0) else "saddle")
     if kind != "maximum":
         notes.append(f"the fitted quadratic has a {kind}, not a maximum: the optimum lies on "
