@@ -15,8 +15,8 @@ def register(sub) -> None:
                    help="read a benchmark file with its loader and count its items (repeatable)")
     p.set_defaults(func=cmd_benchmarks)
 
-    p = sub.add_parser("analyze", help="the report's numbers as JSON: curve fits and the paper's "
-                                            "analyses of a study's finished runs")
+    p = sub.add_parser("analyze", help="the report's numbers as JSON: curve fits, the paper's "
+                                       "analyses and the findings with their verdicts")
     add_config(p)
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("report", help="write runs/<study>/report.html from finished runs")
@@ -57,7 +57,8 @@ def _finished_runs(args):
 
 
 def cmd_analyze(args) -> int:
-    """The report's numbers as JSON: curve fits and every paper analysis the runs allow."""
+    """The report's numbers as JSON: curve fits, every paper analysis the runs allow and the
+    findings table (analysis/findings.py) with each finding's verdict."""
     from visual_priors.analysis.report import analysis_numbers
 
     cfg, results = _finished_runs(args)

@@ -125,14 +125,14 @@ class Evaluate(Stage):
     kind: ClassVar[str] = "evaluate"
     # 2: SFT sets; 3: sixteen families, real files, the judge; 4: the signal chain.
     version: ClassVar[int] = 4
-    questions_per_benchmark: int
-    mle_per_bin: int
-    text_len: int
-    naming_per_kind: int
+    questions_per_benchmark: int  # held-out questions of each world benchmark family
+    mle_per_bin: int  # MLE-Bench questions per object-size bin
+    text_len: int  # prompt and option tokens scored with the image or blind
+    naming_per_kind: int  # the connector hop's held-out images of each kind (H2)
     knowledge_questions: int
-    described_text_len: int
-    answer_tokens: int
-    judge: dict
+    described_text_len: int  # room for the scene's description in its place (H4)
+    answer_tokens: int  # greedy tokens of a free-form answer (0: none generated)
+    judge: dict  # the reasoning-trace judge and how many questions it reads
 
     def run(self, step: Step, out: Path, locate: Locate) -> dict:
         return run_evaluate(step, out, locate)

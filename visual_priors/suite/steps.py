@@ -166,14 +166,14 @@ class Pretrain(Stage):
     # 5: held-out perplexity moved to a stage of its own (Perplexity).
     version: ClassVar[int] = 5
     scale: str
-    mixture: dict
+    mixture: dict  # config.mixtures' spec of the parsed mixture
     tokens: int
-    seed: int
-    max_epochs: int
+    seed: int  # initialisation and batch order
+    max_epochs: float  # passes over a component's segments before the mixture counts as short
     seq_len: int
     batch_size: int
     optim: dict
-    model: dict
+    model: dict  # model settings that change the parameters (dtypes, layer scan)
 
     def run(self, step: Step, out: Path, locate: Locate) -> dict:
         return run_pretrain(step, out, locate)

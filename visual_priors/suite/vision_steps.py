@@ -42,12 +42,12 @@ class Encoder(Stage):
     version: ClassVar[int] = ENCODER_VERSION
     world: dict
     seed: int
-    objective: str
-    vit: str
+    objective: str  # config.stages.LOCAL_ENCODERS
+    vit: str  # the architecture (model/vision.py's VIT_NAMES)
     steps: int
     batch_size: int
     optim: dict
-    probe: dict
+    probe: dict  # training and test images of the linear probes
     text_len: int | None = None  # contrastive only: its captions are tokenised
 
     def run(self, step: Step, out: Path, locate: Locate) -> dict:
