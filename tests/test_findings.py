@@ -16,7 +16,7 @@ from scipy import stats
 
 import analysis_fixture as fx
 from test_analysis import study_2x3
-from visual_priors.analysis import findings
+from visual_priors.analysis import findings, verdicts
 
 CATS = ("general", "knowledge", "ocr_chart", "vision_centric")
 BENCH = {c: (f"{c}_a", f"{c}_b") for c in CATS}
@@ -65,30 +65,30 @@ def noisy() -> tuple[int, None]:
 
 
 def test_side_verdict():
-    assert findings.side_verdict(0.1, 0.5, 0.0, ">") == "reproduced"
-    assert findings.side_verdict(-0.5, -0.1, 0.0, ">") == "contradicted"
-    assert findings.side_verdict(-0.1, 0.3, 0.0, ">") == "inconclusive"
-    assert findings.side_verdict(0.01, 0.05, 0.1, "<") == "reproduced"
-    assert findings.side_verdict(0.2, 0.3, 0.1, "<") == "contradicted"
-    assert findings.side_verdict(0.3, 0.5, (0.05, 2.0), "inside") == "reproduced"
-    assert findings.side_verdict(0.0, 0.01, (0.05, 2.0), "inside") == "contradicted"
-    assert findings.side_verdict(0.01, 0.5, (0.05, 2.0), "inside") == "inconclusive"
-    assert findings.side_verdict(math.nan, math.nan, 0.0, ">") == "inconclusive"
+    assert verdicts.side_verdict(0.1, 0.5, 0.0, ">") == "reproduced"
+    assert verdicts.side_verdict(-0.5, -0.1, 0.0, ">") == "contradicted"
+    assert verdicts.side_verdict(-0.1, 0.3, 0.0, ">") == "inconclusive"
+    assert verdicts.side_verdict(0.01, 0.05, 0.1, "<") == "reproduced"
+    assert verdicts.side_verdict(0.2, 0.3, 0.1, "<") == "contradicted"
+    assert verdicts.side_verdict(0.3, 0.5, (0.05, 2.0), "inside") == "reproduced"
+    assert verdicts.side_verdict(0.0, 0.01, (0.05, 2.0), "inside") == "contradicted"
+    assert verdicts.side_verdict(0.01, 0.5, (0.05, 2.0), "inside") == "inconclusive"
+    assert verdicts.side_verdict(math.nan, math.nan, 0.0, ">") == "inconclusive"
 
 
-def _normal_part(mean: float, name: str = "x") -> findings.Part:
+def _normal_part(mean: float, name: str = "x") -> verdicts.Part:
     draws = np.random.default_rng(0).normal(mean, 1.0, 200_000)
-    return findings.Part(name, mean, draws, 0.0, ">")
+    return verdicts.Part(name, mean, draws, 0.0, ">")
 
 
 def test_contradiction_needs_the_simultaneous_interval():
     # N(-2.1, 1): its 95% interval [-4.06, -0.14] lies below 0, its 97.5% one reaches +0.14.
     weak = _normal_part(-2.1)
     assert weak.verdict(0.95) == "contradicted" and weak.verdict(0.975) == "inconclusive"
-    assert findings.decide([weak])[0] == "contradicted"
-    assert findings.decide([weak, _normal_part(5.0)])[0] == "inconclusive"
-    assert findings.decide([_normal_part(-4.0), _normal_part(5.0)])[0] == "contradicted"
-    verdict, reason = findings.decide([_normal_part(3.0), _normal_part(5.0, "y")])
+    assert verdicts.decide([weak])[0] == "contradicted"
+    assert verdicts.decide([weak, _normal_part(5.0)])[0] == "inconclusive"
+    assert verdicts.decide([_normal_part(-4.0), _normal_part(5.0)])[0] == "contradicted"
+    verdict, reason = verdicts.decide([_normal_part(3.0), _normal_part(5.0, "y")])
     assert verdict == "reproduced" and "the closest to its null is x" in reason
 
 
@@ -452,6 +452,6 @@ def test_rows_are_reproducible_and_json_ready():
     a = findings.findings(runs, fit_n_boot=FIT_N_BOOT)
     b = findings.findings(runs, fit_n_boot=FIT_N_BOOT)
     assert json.dumps(a, default=float) == json.dumps(b, default=float)
-    assert all(r["verdict"] in findings.VERDICTS for r in a)
+    assert all(r["verdict"] in verdicts.VERDICTS for r in a)
     doc = findings.findings_json(a, study="synthetic")
-    assert doc["level"] == findings.LEVEL and len(doc["findings"]) == 10
+    assert doc["level"] == verdicts.LEVEL and len(doc["findings"]) == 10

@@ -30,15 +30,9 @@ Records missing ``seed`` count as seed 0, records missing ``condition`` are thei
 the same run reported by two studies (same scale, tokens, text mixture, encoder, SFT set and
 seed, same scores) counts once.
 
-**Verdict rule** (the same for every finding, fixed before any study ran):
-
-- *reproduced*: every part's ``LEVEL`` interval lies entirely on the paper's side of its null
-  (to claim all parts at once each may be tested at the full level: an intersection-union test);
-- *contradicted*: some part's interval lies entirely on the other side, at the simultaneous
-  level 1 - (1 - ``LEVEL``) / k over the finding's k parts (Bonferroni), so that k parts of pure
-  noise are called contradicted no more often than one;
-- *inconclusive*: otherwise: an interval contains its null;
-- *not run*: the results lack the runs a part needs (the reason says which).
+**Verdict rule**: ``analysis/verdicts.py``, the same for every finding and fixed before any
+study ran (reproduced, contradicted, inconclusive; *not run* when the results lack the runs a
+part needs, and the reason says which). Draws: ``analysis/bootstrap.py``.
 
 **The findings** (statistics; accuracy differences and slopes in percentage points, pp):
 
@@ -92,12 +86,13 @@ from typing import Any
 import numpy as np
 
 from visual_priors.analysis import curves, mixtures, report_paper, scaling, structure, surfaces
+from visual_priors.analysis.bootstrap import Streams, Table, pooled_table, regression, scalar_draws, spearman_pair
 from visual_priors.analysis.curves import OVERALL
 from visual_priors.analysis.records import as_records, float_value
 from visual_priors.analysis.tradeoff import objectives_of
+from visual_priors.analysis.verdicts import LEVEL, Part, decide, fmt_g, percentile_interval
 from visual_priors.config import mixtures as mixture_config
 
-LEVEL = 0.95
 N_BOOT = 2000
 SEED = 0
 # Bootstrap refits of the L(N, D) surface, each an L-BFGS-B run from the full-data optimum
@@ -113,7 +108,6 @@ PPL_MARGIN = 0.10
 # Fewest shares a proportion sweep needs for a slope, and sources F10 needs.
 MIN_SHARES = 3
 MIN_SOURCES = 3
-VERDICTS = ("reproduced", "contradicted", "inconclusive", "not run")
 PAPER_DIR = report_paper.PAPER_SPEARMAN_CSV.parent
 PERCEPTION, REASONING = structure.PAPER_SPLIT
 PAPER_CATEGORIES = (*PERCEPTION, *REASONING)
@@ -171,108 +165,6 @@ STATEMENTS = {
 
 # ---------------------------------------------------------------------------------------------
 # Parts, verdicts, rows
-
-
-def percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
-    """Two-sided percentile interval of the defined (non-NaN) draws; +-inf draws count (a
-    quadratic without a maximum lies infinitely far outside the hull)."""
-    d = np.asarray(draws, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(d, [tail, 1.0 - tail], method="inverted_cdf")
-    return float(lo), float(hi)
-
-
-def side_verdict(lo: float, hi: float, null: Any, side: str) -> str:
-    """reproduced / contradicted / inconclusive for one interval against its null.
-
-    ``side`` is the paper's: ">" (above ``null``), "<" (below it) or "inside" (``null`` is a
-    (low, high) range). An undefined interval decides nothing.
-    """
-    if math.isnan(lo) or math.isnan(hi):
-        return "inconclusive"
-    if side == ">":
-        return "reproduced" if lo > null else "contradicted" if hi < null else "inconclusive"
-    if side == "<":
-        return "reproduced" if hi < null else "contradicted" if lo > null else "inconclusive"
-    a, b = null
-    if a < lo and hi < b:
-        return "reproduced"
-    return "contradicted" if hi < a or lo > b else "inconclusive"
-
-
-@dataclasses.dataclass
-class Part:
-    """One statistic a verdict weighs: its estimate, bootstrap draws, null and the paper's side."""
-
-    name: str
-    estimate: float
-    draws: np.ndarray
-    null: Any
-    side: str
-    unit: str = ""
-    paper: float | None = None
-
-    def interval(self, level: float = LEVEL) -> tuple[float, float]:
-        return percentile_interval(self.draws, level)
-
-    def verdict(self, level: float = LEVEL) -> str:
-        return side_verdict(*self.interval(level), self.null, self.side)
-
-    def claim(self) -> str:
-        """The paper's side in words: '> 0', '< 0.1', 'inside (0.05, 2)'."""
-        if self.side == "inside":
-            return f"inside ({_g(self.null[0])}, {_g(self.null[1])})"
-        return f"{self.side} {_g(self.null)}"
-
-    def margin(self, level: float = LEVEL) -> float:
-        """How far the interval clears the null on the paper's side, in interval widths."""
-        lo, hi = self.interval(level)
-        width = max(hi - lo, 1e-12)
-        if self.side == ">":
-            return (lo - self.null) / width
-        if self.side == "<":
-            return (self.null - hi) / width
-        return min(lo - self.null[0], self.null[1] - hi) / width
-
-    def text(self, level: float = LEVEL) -> str:
-        lo, hi = self.interval(level)
-        return f"{self.name}, {_g(self.estimate)} [{_g(lo)}, {_g(hi)}]{' ' + self.unit if self.unit else ''}"
-
-    def to_dict(self, level: float = LEVEL) -> dict[str, Any]:
-        return {"name": self.name, "estimate": float(self.estimate), "interval": list(self.interval(level)),
-                "null": list(self.null) if self.side == "inside" else self.null,
-                "paper_side": self.claim(), "unit": self.unit, "paper": self.paper,
-                "verdict": self.verdict(level),
-                "n_draws": int(np.sum(~np.isnan(np.asarray(self.draws, dtype=np.float64))))}
-
-
-def _g(v: Any) -> str:
-    return f"{float(v):.3g}" if v is not None and not math.isnan(float(v)) else "—"
-
-
-def decide(parts: Sequence[Part], level: float = LEVEL) -> tuple[str, str]:
-    """(verdict, reason) of a finding from its parts, by the module's rule."""
-    k = len(parts)
-    joint = 1.0 - (1.0 - level) / k
-    against = [p for p in parts if p.verdict(joint) == "contradicted"]
-    if against:
-        p = against[0]
-        which = f"{100 * joint:.3g}% interval" + (f" (simultaneous over {k} parts)" if k > 1 else "")
-        return "contradicted", (f"Contradicted: the {which} of {p.text(joint)} lies entirely "
-                                f"outside the paper's side ({p.claim()}).")
-    pending = [p for p in parts if p.verdict(level) != "reproduced"]
-    if not pending:
-        weakest = min(parts, key=lambda p: p.margin(level))
-        every = f"all {k} parts have" if k > 1 else "the part has"
-        return "reproduced", (f"Reproduced: {every} the {level:.0%} interval on the paper's side; "
-                              f"the closest to its null is {weakest.text(level)} ({weakest.claim()}).")
-    p = pending[0]
-    more = f" (and {len(pending) - 1} more part{'s' * (len(pending) > 2)})" if len(pending) > 1 else ""
-    return "inconclusive", (f"Inconclusive: the {level:.0%} interval of {p.text(level)} is not "
-                            f"entirely on the paper's side ({p.claim()}){more}.")
 
 
 @dataclasses.dataclass
@@ -463,132 +355,11 @@ def with_adaptation(records, adaptation) -> list:
 # Scores of conditions with their bootstrap draws
 
 
-@dataclasses.dataclass
-class Table:
-    """Per condition (``keys``) and column: the pooled score and its draws [draw, condition,
-    column] (questions and seeds resampled)."""
-
-    keys: list
-    columns: list[str]
-    point: np.ndarray
-    draws: np.ndarray
-    seeds: list[int]
-    runs: list[Mapping[str, Any]]
-    without_questions: int
-
-    def values(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(point [n], draws [B, n]) of the mean of the named columns."""
-        idx = [self.columns.index(c) for c in names]
-        return self.point[:, idx].mean(axis=-1), self.draws[:, :, idx].mean(axis=-1)
-
-    def resampled(self, rng: np.random.Generator) -> np.ndarray:
-        """Condition indices [B, n] drawn with replacement: a bootstrap over conditions."""
-        n = len(self.keys)
-        return rng.integers(0, n, size=(self.draws.shape[0], n))
-
-
-def accuracy_draws(record: Mapping[str, Any], columns: Sequence[str], n_boot: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(point [k], draws [B, k], whether question counts were there) of a run's accuracies:
-    each benchmark redrawn as Binomial(n, p) / n, columns the plain means of their benchmarks,
-    centred on the run's reported scores."""
-    point = np.array([curves.accuracy_of(record, c) for c in columns], dtype=np.float64)
-    bench = record.get("benchmarks") or {}
-    nq = record.get("n_questions") or {}
-    bcat = record.get("benchmark_category") or {}
-    draws = np.repeat(point[None, :], n_boot, axis=0)
-    noisy = True
-    for j, c in enumerate(columns):
-        names = [b for b in bench if c == OVERALL or bcat.get(b) == c]
-        if not names or any(not nq.get(b) or nq[b] <= 0 for b in names):
-            noisy = False
-            continue
-        n = np.array([nq[b] for b in names], dtype=np.int64)
-        p = np.clip(np.array([bench[b] for b in names], dtype=np.float64), 0.0, 1.0)
-        redrawn = rng.binomial(n, p, size=(n_boot, len(names))) / n
-        draws[:, j] = point[j] + (redrawn - p).mean(axis=1)
-    return point, draws, noisy
-
-
-def scalar_draws(value: Callable[[Mapping[str, Any]], float]):
-    """A run's fixed number (alignment score, perplexity) as draws: no question noise."""
-    def draw(record, columns, n_boot, rng):
-        point = np.array([value(record)], dtype=np.float64)
-        return point, np.repeat(point[None, :], n_boot, axis=0), True
-    return draw
-
-
-def pool_seeds(points: np.ndarray, draws: np.ndarray,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(point [k], draws [B, k]) of the mean of m seed replicates, from their scores [m, k] and
-    question draws [m, B, k].
-
-    A draw is the mean of m seed effects resampled with replacement plus the mean of every
-    seed's question deviation. The seed effects are the seeds' deviations from their mean,
-    shrunk to the spread that question noise does not explain (the seeds' variance less the
-    mean question variance, floored at 0) and rescaled by sqrt(m / (m - 1)), so that a draw's
-    variance is (seed variance + question variance) / m, unbiased, without counting the
-    question noise twice (it is already in the seeds' spread).
-    """
-    m, n_boot = len(points), draws.shape[1]
-    mean = points.mean(axis=0)
-    question = (draws - points[:, None, :]).mean(axis=0)                   # [B, k]
-    if m == 1:
-        return mean, mean + question
-    spread = points.var(axis=0, ddof=1)
-    seed_var = np.maximum(spread - (draws - points[:, None, :]).var(axis=1).mean(axis=0), 0.0)
-    shrink = np.sqrt(m / (m - 1) * np.divide(seed_var, spread, out=np.zeros_like(spread),
-                                             where=spread > 0))
-    effects = shrink * (points - mean)                                    # [m, k]
-    pick = rng.integers(0, m, size=(n_boot, m))
-    return mean, mean + effects[pick].mean(axis=1) + question
-
-
-def pooled_table(groups: Mapping[Any, Sequence[Mapping[str, Any]]], columns: Sequence[str],
-                 n_boot: int, rng: np.random.Generator, run_draws=accuracy_draws) -> Table:
-    """Each condition's score: the mean over its seed replicates (``pool_seeds``), every
-    seed's questions resampled."""
-    keys, points, draws, seeds, runs, quiet = [], [], [], [], [], 0
-    for key, members in groups.items():
-        made = [run_draws(r, columns, n_boot, rng) for r in members]
-        quiet += sum(not noisy for *_, noisy in made)
-        point, drawn = pool_seeds(np.stack([m[0] for m in made]), np.stack([m[1] for m in made]), rng)
-        keys.append(key)
-        points.append(point)
-        draws.append(drawn)
-        seeds.append(len(members))
-        runs += list(members)
-    return Table(keys, list(columns), np.array(points).reshape(len(keys), len(columns)),
-                 np.stack(draws, axis=1) if draws else np.empty((n_boot, 0, len(columns))),
-                 seeds, runs, quiet)
-
-
 def group_by(records: Sequence[Mapping[str, Any]], key: Callable) -> dict[Any, list]:
     out: dict[Any, list] = defaultdict(list)
     for r in records:
         out[key(r)].append(r)
     return dict(out)
-
-
-def regression(design: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients [..., p] of y [..., n] on a fixed design [n, p]."""
-    return y @ np.linalg.pinv(design).T
-
-
-def spearman_pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rho of a and b along the last axis, batched; NaN where either is constant."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    return structure.batched_spearman(np.stack([a, b], axis=-1))[..., 0, 1]
-
-
-class Streams:
-    """Independent random streams for one finding, the same on every call."""
-
-    def __init__(self, seed: int, number: int):
-        self._seq = np.random.SeedSequence([seed, number])
-
-    def next(self) -> np.random.Generator:
-        return np.random.default_rng(self._seq.spawn(1)[0])
 
 
 @dataclasses.dataclass
@@ -907,8 +678,8 @@ def _optimum_details(region: surfaces.SampledRegion, beta: np.ndarray, betas: np
     lo, hi = percentile_interval(np.linalg.norm(opts - best, axis=1), LEVEL)
     details.update(distance_to_paper_best=float(np.linalg.norm(opt - best)), distance_interval=[lo, hi])
     return details, [f"The best mixture in the hull is {opt[0]:.3g} % reasoning / {opt[1]:.3g} % "
-                     f"visual, {_g(details['distance_to_paper_best'])} share points from the paper's "
-                     f"{best[0]:g} / {best[1]:g} ({LEVEL:.0%} interval {_g(lo)} to {_g(hi)})."]
+                     f"visual, {fmt_g(details['distance_to_paper_best'])} share points from the paper's "
+                     f"{best[0]:g} / {best[1]:g} ({LEVEL:.0%} interval {fmt_g(lo)} to {fmt_g(hi)})."]
 
 
 def grid_finding(ctx: Context) -> Finding:
