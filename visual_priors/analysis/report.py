@@ -39,7 +39,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from visual_priors.analysis import curves, findings as findings_lib, plots
+from visual_priors.analysis import curves, findings as findings_lib, plots, verdicts
 from visual_priors.analysis import report_format as fmt
 from visual_priors.analysis import report_paper, report_signal
 from visual_priors.analysis.curves import CURVE_FORM, OVERALL, CurveFit
@@ -436,7 +436,7 @@ def _paper_cell(paper: Mapping[str, Any]) -> str:
 
 def _findings_section(rows: Sequence[Mapping[str, Any]]) -> str:
     """The findings table the page opens with, and every part each verdict weighs."""
-    level = rows[0]["level"] if rows else findings_lib.LEVEL
+    level = rows[0]["level"] if rows else verdicts.LEVEL
     head = ["finding", "the paper says", f"miniature estimate [{level:.0%} interval]", "verdict",
             "reason"]
     table_rows, part_rows = [], []
@@ -451,7 +451,7 @@ def _findings_section(rows: Sequence[Mapping[str, Any]]) -> str:
                               _estimate(p["estimate"], p["interval"], p["unit"]),
                               _e(p["paper_side"]), _plain(p["paper"], 3), _verdict(p["verdict"])])
     counts = Counter(r["verdict"] for r in rows)
-    summary = ", ".join(f"{counts[v]} {v}" for v in findings_lib.VERDICTS if counts[v])
+    summary = ", ".join(f"{counts[v]} {v}" for v in verdicts.VERDICTS if counts[v])
     table = _table(head, table_rows, left=5)
     if rows and counts["not run"] == len(rows):
         table = fmt.details(f"No finding has the runs it needs ({summary})", table)
