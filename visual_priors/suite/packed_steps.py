@@ -31,10 +31,14 @@ def run_pretrain_packed(steps: list, outs: list[Path], locate: Locate) -> list[d
     mesh = mesh_lib.make_mesh(steps[0].options["mesh"])
     # Every run starts from the initialisation it would have alone (its own seed); runs that
     # share a seed share one initialisation, cloned.
-    by_seed = {}
+    models, first_of_seed = [], {}
     for step, cfg in zip(steps, cfgs):
-        by_seed.setdefault(step.unit.seed, steps_lib.new_llm(cfg, step, mesh))
-    models = [nnx.clone(by_seed[s.unit.seed]) for s in steps]
+        seed = step.unit.seed
+        if seed in first_of_seed:
+            models.append(nnx.clone(first_of_seed[seed]))
+        else:
+            first_of_seed[seed] = steps_lib.new_llm(cfg, step, mesh)
+            models.append(first_of_seed[seed])
     datas = [steps_lib.pretrain_data(s, locate) for s in steps]
     try:
         results = packed.run(models, steps_lib.pretrain_loss, datas, steps_lib.pretrain_options(steps[0], cfgs[0]),

@@ -75,7 +75,10 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
     bench_files = real_benchmarks(cfg)
     real_features = {name: real_features_step(cfg, world, feats, bench_files)
                      for name, feats in features.items()} if bench_files else {}
-    references = alignment_references(cfg, world, data.tokenizer)
+    # Alike for every LLM and run: the alignment settings with their reference encoders, and
+    # what evaluation measures.
+    alignment, references = alignment_setup(cfg, world, data.tokenizer)
+    evaluation = evaluate_unit(cfg)
 
     runs, names = [], set()
     for grid in study_grids:
@@ -89,13 +92,14 @@ def expand(cfg: ml_collections.ConfigDict) -> tuple[list[Run], list[Step]]:
             language = language_step(cfg, world, pretrain, data.tokenizer)
             perplexity = Step(Perplexity(cfg.eval.perplexity_windows),
                               (pretrain, data.tokenizer, *data.heldout.values()))
-            llm_alignment = alignment_step(cfg, world, pretrain, data.tokenizer, references)
+            llm_alignment = (Step(alignment, (pretrain, data.tokenizer, *references))
+                             if alignment is not None else None)
             for encoder, sft_set in itertools.product(grid.encoders, sft_sets):
                 feats = features[encoder]
                 align = Step(Align(seed=seed, **_plain(cfg.align)), (pretrain, feats, data.tokenizer))
                 sft = Step(Sft(seed=seed, **_plain(cfg.sft), set=sft_set.spec()),
                            (pretrain, align, feats, data.tokenizer))
-                evaluate = Step(evaluate_unit(cfg),
+                evaluate = Step(evaluation,
                                 (pretrain, sft, feats, data.tokenizer, language, perplexity,
                                  *([real_features[encoder]] if real_features else [])),
                                 companions=(llm_alignment,) if llm_alignment else ())
@@ -232,27 +236,20 @@ def real_benchmarks(cfg) -> dict:
     return out
 
 
-def alignment_references(cfg, world: dict, tokenizer: Step) -> list[Step]:
-    """The reference encoders' steps of the alignment step (shared with the runs that use the
-    same encoders); none when ``eval.alignment.encoders`` is empty."""
-    names = list(dict.fromkeys(cfg.eval.get("alignment", {}).get("encoders") or ()))
+def alignment_setup(cfg, world: dict, tokenizer: Step) -> tuple[Alignment | None, list[Step]]:
+    """The unit of every LLM's alignment step (with the colour probe when it is on) and its
+    reference encoders' steps (shared with the runs that use the same encoders); (None, [])
+    when ``eval.alignment.encoders`` is empty."""
+    settings = _plain(cfg.eval.get("alignment") or {})
+    names = list(dict.fromkeys(settings.get("encoders") or ()))
     if not names:
-        return []
+        return None, []
     stages_lib.validate_encoders(names, cfg.imported_encoders, require_paths=False)
-    return [encoder_step(cfg, name, world, tokenizer) for name in names]
-
-
-def alignment_step(cfg, world: dict, pretrain: Step, tokenizer: Step, references: list[Step]) -> Step | None:
-    """An LLM's alignment with the reference encoders (with the colour probe when it is on);
-    None when there are no references."""
-    if not references:
-        return None
-    settings = _plain(cfg.eval.alignment)
     for metric in (settings["metric"], *settings["table_metrics"]):
         alignment_lib.get_metric(metric)  # unknown names fail with the valid ones
     settings["colour"] = _colour_settings(settings.pop("colour", None))
-    settings["encoders"] = list(dict.fromkeys(settings["encoders"]))
-    return Step(Alignment(world=world, seed=cfg.seed, **settings), (pretrain, tokenizer, *references))
+    unit = Alignment(world=world, seed=cfg.seed, **{**settings, "encoders": names})
+    return unit, [encoder_step(cfg, name, world, tokenizer) for name in names]
 
 
 def _colour_settings(colour: dict | None) -> dict | None:

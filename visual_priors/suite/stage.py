@@ -13,6 +13,7 @@ a kind's name. Adding a stage is a unit in the module of its runner plus the lin
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -26,7 +27,7 @@ HASH_LEN = 12
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class Stage(abc.ABC):
     """One kind of step: subclasses are frozen dataclasses whose fields are the step's identity.
 
     A field whose default is None and whose value is None is left out of the identity, so a
@@ -45,10 +46,11 @@ class Stage:
             out[f.name] = value
         return out
 
+    @abc.abstractmethod
     def run(self, step: Step, out: Path, locate) -> dict:
         """Make the step's output in `out` (its inputs' outputs found by `locate`); the result
-        the executor stores as result.json."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how it runs")
+        the executor stores as result.json. Every stage says how it runs: a unit without `run`
+        cannot be built."""
 
     def describe(self, step: Step, owner: str) -> str:
         """A few words after the step's name in progress output; `owner` is the first run that
