@@ -15,7 +15,7 @@ from visual_priors.suite import planner, spec
 PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "paper"
 # DESIGN.md's table of studies: LLMs each study needs (encoder universality reuses the five
 # reasoning-combination LLMs of the category sweep).
-LLMS = {"scale_sweep": 50, "single_source": 16, "category_sweep": 60, "vision_grid": 30,
+LLMS = {"scale_sweep": 50, "single_source": 16, "category_sweep": 52, "vision_grid": 30,
         "mixture_interpolation": 11, "encoders": 5, "sft_ablation": 1, "scale_up": 2}
 
 
@@ -30,9 +30,9 @@ def test_plan_of_the_paper_counts_the_llms_of_every_study(profile, capsys):
     assert {name: s["llms"] for name, s in p["studies"].items()} == LLMS
     # 175 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
     # scale sweep's 3B / 30B one (its first seed), and the encoder study's five are the category
-    # sweep's. The findings' cells have three seeds: 15 of the scale sweep, 30 of the category sweep.
+    # sweep's. The findings' cells have three seeds: 15 of the scale sweep, 18 of the category sweep.
     assert p["llms"] == sum(LLMS.values()) - 2 - 5 and p["steps_by_kind"]["pretrain"] == p["llms"]
-    assert p["runs"] == 50 + 16 + 60 + 30 + 11 + 15 + 5 + 4
+    assert p["runs"] == 50 + 16 + 52 + 30 + 11 + 15 + 5 + 4
     assert p["studies"]["encoders"]["runs"] == 15 and p["studies"]["scale_up"]["runs"] == 4
     for name in LLMS:  # each study alone plans the same LLMs it has inside the paper
         alone = planner.plan(_load(name, profile))
@@ -171,6 +171,18 @@ def test_seeds_repeat_each_run_and_the_configs_own_seed_shares_its_steps():
         # The frozen encoder's features are shared by every seed.
         assert len({r.steps["evaluate"].input("features").hash for r in replicates}) == 1
     assert {s.name for s in base_steps} <= {s.name for s in steps}
+
+
+def test_a_count_of_seeds_starts_at_the_configs_seed():
+    runs = {r.name: r for r in spec.expand(_load("scale_sweep", "tiny"))[0]}
+    other = {r.name: r for r in spec.expand(loading.load("experiments/scale_sweep.py:tiny", ["seed=7"]))[0]}
+    seeded = sorted(n for n in runs if "-s" in n)
+    assert len(seeded) == 15 and {n.rsplit("-s", 1)[1] for n in seeded} == {"42", "43", "44"}
+    assert {n.rsplit("-s", 1)[1] for n in other if "-s" in n} == {"7", "8", "9"}
+    assert [other[n.replace("-s42", "-s7")].steps["sft"].unit.seed for n in seeded if n.endswith("-s42")] == [7] * 5
+    for bad, why in ((0, "at least 1"), ("3", "a count or a tuple")):
+        with pytest.raises(ValueError, match=why):
+            studies.replicate_seeds(bad, 42, "study 'x'")
 
 
 def test_repeated_or_negative_seeds_are_refused():
