@@ -4,6 +4,7 @@ cases and Epoch's published fit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -285,6 +286,16 @@ def test_two_step_recovers_both_steps_and_extrapolates():
         assert e.lo <= truth <= e.hi and e.lo <= e.value <= e.hi
         assert fit.predict(1e9, 2e10, c) == pytest.approx(e.value)
     json.dumps([e.to_dict() for e in preds.values()])
+
+
+def test_a_fit_whose_irreducible_loss_underflowed_seeds_the_two_step_fit():
+    # A fit whose E ran to its bound 0 (exp(e) underflowed) still has a start to give.
+    runs = study_runs(noise_loss=0.003, noise_acc=0.003, seed=7)
+    fit = scaling.fit_two_step(runs, categories=list(MAP)).loss_fit
+    floored = dataclasses.replace(fit, E=0.0)
+    assert np.isfinite(floored.theta).all() and math.exp(floored.theta[2]) < 1e-300
+    again = scaling.fit_two_step(runs, categories=list(MAP), grid=floored.theta[None, :])
+    assert np.isfinite(again.loss_fit.objective)
 
 
 def test_direct_curve_extrapolation_interval():

@@ -217,9 +217,12 @@ class ChinchillaFit:
 
     @property
     def theta(self) -> np.ndarray:
-        """(a, b, e, alpha, beta), the optimiser's parameterisation."""
-        return np.array([math.log(self.A), math.log(self.B), math.log(self.E), self.alpha,
-                         self.beta])
+        """(a, b, e, alpha, beta), the optimiser's parameterisation. A term the optimiser
+        drove towards 0 (exp(e) underflows to 0.0 once e < -745) maps back to the log of the
+        smallest positive float, so the fit can seed another from its own optimum."""
+        def log(x: float) -> float:
+            return math.log(max(x, sys.float_info.min))
+        return np.array([log(self.A), log(self.B), log(self.E), self.alpha, self.beta])
 
     @property
     def params(self) -> dict[str, float]:
