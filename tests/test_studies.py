@@ -28,7 +28,7 @@ def test_plan_of_the_paper_counts_the_llms_of_every_study(profile, capsys):
     assert cli.main(["suite", "plan", "experiments/paper.py", "--profile", profile, "--format", "json"]) == 0
     p = json.loads(capsys.readouterr().out)
     assert {name: s["llms"] for name, s in p["studies"].items()} == LLMS
-    # 175 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
+    # 167 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
     # scale sweep's 3B / 30B one (its first seed), and the encoder study's five are the category
     # sweep's. The findings' cells have three seeds: 15 of the scale sweep, 18 of the category sweep.
     assert p["llms"] == sum(LLMS.values()) - 2 - 5 and p["steps_by_kind"]["pretrain"] == p["llms"]
