@@ -186,6 +186,26 @@ def test_four_workers_run_every_step_once_after_its_inputs(tmp_path):
         assert all(starts[s.hash] >= when[d.hash] - 1e-3 for d in s.inputs)
 
 
+def test_workers_share_the_steps_ready_to_be_packed_together(tmp_path):
+    """Six steps alike ready at once on two workers: each worker packs three, not one worker
+    six while the other waits; steps that are not alike are never packed with them."""
+    reg = Registry(tmp_path / "registry.sqlite")
+    steps = [_Step(f"s{i}") for i in range(6)] + [_Step("odd")]
+    for s in steps:
+        reg.register("study", s)
+    hashes = [s.hash for s in steps]
+    alike = lambda h, taken: not taken or (h == "odd") == (taken[0] == "odd")  # noqa: E731
+    first = reg.claim(hashes, "w0", lease_s=30, max_attempts=1, limit=8, accept=alike, spread=2)
+    second = reg.claim(hashes, "w1", lease_s=30, max_attempts=1, limit=8, accept=alike, spread=2)
+    assert first == ["s0", "s1", "s2"] and second == ["s3", "s4", "s5"]
+    assert reg.claim(hashes, "w0", lease_s=30, max_attempts=1, limit=8, accept=alike, spread=2) == ["odd"]
+    # One worker takes every ready step alike, up to the pack's limit.
+    reg2 = Registry(tmp_path / "one.sqlite")
+    for s in steps:
+        reg2.register("study", s)
+    assert reg2.claim(hashes, "w0", lease_s=30, max_attempts=1, limit=4, accept=alike) == ["s0", "s1", "s2", "s3"]
+
+
 def _claim_and_hang(path, h, lease_s):
     import time
 

@@ -184,7 +184,7 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
             rows = registry.statuses(targets)
             open_ = [h for h in targets if rows[h]["status"] != "done"]
             claimed = registry.claim(open_, worker, lease_s=options.lease_s, max_attempts=options.max_attempts,
-                                     limit=options.pack, accept=accept)
+                                     limit=options.pack, accept=accept, spread=options.workers)
             if claimed:
                 group = [by_hash[h] for h in claimed]
                 labels = [f"[{index[h] + 1}/{len(targets)}] {by_hash[h].name}" for h in claimed]

@@ -98,17 +98,19 @@ class Registry:
     # ------------------------------------------------------------------ leases
 
     def claim(self, candidates: Sequence[str], worker: str, *, lease_s: float, max_attempts: int,
-              limit: int = 1, accept=None, now: float | None = None) -> list[str]:
+              limit: int = 1, accept=None, spread: int = 1, now: float | None = None) -> list[str]:
         """Take up to `limit` ready steps among `candidates` (in their order) under a lease.
 
         Ready: every input done, and the step pending, failed with attempts left and its
         back-off over, or running under a lease that expired. `accept(hash, taken)` may refuse
         a step given those already taken in this claim (packing takes only steps alike).
-        Steps whose inputs failed for good are marked failed here, so that no worker waits
-        on them.
+        `spread` workers share the steps alike, ready or running: a claim takes at most its
+        share of them (rounded up), so that six runs ready at once on two workers train three
+        and three rather than six on one worker while the other waits. Steps whose inputs failed for good
+        are marked failed here, so that no worker waits on them.
         """
         now = time.time() if now is None else now
-        taken: list[str] = []
+        ready: list[str] = []
         with self._tx():
             status = self._rows(candidates)
             inputs = self._inputs(candidates)
@@ -139,14 +141,21 @@ class Registry:
                     continue
                 if any(d is None or d["status"] != "done" for d in deps):
                     continue
-                if accept is not None and not accept(h, taken):
-                    continue
+                ready.append(h)
+            taken: list[str] = []
+            for h in ready:
+                if accept is None or accept(h, taken):
+                    taken.append(h)
+            if taken and spread > 1:  # the share counts the steps alike that other workers run
+                running = [h for h in candidates if status.get(h) and status[h]["status"] == "running"
+                           and (status[h]["lease_until"] or 0) >= now]
+                alike = len(taken) + sum(accept is None or accept(h, taken[:1]) for h in running)
+                taken = taken[:-(-alike // spread)]
+            taken = taken[:limit]
+            for h in taken:
                 self.db.execute("UPDATE steps SET status='running', attempts=attempts+1, host=?, worker=?, "
                                 "started=?, ended=NULL, error=NULL, lease_until=? WHERE hash=?",
                                 (socket.gethostname(), worker, now, now + lease_s, h))
-                taken.append(h)
-                if len(taken) >= limit:
-                    break
         return taken
 
     @staticmethod
