@@ -20,32 +20,32 @@ where shapes allow; a rerun on the same --root reuses them) and then measured tw
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
-
-import numpy as np
 
 from visual_priors.config import profiles
 from visual_priors.eval import signal
-from visual_priors.eval.language import loglikelihood
+from visual_priors.eval.language import evaluate_multiple_choice
 from visual_priors.suite.executor import Options, output_dir, plan_targets, run_study
 from visual_priors.suite.step_io import read_result, tokenizer_of, world_of
 from visual_priors.suite.steps import load_llm
+from visual_priors.world.language_tasks import MCItem
 
 STATEMENTS = ("People use {plural} for", "{Plural} are good for", "A {name} is used for")
+# The tiny profile's context length, as the language step scores the LLM.
+SEQ_LEN = 128
 
 
 def statement_probe(model, tok, world) -> dict:
     """Share of (kind, statement) pairs whose likeliest continuation among the world's uses is
     the kind's own, for held-out kinds and the others; chance is one over the number of uses."""
     uses = sorted({k.use for k in world.kinds})
-    hits = {True: [], False: []}
-    for k in world.kinds:
-        for form in STATEMENTS:
-            context = form.format(plural=k.plural, Plural=k.plural.capitalize(), name=k.name)
-            sums, _ = loglikelihood(model, tok, [(context, " " + u) for u in uses], seq_len=128)
-            hits[k.fact_heldout].append(int(np.argmax(sums)) == uses.index(k.use))
-    return {"heldout": float(np.mean(hits[True])), "train": float(np.mean(hits[False])),
+
+    def accuracy(kinds) -> float:
+        items = [MCItem.choice(form.format(plural=k.plural, Plural=k.plural.capitalize(), name=k.name),
+                               uses, uses.index(k.use)) for k in kinds for form in STATEMENTS]
+        return evaluate_multiple_choice(model, tok, items, seq_len=SEQ_LEN)["acc"]
+
+    return {"heldout": accuracy(world.heldout_kinds), "train": accuracy(world.train_kinds),
             "chance": 1 / len(uses)}
 
 
@@ -56,7 +56,6 @@ def study(args, batch: int):
     cfg.scales = (args.scale,)
     cfg.tokens = {args.scale: tuple(args.tokens)}
     cfg.mixtures = (args.mixture,)
-    cfg = copy.deepcopy(cfg)
     cfg.pretrain.batch_size = batch
     return cfg
 
@@ -75,19 +74,19 @@ def main() -> None:
     args = p.parse_args()
 
     rows = []
+    root = Path(args.root)
+    locate = lambda s: output_dir(root, s)  # noqa: E731
     for batch in args.batch:
         cfg = study(args, batch)
-        run_study(cfg, args.root, stage="pretrain", report=False,
+        run_study(cfg, root, stage="pretrain", report=False,
                   options=Options(workers=args.workers, pack=args.pack))
-        _, steps = plan_targets(cfg, "pretrain")
-        locate = lambda s: output_dir(Path(args.root), s)  # noqa: E731
-        for step in steps:
+        world = world_of(cfg.world.to_dict())
+        for step in plan_targets(cfg, "pretrain")[1]:
             if step.kind != "pretrain":
                 continue
             tok = tokenizer_of(step, locate)
             model = load_llm(locate(step), step.unit.scale, tok)
-            world = world_of(cfg.world.to_dict())
-            h3 = signal.knowledge_hop(model, tok, world, n=cfg.eval.knowledge_questions, seq_len=128)
+            h3 = signal.knowledge_hop(model, tok, world, n=cfg.eval.knowledge_questions, seq_len=SEQ_LEN)
             probe = statement_probe(model, tok, world)
             train = read_result(locate(step))["train"]
             rows.append((step.unit.tokens, batch, train["steps"], train["final_loss"], h3, probe))

@@ -202,12 +202,15 @@ def _settled(rows: dict, max_attempts: int) -> bool:
 
 
 def _packing(by_hash):
+    keys = {}  # each step's pack key, computed once: a claim asks for every ready and running step's
+
+    def key(h):
+        if h not in keys:
+            keys[h] = by_hash[h].unit.pack_key(by_hash[h])
+        return keys[h]
+
     def accept(h, taken):
-        if not taken:
-            return True
-        first = by_hash[taken[0]]
-        key = first.unit.pack_key(first)
-        return key is not None and by_hash[h].unit.pack_key(by_hash[h]) == key
+        return not taken or (key(taken[0]) is not None and key(h) == key(taken[0]))
     return accept
 
 

@@ -106,8 +106,8 @@ class Registry:
         a step given those already taken in this claim (packing takes only steps alike).
         `spread` workers share the steps alike, ready or running: a claim takes at most its
         share of them (rounded up), so that six runs ready at once on two workers train three
-        and three rather than six on one worker while the other waits. Steps whose inputs failed for good
-        are marked failed here, so that no worker waits on them.
+        and three rather than six on one worker while the other waits. Steps whose inputs
+        failed for good are marked failed here, so that no worker waits on them.
         """
         now = time.time() if now is None else now
         ready: list[str] = []
