@@ -10,6 +10,9 @@ import pytest
 from visual_priors.world import (ALL_BENCHMARKS, BENCHMARK_CATEGORY, BENCHMARKS, CATEGORIES,
                                  GENRE_ALLOWED, GENRE_REQUIRED, GENRES, LABELS, SIZE_BIN_RANGES,
                                  SIZE_BINS, World)
+from visual_priors.world.describe import describe
+from visual_priors.world.instructions import described_example
+from visual_priors.world.rng import Rand
 from visual_priors.world.text_base import NUMBER_WORDS
 
 KNOWLEDGE_WITH_FACTS = ("science", "reasoning", "diagram")
@@ -115,6 +118,16 @@ def test_knowledge_questions_follow_heldout_rule(world):
             named += is_named
             assert (world.kinds[q.fact_kinds[0]].name in q.question) == is_named
         assert 8 <= named <= 32
+
+
+def test_a_described_example_asks_its_familys_question_about_the_scene_in_words(world):
+    for bench in ALL_BENCHMARKS:
+        ex = described_example(world, bench, "train", Rand(np.random.default_rng(3)))
+        # The same draws make the family's question about the same scene, with its image.
+        q = world._questions.make(bench, Rand(np.random.default_rng(3)), "train", world.train_kinds)
+        assert (ex.kind, ex.source, ex.image) == ("text", "described", None)
+        assert ex.prompt == f"Picture: {describe(q.scene, q.views)}\n{q.prompt}"
+        assert ex.answer == q.answer_text and ex.fact_kinds == q.fact_kinds
 
 
 def test_instructions_never_state_heldout_facts(world):

@@ -108,15 +108,19 @@ def described_prompt(description: str, prompt: str) -> str:
     return f"Picture: {description}\n{prompt}"
 
 
+def described_example(world: "World", benchmark: str, split: str, r: Rand) -> Example:
+    """A question of `benchmark`'s family asked about the scene's true description (no image)."""
+    q = world._questions.make(benchmark, r, split, world.train_kinds)
+    return Example(None, described_prompt(describe(q.scene, q.views), q.prompt), q.answer_text, "text",
+                   "described", q.fact_kinds, tuple(sorted(q.scene.kinds_present())))
+
+
 def make_instruction(world: "World", split: str, r: Rand) -> Example:
     u = r.random()
     if u < TEXT_SHARE:
         return text_example(world, r)
     if u < TEXT_SHARE + DESCRIBED_SHARE:
-        bench = r.choice(ALL_BENCHMARKS)
-        q = world._questions.make(bench, r, split, world.train_kinds)
-        return Example(None, described_prompt(describe(q.scene, q.views), q.prompt), q.answer_text, "text",
-                       "described", q.fact_kinds, tuple(sorted(q.scene.kinds_present())))
+        return described_example(world, r.choice(ALL_BENCHMARKS), split, r)
     if u < TEXT_SHARE + DESCRIBED_SHARE + CAPTION_SHARE:
         scene = world._sample_scene(r, split)
         return Example(world.render(scene), r.choice(DESCRIBE_PROMPTS), world.caption(scene), "image",
