@@ -107,7 +107,9 @@ def main() -> None:
             loop.run(model, loss_fn, data,
                      loop.TrainSettings(steps=len(data), optim_cfg=cfg.sft.optim, freeze_rules=adapt_steps.SFT_RULES,
                                         desc=f"{count} described x {len(args.families)}, pass {n + 1}"),
-                     workdir=root / "description_reading" / run.name / f"{count}-pass{n + 1}")
+                     # Named by the run's stage-2 step and the continuation's data: a rerun resumes
+                     # its own checkpoint, never one of other families.
+                     workdir=root / "description_reading" / sft.name / f"{'-'.join(args.families)}-{count}-pass{n + 1}")
         rows.append((f"+ {count:,} per family x {args.passes} pass{'es' if args.passes > 1 else ''}", count,
                      described_accuracy(model, tok, questions, text_len), time.perf_counter() - t0))
 
