@@ -50,14 +50,14 @@ def study(args):
     return cfg
 
 
-def described_accuracy(model, tok, questions, text_len: int) -> dict:
-    """{family: proportion block} of the world's questions answered from their descriptions."""
+def described_hits(model, tok, questions, text_len: int) -> dict:
+    """{family: 0/1 array}: which of the world's questions are answered from their descriptions."""
     asked = [SimpleNamespace(question=described_prompt(describe(q.scene, q.views), q.question), options=q.options)
              for q in questions]
     sums, _ = vqa.score_options(model, tok, asked, None, text_len=text_len)
     hits = np.argmax(sums, axis=1) == np.array([q.answer for q in questions])
     families = np.array([q.benchmark for q in questions])
-    return {f: signal.proportion(hits[families == f]) for f in ALL_BENCHMARKS if (families == f).any()}
+    return {f: hits[families == f] for f in ALL_BENCHMARKS if (families == f).any()}
 
 
 def main() -> None:
@@ -92,7 +92,7 @@ def main() -> None:
     world = world_of(cfg.world.to_dict())
     questions = [world.question(f, "test", i) for f in ALL_BENCHMARKS for i in range(args.questions)]
     text_len = cfg.eval.described_text_len
-    rows = [("stage 2 as run", 0, described_accuracy(final_mllm(), tok, questions, text_len), 0.0)]
+    rows = [(0, described_hits(final_mllm(), tok, questions, text_len), 0.0)]
     for count in args.examples:
         model = final_mllm()
         r = Rand(np.random.default_rng(args.seed))
@@ -110,20 +110,21 @@ def main() -> None:
                      # Named by the run's stage-2 step and the continuation's data: a rerun resumes
                      # its own checkpoint, never one of other families.
                      workdir=root / "description_reading" / sft.name / f"{'-'.join(args.families)}-{count}-pass{n + 1}")
-        rows.append((f"+ {count:,} per family x {args.passes} pass{'es' if args.passes > 1 else ''}", count,
-                     described_accuracy(model, tok, questions, text_len), time.perf_counter() - t0))
+        rows.append((count, described_hits(model, tok, questions, text_len), time.perf_counter() - t0))
 
-    first = rows[0][2]
-    trained = [f for f in args.families if f in first]
-    print(f"\n{run.name}: described questions per family "
-          f"({first[trained[0]]['n']} each), trained on {', '.join(args.families)}\n")
-    print("| stage 2 | described examples per trained family | " + " | ".join(trained)
-          + " | other families (mean) | s |")
-    print("|---|---:|" + "---|" * len(trained) + "---:|---:|")
-    for name, seen, acc, seconds in rows:
-        cells = [f"{acc[f]['accuracy']:.0%} [{acc[f]['ci'][0]:.0%}, {acc[f]['ci'][1]:.0%}]" for f in trained]
-        others = np.mean([b["accuracy"] for f, b in acc.items() if f not in trained])
-        print(f"| {name} | {seen:,} | " + " | ".join(cells) + f" | {others:.0%} | {seconds:.0f} |")
+    def cell(hits) -> str:
+        b = signal.proportion(hits)
+        return f"{b['accuracy']:.0%} [{b['ci'][0]:.0%}, {b['ci'][1]:.0%}]"
+
+    trained = list(dict.fromkeys(args.families))
+    print(f"\n{run.name}: {args.questions} described questions per family, trained on "
+          f"{', '.join(trained)} ({args.passes} pass{'es' if args.passes > 1 else ''})\n")
+    print("| described questions added per trained family | " + " | ".join(trained)
+          + " | the other families, pooled | continuation, s |")
+    print("|---:|" + "---|" * (len(trained) + 1) + "---:|")
+    for count, hits, seconds in rows:
+        others = np.concatenate([h for f, h in hits.items() if f not in trained])
+        print(f"| {count:,} | " + " | ".join(cell(hits[f]) for f in trained) + f" | {cell(others)} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":
