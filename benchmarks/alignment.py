@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from visual_priors.eval import alignment
+from visual_priors.suite import host_memory
 
 
 def main() -> None:
@@ -56,4 +57,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from visual_priors.config import profiles, scales
 from visual_priors.data import labelling, pipeline, segments, sources, tokenizer
+from visual_priors.suite import host_memory
 from visual_priors.world import World
 
 MIX_SOURCES = ("web_crawl", "encyclopedia", "academic", "literature", "math", "code")
@@ -112,4 +113,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

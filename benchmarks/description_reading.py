@@ -32,6 +32,7 @@ from visual_priors.config.studies import B, grid, paper_study
 from visual_priors.data import multimodal
 from visual_priors.eval import signal, vqa
 from visual_priors.suite import adapt_steps
+from visual_priors.suite import host_memory
 from visual_priors.suite.executor import Options, output_dir, plan_targets, run_study
 from visual_priors.suite.step_io import tokenizer_of, world_of
 from visual_priors.suite.vision_steps import load_features
@@ -128,4 +129,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -31,6 +31,7 @@ from visual_priors.model import generate
 from visual_priors.model.connector import Connector
 from visual_priors.model.llm import Llama
 from visual_priors.model.mllm import MLLM
+from visual_priors.suite import host_memory
 from visual_priors.world import World
 from visual_priors.world.questions import ALL_BENCHMARKS
 
@@ -100,4 +101,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -19,6 +19,7 @@ from flax import nnx
 from visual_priors.config import scales
 from visual_priors.model import generate
 from visual_priors.model.llm import Llama
+from visual_priors.suite import host_memory
 
 
 def main() -> None:
@@ -53,4 +54,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -25,6 +25,7 @@ from pathlib import Path
 from visual_priors.config import profiles
 from visual_priors.eval import signal
 from visual_priors.eval.language import evaluate_multiple_choice
+from visual_priors.suite import host_memory
 from visual_priors.suite.executor import Options, output_dir, plan_targets, run_study
 from visual_priors.suite.step_io import read_result, tokenizer_of, world_of
 from visual_priors.suite.steps import load_llm
@@ -103,4 +104,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

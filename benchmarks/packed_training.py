@@ -28,6 +28,7 @@ from flax import nnx
 from visual_priors.config import profiles, scales
 from visual_priors.data.batches import ArrayBatches
 from visual_priors.model.llm import Llama
+from visual_priors.suite import host_memory
 from visual_priors.suite.steps import pretrain_loss
 from visual_priors.train import loop, packed
 
@@ -130,4 +131,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -35,6 +35,7 @@ from visual_priors.model.convert import hf_llama
 from visual_priors.model.llm import Llama, count_params
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
+from visual_priors.suite import host_memory
 from visual_priors.train import loop, optim
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -152,4 +153,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

@@ -31,6 +31,7 @@ from visual_priors.data.batches import ArrayBatches
 from visual_priors.model.llm import Llama, count_params
 from visual_priors.model.scoring import masked_nll
 from visual_priors.parallel import mesh as mesh_lib
+from visual_priors.suite import host_memory
 from visual_priors.train import flops, loop
 
 
@@ -110,4 +111,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_tunables()  # the malloc settings the command line runs with
     main()

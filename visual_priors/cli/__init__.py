@@ -34,6 +34,7 @@ import sys
 
 from visual_priors.cli import data, models, multihost, reports, suite
 from visual_priors.errors import UserError
+from visual_priors.suite import host_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command itself, not a call from Python: start again with the tunables
+        host_memory.restart_with_tunables()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from visual_priors.config import stages as stages_lib, studies as studies_lib
 from visual_priors.errors import BadValue
-from visual_priors.suite import spec as spec_lib
+from visual_priors.suite import host_memory, spec as spec_lib
 from visual_priors.suite.registry import Registry, worker_id
 from visual_priors.suite.step_io import read_result
 from visual_priors.suite.vision_steps import ImportedEncoder
@@ -354,6 +354,7 @@ def run_one(cfg, root: str | Path, name: str, *, echo=print) -> dict:
 def _run_workers(cfg, root: Path, steps, options: Options, echo) -> None:
     """N worker processes, each pinned to its share of the devices, with a progress bar here."""
     ctx = mp.get_context("spawn")
+    os.environ.update(host_memory.child_env())  # read by the workers' C library when they start
     logs = root / ".workers"
     logs.mkdir(exist_ok=True)
     slices = device_slices(options.workers)
