@@ -8,9 +8,8 @@ are read when a process starts), training the tiny profile's batch on random tok
 benchmarks/packed_training.py does) one run by the normal loop, then four runs packed into one
 program. A process trains STEPS steps of each once to warm up, then STEPS and 3 x STEPS; the
 difference between the last two gives the faults and kernel seconds per step without
-compilation and set-up. Tokens/s is
-the steady rate of the longer one. The two settings alternate, `--repeats` times; the table
-shows the medians.
+compilation and set-up. Tokens/s is the steady rate of the longer one. The two settings
+alternate, `--repeats` times; the table shows the medians.
 """
 
 from __future__ import annotations
@@ -85,7 +84,8 @@ def main() -> None:
         print(json.dumps(child(args.child, args.steps)))
         return
     print(machine_line(jax.devices()[0]))
-    print(f"# {args.steps} and {3 * args.steps} steps per process, median of {args.repeats}; "
+    print(f"# {args.steps} and {3 * args.steps} steps per process after {args.steps} to warm up, "
+          f"median of {args.repeats}; "
           f"packed: {PACKED_RUNS} runs, faults and kernel time per run and step")
     print(f"{'scale':>5} {'training':>8} {'malloc':>15} {'faults/step':>12} {'kernel ms/step':>14} "
           f"{'tokens/s':>9}")
