@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def child(scale: str, steps: int) -> dict:
 
 
 def _run_child(scale: str, steps: int, tunables: str) -> dict:
-    env = {**host_memory.child_env(), host_memory.ENV: tunables}
+    env = {**os.environ, host_memory.ENV: tunables}
     out = subprocess.run([sys.executable, __file__, "--child", scale, "--steps", str(steps)], env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
