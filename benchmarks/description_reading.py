@@ -104,7 +104,7 @@ def main() -> None:
         for n in range(args.passes):
             data = multimodal.ExampleBatches(tokens, mask, None, np.full(len(examples), -1), cfg.sft.batch_size,
                                              args.seed + n)
-            loss_fn = adapt_steps.mllm_loss(model, train_llm=True, max_targets=adapt_steps.answer_capacity(data))
+            loss_fn = adapt_steps.MllmLoss(train_llm=True, max_targets=adapt_steps.answer_capacity(data))
             loop.run(model, loss_fn, data,
                      loop.TrainSettings(steps=len(data), optim_cfg=cfg.sft.optim, freeze_rules=adapt_steps.SFT_RULES,
                                         desc=f"{count} described x {len(args.families)}, pass {n + 1}"),

@@ -136,7 +136,7 @@ def test_stage_one_trains_the_connector_only_and_holds_no_state_for_the_rest(tmp
     model = _mllm()
     llm_before, conn_before = _params(model.llm), _params(model.connector)
     optim = {"lr": 1e-2, "warmup_frac": 0.06, "weight_decay": 0.0}
-    loop.run(model, adapt_steps.mllm_loss(model, train_llm=False), _Batches(),
+    loop.run(model, adapt_steps.MllmLoss(train_llm=False), _Batches(),
              _settings(optim, adapt_steps.ALIGN_RULES), workdir=tmp_path)
     jax.tree.map(np.testing.assert_array_equal, _params(model.llm), llm_before)  # bitwise
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(model.connector)),
@@ -149,7 +149,7 @@ def test_stage_two_trains_connector_and_llm(tmp_path):
     model = _mllm()
     before = _params(model)
     optim = {"lr": 1e-3, "warmup_frac": 0.03, "weight_decay": 0.0}
-    loop.run(model, adapt_steps.mllm_loss(model, train_llm=True), _Batches(),
+    loop.run(model, adapt_steps.MllmLoss(train_llm=True), _Batches(),
              _settings(optim, adapt_steps.SFT_RULES), workdir=tmp_path)
     after = _params(model)
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
@@ -249,7 +249,7 @@ def test_stage_flops_match_the_compiled_gradient(train_llm):
     from visual_priors.train import optim
     graphdef, trainable, frozen = nnx.split(model, optim.trainable_filter(rules), ...)
     batch = jax.tree.map(jnp.asarray, next(_Batches()))
-    loss_fn = adapt_steps.mllm_loss(model, train_llm=train_llm)
+    loss_fn = adapt_steps.MllmLoss(train_llm=train_llm)
 
     def grads(params):
         return jax.grad(lambda p: loss_fn(nnx.merge(graphdef, p, frozen), batch)[0])(params)
@@ -296,7 +296,7 @@ def test_a_finished_blind_pass_is_restored_not_run_again(tmp_path, monkeypatch):
 
     model = _mllm()
     optim = ml_collections.ConfigDict({"lr": 1e-3})
-    loss_fn = adapt_steps.mllm_loss(model, train_llm=True)
+    loss_fn = adapt_steps.MllmLoss(train_llm=True)
     first = adapt_steps.blind_pass(model, loss_fn, withheld(), optim, tmp_path)
     assert first["steps"] == 2 and first["flops"] > 0
     trained = _params(model)

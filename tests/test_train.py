@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from visual_priors.model.llm import Llama
 from visual_priors.model.mllm import MLLM
 from visual_priors.model.scoring import masked_nll
 from visual_priors.train import flops, loop
+from visual_priors.train.compile_meter import CompileMeter
 
 
 def _tiny_cfg():
@@ -125,6 +127,27 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
     assert res.tokens == whole.tokens and res.first_loss == whole.first_loss  # whole-run totals
     same = jax.tree.map(np.array_equal, _params(straight), _params(resumed))
     assert all(jax.tree.leaves(same))
+
+
+def test_runs_of_one_shape_share_their_compiled_step_and_train_as_if_compiled_alone(tmp_path):
+    """A second run of the same model shape, loss and optimizer in one process traces nothing;
+    one with another schedule (more steps) or another loss gets a program of its own."""
+    def train(seed, steps, loss_fn, name):
+        model = Llama(_tiny_cfg(), rngs=nnx.Rngs(seed))
+        with CompileMeter() as meter:
+            loop.run(model, loss_fn, _data(seed), _settings(steps), workdir=tmp_path / name)
+        return _params(model), meter.seconds
+
+    train(0, 12, _lm_loss, "first")
+    reused, reused_s = train(1, 12, _lm_loss, "reused")
+    # A new partial object is a loss never seen before: compiled afresh, as for a run alone.
+    alone, alone_s = train(1, 12, functools.partial(_lm_loss), "alone")
+    assert reused_s < 0.2 * alone_s
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, reused, alone)))
+    longer, longer_s = train(1, 16, _lm_loss, "longer")
+    longer_alone, _ = train(1, 16, functools.partial(_lm_loss), "longer-alone")
+    assert longer_s > 0.2 * alone_s  # its warm-up and decay are other constants: traced again
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, longer, longer_alone)))
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):

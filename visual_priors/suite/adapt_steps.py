@@ -69,22 +69,23 @@ def load_mllm(pretrain_step, align_dir: Path, locate: Locate, tok, feature_dim: 
     return model
 
 
-def mllm_loss(model: mllm_lib.MLLM, *, train_llm: bool, max_targets: int | None = None):
+@dataclasses.dataclass(frozen=True)
+class MllmLoss:
     """Answer-token loss with the step's training FLOPs (image and text batches differ); the
     output head runs at answer positions only, in ``max_targets`` slots (``answer_capacity``),
-    or everywhere when None."""
-    conn_params = model.connector.fc1.kernel.size + model.connector.fc2.kernel.size  # matmul weights
-    llm_cfg = model.llm.cfg
+    or everywhere when None. A value, not a closure: runs with equal losses share their
+    compiled steps (train/loop.py)."""
+    train_llm: bool
+    max_targets: int | None = None
 
-    def loss_fn(model, batch):
+    def __call__(self, model: mllm_lib.MLLM, batch: dict):
         tokens = batch["tokens"]
-        loss, count = masked_nll(model, tokens, batch["mask"], batch.get("feats"), max_targets=max_targets)
+        loss, count = masked_nll(model, tokens, batch["mask"], batch.get("feats"), max_targets=self.max_targets)
         n_visual = batch["feats"].shape[1] if "feats" in batch else 0
-        per_example = flops.mllm_train_flops(llm_cfg, conn_params, n_visual, tokens.shape[1] - 1,
-                                             train_llm=train_llm)
+        conn_params = model.connector.fc1.kernel.size + model.connector.fc2.kernel.size  # matmul weights
+        per_example = flops.mllm_train_flops(model.llm.cfg, conn_params, n_visual, tokens.shape[1] - 1,
+                                             train_llm=self.train_llm)
         return loss, {"tokens": count, "flops": jnp.asarray(per_example * tokens.shape[0], jnp.float32)}
-
-    return loss_fn
 
 
 def answer_capacity(*datasets: multimodal.ExampleBatches) -> int:
@@ -191,7 +192,7 @@ def run_align(step, out: Path, locate: Locate, mesh=None) -> dict:
     data = _batches(tokens, mask, feats, [e["row"] for e in examples], f)
     model = build_mllm(step.input("pretrain"), locate, tok, feats.shape[-1], f.seed)
     rules = align_rules(f.train)
-    loss_fn = mllm_loss(model, train_llm=rules is SFT_RULES, max_targets=answer_capacity(data))
+    loss_fn = MllmLoss(train_llm=rules is SFT_RULES, max_targets=answer_capacity(data))
     result = loop.run(model, loss_fn, data,
                       loop.TrainSettings(steps=len(data), optim_cfg=as_config(f.optim), freeze_rules=rules,
                                          ckpt_every=100, desc="align", metadata={"kind": "align"}),
@@ -241,7 +242,7 @@ def run_sft(step, out: Path, locate: Locate, mesh=None) -> dict:
     model = load_mllm(step.input("pretrain"), locate(step.input("align")), locate, tok, feats.shape[-1])
     data = _batches(tokens, mask, feats, rows, f)
     withheld = _batches(tokens, mask, None, np.full(len(rows), -1), f) if sft_set["blind"] else None
-    loss_fn = mllm_loss(model, train_llm=True, max_targets=answer_capacity(data, *filter(None, [withheld])))
+    loss_fn = MllmLoss(train_llm=True, max_targets=answer_capacity(data, *filter(None, [withheld])))
     result = {"examples": len(examples), "available": len(available),
               "image_examples": int((rows >= 0).sum()),
               "by_label": {str(k): sum(e.get("label") == k for e in examples)

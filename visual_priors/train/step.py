@@ -94,8 +94,3 @@ def opt_state_shardings(tx: optax.GradientTransformation, params, mesh):
     param_shardings = jax.tree.map(lambda x: x.sharding, params)
     return optax.tree_map_params(tx, lambda _, s: s, state, param_shardings,
                                  transform_non_params=lambda _: replicated)
-
-
-def init_opt_state(tx: optax.GradientTransformation, params, mesh):
-    """``tx.init(params)`` created directly in ``opt_state_shardings``."""
-    return jax.jit(tx.init, out_shardings=opt_state_shardings(tx, params, mesh))(params)
