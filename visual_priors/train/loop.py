@@ -64,13 +64,20 @@ def run(model: nnx.Module, loss_fn: LossFn, data: Iterator[dict], settings: Trai
         start, (opt_state,) = session.resume([trainable], [opt_state])
         # Inside the mesh context, activation sharding constraints take effect when the step is traced.
         with mesh_lib.use_mesh(mesh, rules):
+            # Losses are fetched where the session settles (logging points, checkpoints, a stop, the
+            # end), not after every step, so the host readies the next batches while the device
+            # computes; every loss is still checked before anything after it is saved.
+            pending = []  # (loss, aux) of the steps since the last settling, still on the device
             for step in range(start + 1, settings.steps + 1):
                 batch = mesh_lib.global_batch(next(data), batch_sharding)
                 trainable, opt_state, loss, aux = step_fn(trainable, opt_state, frozen, batch)
-                session.reached(step)
-                # Every step is checked as it ends: one call of one step of one run.
-                one = jax.tree.map(lambda x: np.asarray(x)[None, None], (loss, aux))
-                session.settle([one], lambda k: (trainable, opt_state))
+                pending.append((loss, aux))
+                if session.reached(step):
+                    # One call of one step of one run each: [1, 1] leading axes.
+                    fetched = [jax.tree.map(lambda x: np.asarray(x)[None, None], p)
+                               for p in jax.device_get(pending)]
+                    session.settle(fetched, lambda k: (trainable, opt_state))
+                    pending = []
     nnx.update(model, trainable)
     return session.results()[0]
 
