@@ -231,15 +231,17 @@ def test_world_sft_labels_follow_the_two_clusters():
 
 
 def test_vit_forward_flops_match_the_compiled_program():
-    for pool, layer in (("mean", -2), ("cls", -1), ("mean", 2)):
-        cfg = vision.vit_config("tiny")
+    for name, pool, layer in (("tiny", "mean", -2), ("tiny", "cls", -1), ("tiny", "mean", 2), ("conv", "mean", -1)):
+        cfg = vision.vit_config(name)
         cfg.pool, cfg.feature_layer = pool, layer
         vit = vision.ViT(cfg, rngs=nnx.Rngs(0))
         images = jnp.zeros((1, 32, 32, 3), jnp.float32)
         counted = flops.compiled_forward_flops(lambda x: vit(x)["tokens"], images)
         formula = flops.vit_forward_flops(vit.cfg)
-        # XLA also counts softmax, norms and GELUs, which the formula leaves out.
-        assert formula <= counted <= 1.15 * formula, (formula, counted)
+        # XLA also counts softmax, norms and GELUs, which the formula leaves out; of a 3x3
+        # convolution it counts only the taps inside the map (the formula counts the padding's).
+        low = 0.9 if cfg.stem else 1.0
+        assert low * formula <= counted <= 1.15 * formula, (formula, counted)
 
 
 @pytest.mark.parametrize("train_llm", [True, False])

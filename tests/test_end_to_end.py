@@ -8,6 +8,8 @@ import time
 import pytest
 
 from visual_priors import cli
+from visual_priors.config import loading
+from visual_priors.suite import spec
 from visual_priors.suite.eval_steps import Evaluate
 
 MICRO = [
@@ -87,6 +89,20 @@ def test_pretraining_logged_falling_loss_and_source_counts(micro_root):
         drawn = r["tokens_by_source"]
         assert sum(drawn.values()) == r["tokens"]
         assert (next(micro_root.glob("pretrain-*/work/metrics.jsonl"))).stat().st_size > 0
+
+
+def test_planned_training_flops_bound_what_each_training_step_measured(micro_root):
+    """The plan counts every example at its full length (batches are cut to their longest row,
+    so a step measures less) and counts what each stage trains: stage 1 trains the LLM in the
+    tiny profile, and its plan counts the LLM's weight gradients too."""
+    _, steps = spec.expand(loading.load("experiments/quickstart.py", MICRO[1::2]))
+    checked = set()
+    for step in steps:
+        if step.kind in ("pretrain", "align", "sft"):
+            measured = json.loads((micro_root / step.name / "result.json").read_text())["flops"]
+            assert measured <= step.unit.flops(step) * (1 + 1e-6) <= 2 * measured, step.name
+            checked.add(step.kind)
+    assert checked == {"pretrain", "align", "sft"}
 
 
 def test_rerun_reuses_every_step(micro_root, capsys):

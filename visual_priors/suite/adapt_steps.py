@@ -158,7 +158,7 @@ class Align(_Adaptation):
         return run_align(step, out, locate)
 
     def flops(self, step: Step) -> float:
-        return self._flops(step, train_llm=False)
+        return self._flops(step, train_llm="llm" in self.train)
 
 
 @dataclasses.dataclass(frozen=True)

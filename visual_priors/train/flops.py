@@ -57,16 +57,24 @@ def mllm_train_flops(cfg, connector_params: int, n_visual: int, text_positions: 
 
 def vit_forward_flops(cfg, image_size: int | None = None) -> float:
     """Forward FLOPs of one image through a ViT (``visual_priors.model.vision``) up to its
-    feature layer (later blocks never run when only features are wanted): patch embedding and
-    blocks with non-causal attention; norms, softmax and activations left out."""
-    side = (image_size or cfg.image_size) // cfg.patch_size
+    feature layer (later blocks never run when only features are wanted): the convolutional
+    stem if it has one, patch embedding and blocks with non-causal attention; norms, softmax
+    and activations left out."""
+    image = image_size or cfg.image_size
+    side = image // cfg.patch_size
     patches = side * side
     tokens = patches + int(cfg.get("pool", "mean") == "cls") + int(cfg.get("registers", 0))
     w, mlp = cfg.width, cfg.mlp_dim
     mlp_mats = 3 if cfg.get("mlp", "gelu") == "swiglu" else 2
     per_token = 4 * w * w + mlp_mats * w * mlp
     blocks = cfg.get("feature_layer", -1) % (cfg.depth + 1)  # index into the depth + 1 states
-    matmuls = 2.0 * (patches * cfg.patch_size ** 2 * 3 * w + blocks * tokens * per_token)
+    # Each stem stage: a 3x3 convolution at stride 1, then one at stride 2 that halves the map.
+    stem, channels, pixels = 0.0, 3, image * image
+    for c in cfg.get("stem", ()):
+        stem += pixels * 9 * channels * c + pixels // 4 * 9 * c * c
+        channels, pixels = c, pixels // 4
+    # The patch embedding reads each patch's cells of the last map (of the image, without a stem).
+    matmuls = 2.0 * (stem + pixels * channels * w + blocks * tokens * per_token)
     attention = blocks * 4.0 * tokens * tokens * w  # scores and values
     return matmuls + attention
 
