@@ -124,6 +124,43 @@ def test_planner_counts():
         planner.plan(_cfg(), chip="abacus")
 
 
+def test_claims_start_with_the_steps_that_head_the_most_work():
+    """Workers claim in longest-path-first order: the largest LLMs' chains (pre-training, then
+    stage 1 and 2) come before the smaller ones', and steps that nothing waits on come last."""
+    runs, steps = executor.plan_targets(_cfg())
+    order = spec.longest_path_first(steps)
+    assert sorted(s.hash for s in order) == sorted(s.hash for s in steps)
+    at = {s.hash: i for i, s in enumerate(order)}
+    for mixture in ("mix0", "mix6"):
+        run = {r.scale: r for r in runs if r.mixture == mixture}
+        for kind in ("pretrain", "align", "sft"):
+            assert at[run["t3"].steps[kind].hash] < at[run["t2"].steps[kind].hash] < at[run["t1"].steps[kind].hash]
+    leaves = [s for s in steps if s.kind in ("evaluate", "language", "perplexity", "alignment")]
+    assert min(at[s.hash] for s in leaves) > max(at[s.hash] for s in steps if s.kind == "sft")
+    # The plan's order puts the small LLMs first: the claim order is not just the plan's.
+    assert [s.hash for s in order] != [s.hash for s in steps]
+
+
+def test_a_step_waits_behind_the_others_while_another_worker_runs_its_programs():
+    runs, steps = executor.plan_targets(_cfg())
+    order = [s.hash for s in spec.longest_path_first(steps)]
+    program = {s.hash: executor.program_key(s) for s in steps}
+    run = {(r.scale, r.mixture): r for r in runs}
+    rows = {h: {"status": "pending", "worker": None} for h in order}
+    busy, twin = run[("t3", "mix0")].steps["sft"].hash, run[("t3", "mix6")].steps["sft"].hash
+    rows[busy] = {"status": "running", "worker": "w1"}
+    rows[order[0]] = {"status": "done", "worker": "w0"}
+    mine = executor.claim_candidates(order, rows, program, "w0")
+    assert set(mine[-2:]) == {busy, twin}  # the t3 instruction tuning of the other mixture waits
+    assert [h for h in mine if h not in (busy, twin)] == [h for h in order[1:] if h not in (busy, twin)]
+    # The worker that runs it keeps its order (its own kept programs serve the twin next).
+    assert executor.claim_candidates(order, rows, program, "w1") == order[1:]
+    # Other kinds at that scale and the same kind at other scales compile other programs.
+    assert program[run[("t3", "mix6")].steps["align"].hash] != program[busy]
+    assert program[run[("t2", "mix6")].steps["sft"].hash] != program[busy]
+    assert program[steps[0].hash] is None  # the tokenizer is at no scale
+
+
 class _Step:
     """A step as the registry sees it: a hash, a kind, a name, inputs."""
 

@@ -167,7 +167,9 @@ def _check_imported_paths(cfg, steps) -> None:
 
 def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
          worker: str | None = None) -> None:
-    """Claim and run ready steps among `targets` until none is left to run."""
+    """Claim and run ready steps among `targets` until none is left to run: the step that heads
+    the most work left first (`spec.longest_path_first`), unless another worker is running a
+    step of the same programs."""
     root = Path(root)
     _enable_compilation_cache(root)
     worker = worker or worker_id()
@@ -178,11 +180,15 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
         for step in spec_lib.topological([run.steps["evaluate"]]):
             owner.setdefault(step.hash, run.name)
     index = {h: i for i, h in enumerate(targets)}
+    claim_order = [s.hash for s in spec_lib.longest_path_first([by_hash[h] for h in targets])]
     accept = _packing(by_hash) if options.pack > 1 else None
+    # Packed steps are shared out between workers by the claim itself.
+    program = {h: None if accept and by_hash[h].unit.pack_key(by_hash[h]) is not None else program_key(by_hash[h])
+               for h in targets}
     with Registry(root / REGISTRY_FILE) as registry:
         while True:
             rows = registry.statuses(targets)
-            open_ = [h for h in targets if rows[h]["status"] != "done"]
+            open_ = claim_candidates(claim_order, rows, program, worker)
             claimed = registry.claim(open_, worker, lease_s=options.lease_s, max_attempts=options.max_attempts,
                                      limit=options.pack, accept=accept, spread=options.workers)
             if claimed:
@@ -193,6 +199,23 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
             if _settled(registry.statuses(open_), options.max_attempts):
                 return
             time.sleep(options.poll_s)
+
+
+def claim_candidates(order: list[str], rows: dict, program: dict, worker: str) -> list[str]:
+    """The steps not done yet, in claim order, except that a step whose programs (`program`:
+    hash -> key, None for none) another worker is running now comes after every other: run
+    after that one, it reads them from the compilation cache (or this worker's kept steps)
+    instead of compiling them a second time at the same moment."""
+    elsewhere = {program[h] for h, r in rows.items() if r["status"] == "running" and r["worker"] != worker}
+    return sorted((h for h in order if rows[h]["status"] != "done"),
+                  key=lambda h: program[h] is not None and program[h] in elsewhere)
+
+
+def program_key(step) -> tuple | None:
+    """Steps that compile the same programs: one kind of step at one LLM scale (None for the
+    steps that are not at a scale)."""
+    pretrain = [step] if step.kind == "pretrain" else step.inputs_of("pretrain")
+    return (step.kind, pretrain[0].unit.scale) if pretrain else None
 
 
 def _settled(rows: dict, max_attempts: int) -> bool:
