@@ -155,6 +155,11 @@ def test_a_step_waits_behind_the_others_while_another_worker_runs_its_programs()
     assert [h for h in mine if h not in (busy, twin)] == [h for h in order[1:] if h not in (busy, twin)]
     # The worker that runs it keeps its order (its own kept programs serve the twin next).
     assert executor.claim_candidates(order, rows, program, "w1") == order[1:]
+    # Once a step of those programs is done they are compiled: nothing waits for them.
+    other = run[("t3", "mix6")].steps["evaluate"].hash  # any step, standing in for a done twin
+    program[other] = program[busy]
+    rows[other] = {"status": "done", "worker": "w1"}
+    assert executor.claim_candidates(order, rows, program, "w0") == [h for h in order[1:] if h != other]
     # Other kinds at that scale and the same kind at other scales compile other programs.
     assert program[run[("t3", "mix6")].steps["align"].hash] != program[busy]
     assert program[run[("t2", "mix6")].steps["sft"].hash] != program[busy]

@@ -168,8 +168,8 @@ def _check_imported_paths(cfg, steps) -> None:
 def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
          worker: str | None = None) -> None:
     """Claim and run ready steps among `targets` until none is left to run: the step that heads
-    the most work left first (`spec.longest_path_first`), unless another worker is running a
-    step of the same programs."""
+    the most work left first (`spec.longest_path_first`), unless another worker is compiling
+    its programs."""
     root = Path(root)
     _enable_compilation_cache(root)
     worker = worker or worker_id()
@@ -203,12 +203,14 @@ def work(cfg, root: Path, targets: list[str], options: Options, *, echo=print,
 
 def claim_candidates(order: list[str], rows: dict, program: dict, worker: str) -> list[str]:
     """The steps not done yet, in claim order, except that a step whose programs (`program`:
-    hash -> key, None for none) another worker is running now comes after every other: run
-    after that one, it reads them from the compilation cache (or this worker's kept steps)
-    instead of compiling them a second time at the same moment."""
-    elsewhere = {program[h] for h, r in rows.items() if r["status"] == "running" and r["worker"] != worker}
+    hash -> key, None for none) another worker is compiling now (it runs the first step of
+    that key, none being done) comes after every other: run after that one, it reads them from
+    the compilation cache instead of compiling them a second time at the same moment."""
+    done = {program[h] for h, r in rows.items() if r["status"] == "done"}
+    compiling = {program[h] for h, r in rows.items()
+                 if r["status"] == "running" and r["worker"] != worker and program[h] not in done}
     return sorted((h for h in order if rows[h]["status"] != "done"),
-                  key=lambda h: program[h] is not None and program[h] in elsewhere)
+                  key=lambda h: program[h] is not None and program[h] in compiling)
 
 
 def program_key(step) -> tuple | None:
