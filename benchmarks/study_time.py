@@ -1,7 +1,7 @@
 """How long a study will take on this machine, from the step times of a study that ran here.
 
     python benchmarks/study_time.py experiments/paper.py --from experiments/findings.py --root R
-        [--set KEY=VALUE ...] [--workers 2]
+        [--set KEY=VALUE ...] [--workers 2] [--speedup t4=1.24 --speedup t5=2.01]
 
 The finished study (`--from`, with the `--set` overrides it ran with, found under `--root`)
 gives each kind of step its cost per scale, in two parts: compiling (the most seconds a step of
@@ -10,7 +10,8 @@ from the compilation cache or the worker's kept steps) and computing (the rest o
 steps: per planned training FLOP for pre-training and the two adaptation stages, per step for
 the others). Every step of the target study (same `--set`) gets the cost of its kind at its
 scale; a scale the finished study did not train takes the FLOP rate and compile seconds of the
-largest one it did (wider models run at a higher rate on a CPU, so this overestimates) and, for
+largest one it did (wider models run at a higher rate on a CPU, so this overestimates them;
+`--speedup t5=2.0` gives the ratio where it is known) and, for
 steps that train nothing, the nearest scale's seconds times the ratio of parameter counts. The
 steps are then scheduled as the executor claims them (`spec.longest_path_first`, one step at a
 time on each of `--workers` workers) to give a wall time.
@@ -66,8 +67,10 @@ def _params(scale: str) -> float:
     return flops.decoder_matmul_params(scales.get(scale))
 
 
-def cost_of(step, costs: dict) -> tuple[float, float, bool]:
-    """A step's estimated compute and compile seconds, and whether its scale was extrapolated."""
+def cost_of(step, costs: dict, speedup: dict | None = None) -> tuple[float, float, bool]:
+    """A step's estimated compute and compile seconds, and whether its scale was extrapolated;
+    `speedup` (scale -> FLOP rate over the largest trained scale's) scales training steps at
+    scales the finished study did not train."""
     kind, scale = step.kind, scale_of(step)
     known = sorted((s for k, s in costs if k == kind and s is not None), key=_params)
     ratio = 1.0
@@ -75,13 +78,13 @@ def cost_of(step, costs: dict) -> tuple[float, float, bool]:
         c, guessed = costs[(kind, scale)], False
     elif scale is None or not known:
         raise SystemExit(f"the finished study ran no {kind} step to take its cost from")
-    elif kind in TRAINING:  # the FLOP rate of the largest scale trained
-        c, guessed = costs[(kind, known[-1])], True
+    elif kind in TRAINING:  # the FLOP rate of the largest scale trained, times `speedup`
+        c, guessed, ratio = costs[(kind, known[-1])], True, 1.0 / (speedup or {}).get(scale, 1.0)
     else:  # the nearest scale's seconds, in proportion to the parameters
         nearest = min(known, key=lambda s: abs(_params(s) - _params(scale)))
         c, guessed, ratio = costs[(kind, nearest)], True, _params(scale) / _params(nearest)
     if kind in TRAINING:
-        compute = step.unit.flops(step) * c["compute"] / c["flops"]
+        compute = step.unit.flops(step) * c["compute"] / c["flops"] * ratio
     else:
         compute = c["compute"] / c["n"] * ratio
     return compute, c["compile"], guessed
@@ -119,10 +122,10 @@ def measured_wall(root, steps) -> float:
     return max(e for _, e in rows) - min(s for s, _ in rows)
 
 
-def report(name: str, steps, costs, workers: int) -> None:
+def report(name: str, steps, costs, workers: int, speedup: dict | None = None) -> None:
     compute, compile_s, extrapolated, by_kind = {}, {}, 0.0, defaultdict(float)
     for s in steps:
-        compute[s.hash], compile_s[s.hash], guessed = cost_of(s, costs)
+        compute[s.hash], compile_s[s.hash], guessed = cost_of(s, costs, speedup)
         extrapolated += compute[s.hash] if guessed else 0.0
         by_kind[(s.kind, scale_of(s) or "-")] += compute[s.hash]
     total = sum(compute.values())
@@ -141,7 +144,11 @@ def main() -> None:
     ap.add_argument("--root", required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--speedup", action="append", default=[], metavar="SCALE=X",
+                    help="a scale the finished study did not train runs its training at X times the FLOP "
+                         "rate of the largest one it did (benchmarks/stage_throughput.py measures it)")
     args = ap.parse_args()
+    speedup = {k: float(v) for k, v in (item.split("=", 1) for item in args.speedup)}
     root = Path(args.root)
     _, done = plan_targets(loading.load(args.finished, args.overrides))
     costs = measured(root, done)
@@ -150,7 +157,7 @@ def main() -> None:
     report(f"{args.finished} (calibration)", done, costs, args.workers)
     print(f"  measured: {measured_wall(root, done):,.0f} s")
     _, target = plan_targets(loading.load(args.study, args.overrides))
-    report(args.study, target, costs, args.workers)
+    report(args.study, target, costs, args.workers, speedup)
 
 
 if __name__ == "__main__":
