@@ -1,7 +1,7 @@
 """How long a study will take on this machine, from the step times of a study that ran here.
 
     python benchmarks/study_time.py experiments/paper.py --from experiments/findings.py --root R
-        [--set KEY=VALUE ...] [--workers 2] [--speedup t4=1.24 --speedup t5=2.01]
+        [--set KEY=VALUE ...] [--workers 2] [--speedup t4=1.24 --speedup t5=2.01] [--remaining]
 
 The finished study (`--from`, with the `--set` overrides it ran with, found under `--root`)
 gives each kind of step its cost per scale, in two parts: compiling (the most seconds a step of
@@ -20,6 +20,11 @@ The finished study is scheduled the same way from its own costs, beside its meas
 how far the model is from the run it was calibrated on. Packing is not simulated (a packed group
 counts as its steps one after another), nor two workers compiling the same programs at once,
 nor the drift of a shared machine.
+
+The target's compute is also split by study (each step counted once, under the first study in
+the config whose runs need it), so that a trade of cells can be priced before it runs; with
+`--remaining`, steps already finished under `--root` are left out: what resuming the target
+there would still take (the paper on a root where the findings study ran).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 
 from visual_priors.config import loading, scales
 from visual_priors.suite import host_memory, spec
-from visual_priors.suite.executor import REGISTRY_FILE, output_dir, plan_targets, program_key
+from visual_priors.suite.executor import REGISTRY_FILE, is_done, output_dir, plan_targets, program_key
 from visual_priors.train import flops
 
 TRAINING = ("pretrain", "align", "sft")
@@ -122,7 +127,16 @@ def measured_wall(root, steps) -> float:
     return max(e for _, e in rows) - min(s for s, _ in rows)
 
 
-def report(name: str, steps, costs, workers: int, speedup: dict | None = None) -> None:
+def study_of(runs) -> dict:
+    """step hash -> the study of the first run that needs it (runs in the config's order)."""
+    owner = {}
+    for run in runs:
+        for step in spec.topological(list(run.steps.values())):
+            owner.setdefault(step.hash, run.study or run.name.split("/")[0])
+    return owner
+
+
+def report(name: str, steps, costs, workers: int, speedup: dict | None = None, runs=None) -> None:
     compute, compile_s, extrapolated, by_kind = {}, {}, 0.0, defaultdict(float)
     for s in steps:
         compute[s.hash], compile_s[s.hash], guessed = cost_of(s, costs, speedup)
@@ -133,6 +147,14 @@ def report(name: str, steps, costs, workers: int, speedup: dict | None = None) -
           f"({100 * extrapolated / total:.0f}% at scales the finished study did not run), plus compiling")
     for (kind, scale), sec in sorted(by_kind.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {kind:<11} {scale:<4} {sec:9,.0f} s")
+    if runs is not None:
+        owner, by_study = study_of(runs), defaultdict(lambda: [0, 0.0])
+        for s in steps:
+            by_study[owner.get(s.hash, "-")][0] += 1
+            by_study[owner.get(s.hash, "-")][1] += compute[s.hash]
+        print("  by study (a shared step under the first that needs it):")
+        for study, (n, sec) in by_study.items():
+            print(f"    {study:<22} {n:5d} steps {sec:9,.0f} s")
     wall = schedule(steps, compute, compile_s, workers)
     print(f"  on {workers} workers, claimed longest path first: {wall:,.0f} s ({wall / 3600:.2f} h)")
 
@@ -144,6 +166,8 @@ def main() -> None:
     ap.add_argument("--root", required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--remaining", action="store_true",
+                    help="leave out the target's steps already finished under --root")
     ap.add_argument("--speedup", action="append", default=[], metavar="SCALE=X",
                     help="a scale the finished study did not train runs its training at X times the FLOP "
                          "rate of the largest one it did (benchmarks/stage_throughput.py measures it)")
@@ -156,8 +180,12 @@ def main() -> None:
         raise SystemExit(f"no finished step of {args.finished} under {root}")
     report(f"{args.finished} (calibration)", done, costs, args.workers)
     print(f"  measured: {measured_wall(root, done):,.0f} s")
-    _, target = plan_targets(loading.load(args.study, args.overrides))
-    report(args.study, target, costs, args.workers, speedup)
+    runs, target = plan_targets(loading.load(args.study, args.overrides))
+    if args.remaining:
+        finished = {s.hash for s in target if is_done(root, s)}
+        print(f"{len(finished)} of the target's {len(target)} steps are finished under {root}")
+        target = [s for s in target if s.hash not in finished]
+    report(args.study, target, costs, args.workers, speedup, runs)
 
 
 if __name__ == "__main__":
