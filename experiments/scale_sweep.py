@@ -3,7 +3,10 @@
 A budget of 0 tokens is a randomly initialised LLM that only sees the multimodal stages. Under
 `tiny` the sizes are t1..t5 and the budgets keep their ratios (0..250k tokens). The cells the
 findings compare (F1 scale, F9 alignment: 340M / 1B / 3B at 30B tokens, and 3B at 10B and
-100B) are trained with three seeds (`SEEDS`), the rest with the config's seed:
+100B) are trained with three seeds (`SEEDS`), the rest with the config's seed. In miniature the
+two largest sizes take three budgets (`TINY_LARGE_BUDGETS`, the 3B seeded cells' 10B, 30B and
+100B) instead of eight: their multimodal stages cost as much whatever the budget (t5's as much
+as four t3 runs), and three budgets across a decade still put both sizes in the loss fit:
 
     visual-priors suite plan experiments/scale_sweep.py:paper
     visual-priors suite run  experiments/scale_sweep.py
@@ -17,10 +20,14 @@ BUDGETS = tuple(n * B for n in (0, 5, 10, 20, 30, 50, 70, 100))
 # `--set seed=7` repeats the study with other training seeds.
 SEEDS = 3
 SEEDED = {"340M": (30 * B,), "1B": (30 * B,), "3B": (10 * B, 30 * B, 100 * B)}
+TINY_LARGE_BUDGETS = {"7B": (10 * B, 30 * B, 100 * B), "13B": (10 * B, 30 * B, 100 * B)}
 
 
 def get_config(arg: str = "tiny"):
-    rest = {s: tuple(n for n in BUDGETS if n not in SEEDED.get(s, ())) for s in SCALES}
+    budgets = {s: BUDGETS for s in SCALES}
+    if (arg or "tiny") == "tiny":
+        budgets.update(TINY_LARGE_BUDGETS)
+    rest = {s: tuple(n for n in budgets[s] if n not in SEEDED.get(s, ())) for s in SCALES}
     return paper_study(arg, "scale_sweep", [
         grid(scales=tuple(SEEDED), tokens=SEEDED, mixtures=("source:web_crawl",), seeds=SEEDS),
         grid(scales=SCALES, tokens=rest, mixtures=("source:web_crawl",))])

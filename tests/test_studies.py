@@ -13,10 +13,18 @@ from visual_priors.config import loading, mixtures, studies
 from visual_priors.suite import planner, spec
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "paper"
-# DESIGN.md's table of studies: LLMs each study needs (encoder universality reuses the five
-# reasoning-combination LLMs of the category sweep).
+# DESIGN.md's table of studies: LLMs each study needs, seed replicates included (encoder
+# universality reuses the reasoning-combination LLMs of the category sweep, its seeded shares'
+# three seeds too; the SFT ablation the scale sweep's seeded 3B / 30B web-crawl LLMs). In
+# miniature the scale sweep's two largest sizes take three budgets instead of eight, the
+# category sweep's single labels three shares instead of five, and the single sources, the
+# scale-up LLMs and the ten vision-grid cells three seeds each.
 LLMS = {"scale_sweep": 50, "single_source": 16, "category_sweep": 52, "vision_grid": 30,
-        "mixture_interpolation": 11, "encoders": 5, "sft_ablation": 1, "scale_up": 2}
+        "mixture_interpolation": 11, "encoders": 11, "sft_ablation": 3, "scale_up": 2}
+TINY_LLMS = {**LLMS, "scale_sweep": 40, "single_source": 48, "category_sweep": 40, "scale_up": 6}
+RUNS = {"scale_sweep": 50, "single_source": 16, "category_sweep": 52, "vision_grid": 30,
+        "mixture_interpolation": 11, "encoders": 33, "sft_ablation": 11, "scale_up": 4}
+TINY_RUNS = {**RUNS, "scale_sweep": 40, "single_source": 48, "category_sweep": 40, "scale_up": 12}
 
 
 def _load(name, profile):
@@ -27,16 +35,18 @@ def _load(name, profile):
 def test_plan_of_the_paper_counts_the_llms_of_every_study(profile, capsys):
     assert cli.main(["suite", "plan", "experiments/paper.py", "--profile", profile, "--format", "json"]) == 0
     p = json.loads(capsys.readouterr().out)
-    assert {name: s["llms"] for name, s in p["studies"].items()} == LLMS
-    # 167 LLMs named by the studies; the single-source and SFT-ablation web-crawl LLMs are the
-    # scale sweep's 3B / 30B one (its first seed), and the encoder study's five are the category
-    # sweep's. The findings' cells have three seeds: 15 of the scale sweep, 18 of the category sweep.
-    assert p["llms"] == sum(LLMS.values()) - 2 - 5 and p["steps_by_kind"]["pretrain"] == p["llms"]
-    assert p["runs"] == 50 + 16 + 52 + 30 + 11 + 15 + 5 + 4
-    assert p["studies"]["encoders"]["runs"] == 15 and p["studies"]["scale_up"]["runs"] == 4
-    for name in LLMS:  # each study alone plans the same LLMs it has inside the paper
+    llms, runs = (LLMS, RUNS) if profile == "paper" else (TINY_LLMS, TINY_RUNS)
+    assert {name: s["llms"] for name, s in p["studies"].items()} == llms
+    assert {name: s["runs"] for name, s in p["studies"].items()} == runs
+    # The single-source web-crawl LLM is the scale sweep's 3B / 30B one (in miniature its three
+    # seeds), the SFT ablation's three are that cell's seeded replicates, and the encoder study's
+    # eleven are the category sweep's.
+    shared_web = 1 if profile == "paper" else 3
+    assert p["llms"] == sum(llms.values()) - shared_web - 3 - 11 and p["steps_by_kind"]["pretrain"] == p["llms"]
+    assert p["runs"] == sum(runs.values())
+    for name in llms:  # each study alone plans the same LLMs it has inside the paper
         alone = planner.plan(_load(name, profile))
-        assert alone["llms"] == LLMS[name] and alone["runs"] == p["studies"][name]["runs"]
+        assert alone["llms"] == llms[name] and alone["runs"] == p["studies"][name]["runs"]
     hours = p["device_hours_by_chip"]
     assert hours["h100"] == pytest.approx(p["train_flops"] / (989e12 * 0.4) / 3600)
     assert hours["tpu-v4"] > hours["tpu-v5p"] > hours["h100"]
@@ -56,7 +66,7 @@ def test_scale_sweep_and_single_source_share_the_web_crawl_llm(profile):
     cfg = _load("scale_sweep", profile)
     # The sweep's seeded cells: the replicate with the config's own seed is the shared LLM.
     sweep = {(r.scale, r.tokens): r for r in spec.expand(cfg)[0] if r.seed == cfg.seed}
-    single = {r.mixture: r for r in spec.expand(_load("single_source", profile))[0]}
+    single = {r.mixture: r for r in spec.expand(_load("single_source", profile))[0] if r.seed == cfg.seed}
     scale = "3B" if profile == "paper" else "t3"
     tokens = 30 * studies.B if profile == "paper" else studies.tiny_tokens(30 * studies.B)
     shared = sweep[(scale, tokens)]
@@ -71,16 +81,15 @@ def test_scale_sweep_and_single_source_share_the_web_crawl_llm(profile):
 
 
 def test_encoder_study_reuses_the_category_sweeps_reasoning_llms():
-    sweep = _load("category_sweep", "tiny")
-    # The sweep's reasoning-combination cells are seeded: the config's own seed is the shared one.
-    cat = {r.steps["pretrain"].hash for r in spec.expand(sweep)[0]
-           if r.mixture.startswith("reasoning_combination@") and r.seed == sweep.seed}
+    # Every reasoning-combination LLM of the sweep, its seeded shares' replicates too.
+    cat = {r.steps["pretrain"].hash for r in spec.expand(_load("category_sweep", "tiny"))[0]
+           if r.mixture.startswith("reasoning_combination@")}
     enc_runs = spec.expand(_load("encoders", "tiny"))[0]
-    assert {r.steps["pretrain"].hash for r in enc_runs} == cat and len(cat) == 5
+    assert {r.steps["pretrain"].hash for r in enc_runs} == cat and len(cat) == 3 * 3 + 2
     assert {r.encoder for r in enc_runs} == {"contrastive", "supervised", "mae"}
     # The contrastive runs, MetaCLIP's stand-in, are the category sweep's runs themselves.
     cat_eval = {r.steps["evaluate"].hash for r in spec.expand(_load("category_sweep", "tiny"))[0]}
-    assert sum(r.steps["evaluate"].hash in cat_eval for r in enc_runs) == 5
+    assert sum(r.steps["evaluate"].hash in cat_eval for r in enc_runs) == 11
 
 
 def test_miniature_keeps_the_budget_ratios_and_maps_scales_in_order():
@@ -93,7 +102,10 @@ def test_miniature_keeps_the_budget_ratios_and_maps_scales_in_order():
 
     paper, tiny = budgets(_load("scale_sweep", "paper")), budgets(_load("scale_sweep", "tiny"))
     assert set(tiny) == {"t1", "t2", "t3", "t4", "t5"} and set(paper) == {"340M", "1B", "3B", "7B", "13B"}
-    assert all(len(paper[s]) == len(tiny[studies.PAPER_TO_TINY[s]]) == 8 for s in paper)
+    assert all(len(paper[s]) == 8 for s in paper)
+    # In miniature the two largest sizes keep three of the budgets, the 3B seeded cells' ones.
+    assert [len(tiny[s]) for s in ("t1", "t2", "t3", "t4", "t5")] == [8, 8, 8, 3, 3]
+    assert tiny["t4"] == tiny["t5"] == [studies.tiny_tokens(n * studies.B) for n in (10, 30, 100)]
     p, t = paper["3B"], tiny["t3"]
     assert p[0] == t[0] == 0 and len(p) == len(t) == 8
     assert [n / p[-1] for n in p] == pytest.approx([n / t[-1] for n in t])
@@ -108,6 +120,10 @@ def test_vision_grid_has_the_cells_of_table1():
     runs = spec.expand(_load("vision_grid", "paper"))[0]
     got = {(m.reasoning, m.visual) for m in (mixtures.parse(r.steps["pretrain"].fields["mixture"]) for r in runs)}
     assert got == cells and len(runs) == 30
+    # The miniature's ten cells are published ones, with three seeds each.
+    tiny = spec.expand(_load("vision_grid", "tiny"))[0]
+    tiny_cells = {(m.reasoning, m.visual) for m in (mixtures.parse(r.steps["pretrain"].fields["mixture"]) for r in tiny)}
+    assert tiny_cells < cells and len(tiny_cells) == 10 and len(tiny) == 30
 
 
 def test_mixture_interpolation_runs_table2_at_3b_on_50b():
@@ -188,3 +204,40 @@ def test_a_count_of_seeds_starts_at_the_configs_seed():
 def test_repeated_or_negative_seeds_are_refused():
     with pytest.raises(ValueError, match="seeds must be distinct and non-negative"):
         spec.expand(loading.load("experiments/quickstart.py", ["seeds=(1,1)"]))
+
+
+def test_the_cells_the_findings_compare_have_three_seeds_in_the_paper():
+    runs = spec.expand(_load("paper", "tiny"))[0]
+    seeds = {}
+    for r in runs:
+        seeds.setdefault((r.study, r.condition), set()).add(r.seed)
+
+    def seeds_of(study, match) -> list[int]:
+        found = [len(s) for (st, cond), s in seeds.items() if st == study and match(cond)]
+        assert found, f"no {study} cell matches"
+        return found
+
+    # F1 / F9: the scale sweep's 340M, 1B, 3B at 30B and 3B at 10B and 100B (t1..t3 at 75k...).
+    assert sorted(seeds_of("scale_sweep", lambda c: True)).count(3) == 5
+    # F2 / F3 and F6: the two combinations, and the reasoning one under each encoder, at 0, 25, 100%.
+    for share in (0, 25, 100):
+        for combo in ("reasoning_combination", "visual_combination"):
+            assert seeds_of("category_sweep", lambda c: c.endswith(f"{combo}@{share}")) == [3]
+        assert seeds_of("encoders", lambda c: f"reasoning_combination@{share}-" in c) == [3, 3, 3]
+    for share in (50, 75):
+        assert seeds_of("encoders", lambda c: f"reasoning_combination@{share}-" in c) == [1, 1, 1]
+    # F7: all SFT data against none of the perception or of the reasoning data.
+    for sft_set in ("full", "perception0", "reasoning0"):
+        assert seeds_of("sft_ablation", lambda c: c.endswith(f"-{sft_set}")) == [3]
+    assert seeds_of("sft_ablation", lambda c: c.endswith("50")) == [1, 1]
+    # F5: every cell of the grid; F10: every source.
+    assert seeds_of("vision_grid", lambda c: True) == [3] * 10
+    assert seeds_of("single_source", lambda c: True) == [3] * 16
+    # F8: both mixtures, each SFT set, at the largest scale.
+    assert seeds_of("scale_up", lambda c: True) == [3] * 4
+
+
+def test_every_step_of_the_findings_study_is_a_step_of_the_paper():
+    findings = {s.hash for s in spec.expand(_load("findings", "tiny"))[1]}
+    paper = {s.hash for s in spec.expand(_load("paper", "tiny"))[1]}
+    assert len(findings) == 283 and findings < paper
