@@ -5,8 +5,8 @@ A budget of 0 tokens is a randomly initialised LLM that only sees the multimodal
 findings compare (F1 scale, F9 alignment: 340M / 1B / 3B at 30B tokens, and 3B at 10B and
 100B) are trained with three seeds (`SEEDS`), the rest with the config's seed. In miniature the
 two largest sizes take three budgets (`TINY_LARGE_BUDGETS`, the 3B seeded cells' 10B, 30B and
-100B) instead of eight: their multimodal stages cost as much whatever the budget (t5's as much
-as four t3 runs), and three budgets across a decade still put both sizes in the loss fit:
+100B) instead of eight: their multimodal stages cost the same whatever the budget (a t5 run's
+several times a t3 run's), and three budgets across a decade still put both sizes in the loss fit:
 
     visual-priors suite plan experiments/scale_sweep.py:paper
     visual-priors suite run  experiments/scale_sweep.py
