@@ -132,7 +132,7 @@ def study_of(runs) -> dict:
     owner = {}
     for run in runs:
         for step in spec.topological(list(run.steps.values())):
-            owner.setdefault(step.hash, run.study or run.name.split("/")[0])
+            owner.setdefault(step.hash, run.study)
     return owner
 
 
@@ -150,8 +150,8 @@ def report(name: str, steps, costs, workers: int, speedup: dict | None = None, r
     if runs is not None:
         owner, by_study = study_of(runs), defaultdict(lambda: [0, 0.0])
         for s in steps:
-            by_study[owner.get(s.hash, "-")][0] += 1
-            by_study[owner.get(s.hash, "-")][1] += compute[s.hash]
+            counts = by_study[owner[s.hash]]
+            counts[0], counts[1] = counts[0] + 1, counts[1] + compute[s.hash]
         print("  by study (a shared step under the first that needs it):")
         for study, (n, sec) in by_study.items():
             print(f"    {study:<22} {n:5d} steps {sec:9,.0f} s")

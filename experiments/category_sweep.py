@@ -10,7 +10,7 @@ shares (`TINY_SINGLE_PERCENTS`: both ends and the middle) instead of five, to pa
 seeds of the cells the findings do compare.
 """
 
-from visual_priors.config.studies import B, grid, paper_study
+from visual_priors.config.studies import B, grid, in_miniature, paper_study
 from visual_priors.data.labelling import ALL_LABELS
 
 PERCENTS = (0, 25, 50, 75, 100)
@@ -27,7 +27,7 @@ def _mixtures(labels, percents=PERCENTS) -> tuple[str, ...]:
 
 
 def get_config(arg: str = "tiny"):
-    singles = TINY_SINGLE_PERCENTS if (arg or "tiny") == "tiny" else PERCENTS
+    singles = TINY_SINGLE_PERCENTS if in_miniature(arg) else PERCENTS
     return paper_study(arg, "category_sweep", [
         grid(scales=("3B",), tokens=30 * B, mixtures=_mixtures(SEEDED, SEEDED_PERCENTS), seeds=SEEDS),
         grid(scales=("3B",), tokens=30 * B,

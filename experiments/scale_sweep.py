@@ -12,7 +12,7 @@ several times a t3 run's), and three budgets across a decade still put both size
     visual-priors suite run  experiments/scale_sweep.py
 """
 
-from visual_priors.config.studies import B, grid, paper_study
+from visual_priors.config.studies import B, grid, in_miniature, paper_study
 
 SCALES = ("340M", "1B", "3B", "7B", "13B")
 BUDGETS = tuple(n * B for n in (0, 5, 10, 20, 30, 50, 70, 100))
@@ -25,7 +25,7 @@ TINY_LARGE_BUDGETS = {"7B": (10 * B, 30 * B, 100 * B), "13B": (10 * B, 30 * B, 1
 
 def get_config(arg: str = "tiny"):
     budgets = {s: BUDGETS for s in SCALES}
-    if (arg or "tiny") == "tiny":
+    if in_miniature(arg):
         budgets.update(TINY_LARGE_BUDGETS)
     rest = {s: tuple(n for n in budgets[s] if n not in SEEDED.get(s, ())) for s in SCALES}
     return paper_study(arg, "scale_sweep", [

@@ -5,12 +5,12 @@ In miniature both LLMs are trained with three seeds (the config's and the two af
 F8's differences between mixtures and SFT sets need at this noise; at paper scale one each, as
 published."""
 
-from visual_priors.config.studies import B, grid, paper_study
+from visual_priors.config.studies import B, grid, in_miniature, paper_study
 
 TINY_SEEDS = 3
 
 
 def get_config(arg: str = "tiny"):
-    tiny = (arg or "tiny") == "tiny"
     return paper_study(arg, "scale_up", [grid(scales=("7B",), tokens=1000 * B, mixtures=("mix0", "mix6"),
-                                              sft_sets=("full", "full+blind"), seeds=TINY_SEEDS if tiny else None)])
+                                              sft_sets=("full", "full+blind"),
+                                              seeds=TINY_SEEDS if in_miniature(arg) else None)])

@@ -7,13 +7,12 @@ comparisons of sources need at this noise; at paper scale one LLM per source, as
 """
 
 from visual_priors.config.mixtures import PAPER_SOURCES
-from visual_priors.config.studies import B, grid, paper_study
+from visual_priors.config.studies import B, grid, in_miniature, paper_study
 
 TINY_SEEDS = 3
 
 
 def get_config(arg: str = "tiny"):
-    tiny = (arg or "tiny") == "tiny"
     return paper_study(arg, "single_source", [grid(scales=("3B",), tokens=30 * B,
                                                    mixtures=tuple(f"source:{s}" for s in PAPER_SOURCES),
-                                                   seeds=TINY_SEEDS if tiny else None)])
+                                                   seeds=TINY_SEEDS if in_miniature(arg) else None)])

@@ -10,7 +10,7 @@ is ten of the published cells with three seeds each, for the cost of the thirty 
 (the paper's best cell, 60 / 15, is then inside it).
 """
 
-from visual_priors.config.studies import B, grid, paper_study
+from visual_priors.config.studies import B, grid, in_miniature, paper_study
 
 CELLS = tuple([(r, v) for r in range(50, 90, 5) for v in (5, 10, 15)]
               + [(r, v) for r in (60, 65) for v in (20, 25, 30)])
@@ -19,7 +19,7 @@ TINY_SEEDS = 3
 
 
 def get_config(arg: str = "tiny"):
-    tiny = (arg or "tiny") == "tiny"
+    tiny = in_miniature(arg)
     cells = TINY_CELLS if tiny else CELLS
     return paper_study(arg, "vision_grid", [grid(
         scales=("3B",), tokens=30 * B, mixtures=tuple(f"grid:reasoning={r},visual={v}" for r, v in cells),

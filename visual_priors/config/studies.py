@@ -118,6 +118,12 @@ def grid(*, scales, tokens, mixtures, encoders=None, sft_sets=None, seeds=None, 
     return g
 
 
+def in_miniature(arg: str | None) -> bool:
+    """Whether a study file's profile argument (`experiments/x.py:<arg>`, none for the default)
+    is the tiny profile, where studies may trade cells for seeds."""
+    return (arg or "tiny") == "tiny"
+
+
 def paper_study(arg: str | None, study: str, study_grids) -> ml_collections.ConfigDict:
     """A study of the paper: the profile's settings and the study's grids at paper scale,
     mapped onto tiny scales under the tiny profile."""
