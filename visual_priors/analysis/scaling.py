@@ -175,9 +175,12 @@ def _minimise(starts: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_loss
 
 
 def _theta_to_params(theta: np.ndarray) -> np.ndarray:
-    """(a, b, e, alpha, beta) -> (A, B, E, alpha, beta), row-wise."""
+    """(a, b, e, alpha, beta) -> (A, B, E, alpha, beta), row-wise. A bootstrap refit whose
+    exponent runs to its bound can push its coefficient's log past 709, beyond a float: that
+    coefficient is inf, which the intervals then show, not a warning."""
     t = np.atleast_2d(theta)
-    return np.concatenate([np.exp(t[:, :3]), t[:, 3:]], axis=1)
+    with np.errstate(over="ignore"):
+        return np.concatenate([np.exp(t[:, :3]), t[:, 3:]], axis=1)
 
 
 def _exponents(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
