@@ -310,11 +310,17 @@ ALPHA_AT_ITS_BOUND = [
     (12325376, 25000, 4.90869), (12325376, 75000, 3.56332), (12325376, 250000, 1.4592)]
 
 
-def test_a_coefficient_beyond_float_range_is_inf_in_the_bootstrap_not_a_warning():
+def test_coefficients_beyond_float_range_are_inf_in_the_bootstrap_and_its_errors_not_a_warning():
     n, d, y = np.array(ALPHA_AT_ITS_BOUND, dtype=float).T
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an overflow warning fails the test
         fit = scaling.fit_chinchilla(n, d, y, n_boot=20)
+        # Refits of A spread over 1e200 (squares past a float): its error is inf, the others'
+        # are as numpy's.
+        wide = dataclasses.replace(fit, boot=np.array([[1e200, 1.0, 0.5, 18.0, 0.5], [3e200, 2.0, 0.7, 19.0, 0.6],
+                                                       [5e199, 4.0, 0.9, 17.0, 0.4]]))
+        errors = wide.standard_errors
+    assert errors["A"] == math.inf and errors["beta"] == pytest.approx(0.1)
     assert fit.alpha > 10 and fit.A > 1e300 and not np.isnan(fit.boot).any()
     assert not any(math.isnan(v) for bounds in fit.intervals().values() for v in bounds)
 

@@ -279,9 +279,11 @@ class ChinchillaFit:
 
     @property
     def standard_errors(self) -> dict[str, float]:
-        """Bootstrap standard deviations (Epoch's table reports these)."""
-        return {k: float(np.std(v[np.isfinite(v)], ddof=1)) if np.sum(np.isfinite(v)) > 1
-                else float("nan") for k, v in self._samples().items()}
+        """Bootstrap standard deviations (Epoch's table reports these). A coefficient whose
+        refits spread past 1e154 (its exponent at its bound) has an inf one."""
+        with np.errstate(over="ignore"):
+            return {k: float(np.std(v[np.isfinite(v)], ddof=1)) if np.sum(np.isfinite(v)) > 1
+                    else float("nan") for k, v in self._samples().items()}
 
     def predict_interval(self, n: Any, d: Any, level: float | None = None) -> tuple[Any, Any]:
         """Percentile interval of L(N, D) over the bootstrap refits."""
