@@ -9,12 +9,12 @@ that kind and scale spent compiling, paid by the first such step; later ones rea
 from the compilation cache or the worker's kept steps) and computing (the rest of a step's
 seconds, a packed group's shared by its steps: per planned training FLOP for pre-training and
 the two adaptation stages, per step for the others). Every step of the target study (same
-`--set`) gets the cost of its kind at its scale; a scale the finished study did not train takes the FLOP rate and compile seconds of the
-largest one it did (wider models run at a higher rate on a CPU, so this overestimates them;
-`--speedup t5=2.0` gives the ratio where it is known) and, for
-steps that train nothing, the nearest scale's seconds times the ratio of parameter counts. The
-steps are then scheduled as the executor claims them (`spec.longest_path_first`, one step at a
-time on each of `--workers` workers) to give a wall time.
+`--set`) gets the cost of its kind at its scale; a scale the finished study did not train takes
+the FLOP rate and compile seconds of the largest one it did (wider models run at a higher rate
+on a CPU, so this overestimates them; `--speedup t5=2.0` gives the ratio where it is known) and,
+for steps that train nothing, the nearest scale's seconds times the ratio of parameter counts.
+The steps are then scheduled as the executor claims them (`spec.longest_path_first`, one step at
+a time on each of `--workers` workers) to give a wall time.
 
 The finished study is scheduled the same way from its own costs, beside its measured wall time:
 how far the model is from the run it was calibrated on. Packing is not simulated (a packed group
