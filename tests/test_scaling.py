@@ -300,8 +300,9 @@ def test_a_fit_whose_irreducible_loss_underflowed_seeds_the_two_step_fit():
 
 
 # Final losses of 15 tiny web-crawl LLMs (params, tokens, loss; batch 4, world 1, seed 7): the
-# largest size ends above the next, so alpha runs to its bound and bootstrap refits can push
-# log A past 709 (12 of 20 do on a 2-core Xeon; the refits are sensitive to the fifth digit).
+# largest size ends above the next, so alpha runs to its bound and the fit and its bootstrap
+# refits can push log A past 709 (on a 2-core Xeon the fit's own A and 12 of 20 refits do; where
+# exactly is sensitive to the fifth digit, so the test asserts no overflow, not that one happened).
 ALPHA_AT_ITS_BOUND = [
     (149232, 25000, 5.48144), (149232, 75000, 4.05814), (149232, 250000, 2.20861),
     (501408, 25000, 5.12294), (501408, 75000, 3.63298), (501408, 250000, 1.38895),
@@ -321,7 +322,7 @@ def test_coefficients_beyond_float_range_are_inf_in_the_bootstrap_and_its_errors
                                                        [5e199, 4.0, 0.9, 17.0, 0.4]]))
         errors = wide.standard_errors
     assert errors["A"] == math.inf and errors["beta"] == pytest.approx(0.1)
-    assert fit.alpha > 10 and fit.A > 1e300 and not np.isnan(fit.boot).any()
+    assert fit.alpha > 10 and not np.isnan(fit.A) and not np.isnan(fit.boot).any()
     assert not any(math.isnan(v) for bounds in fit.intervals().values() for v in bounds)
 
 
